@@ -1,0 +1,238 @@
+"""A run API: where it is, how to talk to it, and the three things we ask of it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urljoin
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+
+from runwatch._errors import AccessDenied, BadStatusPayload, ProfileError, RunNotFound, RunwatchError
+from runwatch._http import Response, TransientError, lease
+from runwatch._profile import Profile, load_profile
+from runwatch._status import RunStatus
+from runwatch._wait_strategy import wait_server_hint
+
+__all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun"]
+
+
+class Auth:
+    """Credentials. Their repr never shows the secret."""
+
+    def headers(self, profile: Profile) -> dict[str, str]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(***)"
+
+
+class BearerAuth(Auth):
+    """`Authorization: <profile's scheme> <token>` (the scheme is `Bearer` unless the profile says else)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def headers(self, profile: Profile) -> dict[str, str]:
+        return {"Authorization": f"{profile.auth_scheme} {self._token}"}
+
+
+class BasicAuth(Auth):
+    def __init__(self, username: str, password: str) -> None:
+        self._value = base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def headers(self, profile: Profile) -> dict[str, str]:
+        return {"Authorization": f"Basic {self._value}"}
+
+
+class HeaderAuth(Auth):
+    """An API key in a header of its own (`X-Api-Key: ...`)."""
+
+    def __init__(self, header: str, value: str) -> None:
+        self._header, self._value = header, value
+
+    def headers(self, profile: Profile) -> dict[str, str]:
+        return {self._header: self._value}
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run we just started: where to read it, and how long the remote asked us to wait first."""
+
+    status: RunStatus
+    status_url: str
+    retry_after: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.status.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.to_dict(), "status_url": self.status_url, "retry_after": self.retry_after}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StartedRun:
+        return cls(RunStatus.from_dict(data["status"]), data["status_url"], data.get("retry_after"))
+
+
+class RunApi:
+    """How to reach one run API. Holds no socket: requests share the loop's pool for the origin."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        profile: Profile | Mapping[str, Any] | str | Path = "standard",
+        *,
+        auth: Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+        max_connections: int = 100,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.profile = load_profile(profile)
+        self.auth = auth
+        self.headers = dict(headers or {})
+        self.params = dict(params or {})
+        self.verify = verify
+        self.max_connections = max_connections
+        self._request_headers = {
+            "Accept": "application/json",
+            **self.headers,
+            **(auth.headers(self.profile) if auth else {}),
+        }
+
+    def __repr__(self) -> str:
+        return f"RunApi(base_url={self.base_url!r}, profile={self.profile.name!r}, auth={self.auth!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the credentials, as JSON-safe data."""
+        return {
+            "base_url": self.base_url,
+            "profile": self.profile.to_dict(),
+            "headers": self.headers,
+            "params": self.params,
+            "verify": self.verify,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], auth: Auth | None = None) -> RunApi:
+        return cls(auth=auth, **data)
+
+    def status_url(self, run: str) -> str:
+        """The URL of a run: `run` itself when it is a URL, else the profile's template."""
+        if run.startswith(("http://", "https://")):
+            return run
+        return self._url(self.profile.status_url, run_id=quote(run, safe=""))
+
+    def _url(self, template: str, **values: str) -> str:
+        if "{base_url}" in template and not self.base_url:
+            raise ProfileError(f"profile {self.profile.name!r} needs a base URL for {template!r}")
+        return self.profile.url(template, base_url=self.base_url or "", **self.params, **values)
+
+    def request_headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**self._request_headers, **extra} if extra else self._request_headers
+
+    def read_status(self, response: Response, url: str, run_id: str | None = None) -> RunStatus:
+        """Turn one answer to a status request into a RunStatus, or the error it means."""
+        self.check(response, url)
+        try:
+            payload = json.loads(response.body)
+        except ValueError:
+            raise BadStatusPayload(f"GET {url}: the body is not JSON") from None
+        return self.profile.parse(payload, run_id=run_id, etag=response.headers.get("etag"), url=url)
+
+    def check(self, response: Response, url: str) -> None:
+        """Raise the error a non-success answer means."""
+        if response.status in self.profile.not_found:
+            raise RunNotFound(f"no such run at {url} (HTTP {response.status})")
+        if response.status in self.profile.denied:
+            raise AccessDenied(f"access denied to {url} (HTTP {response.status})")
+        if not 200 <= response.status < 300:
+            raise RunwatchError(f"{url}: unexpected HTTP {response.status}")
+
+    async def get_status(self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0) -> RunStatus:
+        """Read one run once, retrying transient failures for up to `retry_for` seconds."""
+        url = self.status_url(run)
+        response = await self._send("GET", url, None, {}, retry_for, request_timeout)
+        return self.read_status(response, url, run_id=None if run == url else run)
+
+    async def start_run(
+        self,
+        body: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        retry_for: float = 60.0,
+        request_timeout: float = 30.0,
+    ) -> StartedRun:
+        """Start a run. With an idempotency key, a retried start returns the same run, never a second one."""
+        spec = self.profile.start
+        if spec is None:
+            raise ProfileError(f"profile {self.profile.name!r} has no [start] section")
+        if idempotency_key is None and retry_for > 0:
+            retry_for = 0.0  # without a key, a retry could start a second run
+        headers = {spec.idempotency_header: idempotency_key} if spec.idempotency_header and idempotency_key else {}
+        url = self._url(spec.url)
+        response = await self._send(spec.method, url, dict(body or {}), headers, retry_for, request_timeout)
+        self.check(response, url)
+        try:
+            payload = json.loads(response.body) if response.body else {}
+        except ValueError:
+            raise BadStatusPayload(f"{spec.method} {url}: the body is not JSON") from None
+        status_url = next(
+            (urljoin(url, response.headers[h]) for h in spec.status_url_headers if h in response.headers), None
+        )
+        run_id = _jmes(spec.run_id, payload)
+        if status_url is None:
+            if run_id is None:
+                raise BadStatusPayload(f"{spec.method} {url}: no run id at {spec.run_id!r} and no status URL")
+            status_url = self.status_url(str(run_id))
+        if isinstance(payload, dict) and self.profile.fields.status and _jmes(self.profile.fields.status, payload):
+            status = self.profile.parse(payload, run_id=str(run_id), url=status_url)
+        else:
+            status = RunStatus(id=str(run_id or status_url), status="QUEUED", url=status_url)  # type: ignore[arg-type]
+        from runwatch._http import retry_after
+
+        return StartedRun(status, status_url, retry_after(response.headers))
+
+    async def cancel_run(self, run: str, *, retry_for: float = 60.0, request_timeout: float = 30.0) -> None:
+        """Ask the remote to cancel a run. A run that already ended is not an error."""
+        spec = self.profile.cancel
+        if spec is None:
+            raise ProfileError(f"profile {self.profile.name!r} has no [cancel] section")
+        url = self._url(spec.url, run_id=quote(run, safe=""))
+        response = await self._send(spec.method, url, None, {}, retry_for, request_timeout)
+        if response.status != 409:  # 409: already terminal
+            self.check(response, url)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Mapping[str, str],
+        retry_for: float,
+        request_timeout: float,
+    ) -> Response:
+        async with lease(url, self.verify, self.max_connections) as origin:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_server_hint(1.0, 30.0),
+                stop=stop_after_delay(retry_for),
+                reraise=True,
+            ):
+                with attempt:
+                    return await origin.request(
+                        method, url, headers=self.request_headers(headers), json=body, timeout=request_timeout
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _jmes(expr: str, payload: Any) -> Any:
+    import jmespath
+
+    return jmespath.search(expr, payload)

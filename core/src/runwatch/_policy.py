@@ -1,0 +1,58 @@
+"""How a wait behaves: pacing, deadlines, tolerances. Plain numbers, so it travels as JSON."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Policy"]
+
+
+class Policy(BaseModel):
+    """The rules of one wait.
+
+    Polling backs off while nothing changes: the n-th quiet poll waits a random time in
+    [0, min(max_interval, interval * backoff**n)] (full jitter), and never less than `interval / 2`, so a
+    herd of waits spreads out without any of them polling faster than the policy allows. A change resets it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval: float = Field(2.0, gt=0)
+    max_interval: float = Field(60.0, gt=0)
+    backoff: float = Field(2.0, ge=1)
+    jitter: bool = True
+    timeout: float | None = Field(None, gt=0)
+    heartbeat_timeout: float | None = Field(None, gt=0)
+    unavailable_after: float = Field(300.0, ge=0)
+    not_found_grace: float = Field(30.0, ge=0)
+    long_poll: float | None = Field(None, gt=0)
+    partial_success: Literal["succeed", "fail", "partial"] = "partial"
+    on_illegal: Literal["ignore", "raise"] = "ignore"
+    request_timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Policy:
+        if self.max_interval < self.interval:
+            raise ValueError(f"max_interval ({self.max_interval}) is less than interval ({self.interval})")
+        return self
+
+    def delay(self, quiet_polls: int) -> float:
+        """Seconds to sleep after `quiet_polls` polls in a row saw no change."""
+        ceiling = min(self.max_interval, self.interval * self.backoff ** min(quiet_polls, 64))
+        if not self.jitter:
+            return ceiling
+        floor = min(self.interval / 2, ceiling)
+        return random.uniform(floor, ceiling)
+
+    def replace(self, **changes: Any) -> Policy:
+        return Policy.model_validate(self.model_dump() | changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        return cls.model_validate(data)

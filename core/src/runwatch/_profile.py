@@ -1,0 +1,297 @@
+"""Profiles: a run API described as data, and the engine that reads it."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jmespath
+import jmespath.exceptions
+import jmespath.parser
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from runwatch._errors import BadStatusPayload, ProfileError
+from runwatch._states import State
+from runwatch._status import Progress, RunError, RunStatus
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Profile", "builtin_profiles", "load_profile"]
+
+_TIMES = frozenset({"created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"})
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Fields(_Spec):
+    """Where each part of the status lives in the remote's JSON: JMESPath expressions (None: absent)."""
+
+    id: str | None = "id"
+    status: str = "status"
+    status_detail: str | None = None  # a second field that refines the first (GitHub's conclusion)
+    created_at: str | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration: str | None = None
+    executor: str | None = None
+    progress: str | None = None
+    errors: str | None = None
+    output_ref: str | None = None
+    heartbeat_at: str | None = None
+    version: str | None = None
+    url: str | None = None
+
+
+class LongPoll(_Spec):
+    """How the API holds a status request until the run changes."""
+
+    style: Literal["query", "prefer"]
+    param: str = "wait"  # the query parameter, for style "query"
+    max: float = Field(60.0, gt=0)  # the longest hold the API allows, in seconds
+
+
+class StartSpec(_Spec):
+    """How to start a run."""
+
+    url: str
+    method: str = "POST"
+    idempotency_header: str | None = "Idempotency-Key"
+    run_id: str = "id"  # JMESPath into the answer's body
+    # Headers that may carry the status URL of an asynchronous request-reply, in order of preference.
+    status_url_headers: tuple[str, ...] = ("Operation-Location", "Location")
+
+
+class CancelSpec(_Spec):
+    """How to cancel a run."""
+
+    url: str
+    method: str = "POST"
+
+
+class Profile(_Spec):
+    """One run API, described as data: where to read a run, how to read it, how to start and cancel one.
+
+    URL templates may use `{base_url}`, `{run_id}` and any parameter given to the `RunApi`.
+    """
+
+    name: str
+    description: str = ""
+    status_url: str
+    auth_scheme: str = "Bearer"  # the word before a token in the Authorization header
+    fields: Fields = Fields()
+    states: dict[str, State]
+    timestamps: Literal["iso8601", "epoch_s", "epoch_ms"] = "iso8601"
+    duration_unit: Literal["s", "ms"] = "s"
+    long_poll: LongPoll | None = None
+    start: StartSpec | None = None
+    cancel: CancelSpec | None = None
+    not_found: tuple[int, ...] = (404,)
+    denied: tuple[int, ...] = (401, 403)
+
+    _compiled: dict[str, jmespath.parser.ParsedResult] = PrivateAttr(default_factory=dict)
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _states(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for raw, canonical in value.items():
+            key = str(raw).upper()  # remote words match in any case
+            if key in out:
+                raise ValueError(f"{raw!r} is mapped twice (keys match in any case)")
+            try:
+                out[key] = canonical if isinstance(canonical, State) else State.parse(str(canonical))
+            except ValueError:
+                raise ValueError(f"{raw!r} maps to {canonical!r}, which is not a canonical state") from None
+        return out
+
+    def model_post_init(self, context: Any, /) -> None:
+        exprs = self.fields.model_dump(exclude_none=True)
+        for key, expr in exprs.items():
+            try:
+                self._compiled[key] = jmespath.compile(expr)
+            except jmespath.exceptions.ParseError as exc:
+                reason = _first_line(exc).rstrip(":")
+                raise ProfileError(f"profile {self.name!r}: fields.{key}: bad JMESPath {expr!r}: {reason}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def url(self, template: str, **values: str) -> str:
+        try:
+            return template.format(**values)
+        except KeyError as exc:
+            raise ProfileError(f"profile {self.name!r}: URL {template!r} needs the parameter {exc}") from None
+
+    def parse(
+        self, payload: Any, *, run_id: str | None = None, etag: str | None = None, url: str | None = None
+    ) -> RunStatus:
+        """Read one status from the remote's JSON payload."""
+        if not isinstance(payload, Mapping):
+            raise BadStatusPayload(f"expected a JSON object, got {type(payload).__name__}")
+        raw = self._search("status", payload)
+        if raw is None:
+            raise BadStatusPayload(f"no status at {self.fields.status!r} in the payload")
+        detail = self._search("status_detail", payload)
+        raw_status, state = self._map_state(raw, detail)
+        values: dict[str, Any] = {"id": run_id if run_id is not None else url, "url": url}
+        for key, expr in self._compiled.items():
+            found = expr.search(payload)
+            if found is None or key in ("status", "status_detail"):
+                continue
+            try:
+                values[key] = self._read(key, found)
+            except (ValidationError, ValueError, TypeError) as exc:
+                raise BadStatusPayload(f"unreadable {key} {found!r}: {_first_line(exc)}") from None
+        if values["id"] is None:
+            raise BadStatusPayload(f"no run id at {self.fields.id!r} in the payload")
+        return RunStatus(
+            status=state, raw_status=raw_status, observed_at=datetime.now(timezone.utc), etag=etag, **values
+        )
+
+    def _search(self, key: str, payload: Mapping[str, Any]) -> Any:
+        expr = self._compiled.get(key)
+        return None if expr is None else expr.search(payload)
+
+    def _map_state(self, raw: Any, detail: Any) -> tuple[str, State]:
+        raw_s = _json_word(raw)
+        if detail is not None:
+            combined = f"{raw_s}/{_json_word(detail)}"
+            found = self.states.get(combined.upper()) or self.states.get(f"{raw_s.upper()}/*")
+            if found is not None:
+                return combined, found
+        found = self.states.get(raw_s.upper())
+        if found is None:
+            shown = raw_s if detail is None else f"{raw_s}/{_json_word(detail)}"
+            raise ProfileError(f"profile {self.name!r} does not map the remote status {shown!r}")
+        return raw_s, found
+
+    def _read(self, key: str, value: Any) -> Any:
+        if key in _TIMES:
+            return self._time(value)
+        if key == "duration":
+            return self._duration(value)
+        if key == "progress":
+            return _progress(value)
+        if key == "errors":
+            return _errors(value)
+        if key == "version":
+            return int(value)
+        return str(value)
+
+    def _time(self, value: Any) -> datetime | None:
+        if value == "":
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.timestamps == "iso8601":
+                raise ValueError(f"expected an ISO 8601 time, got {value!r}")
+            seconds = value / 1000 if self.timestamps == "epoch_ms" else value
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        raise ValueError(f"expected a time, got {value!r}")
+
+    def _duration(self, value: Any) -> float:
+        seconds = float(value) / (1000 if self.duration_unit == "ms" else 1)
+        if not math.isfinite(seconds):
+            raise ValueError(f"duration {value!r} is not a number")
+        return seconds
+
+
+def _json_word(value: Any) -> str:
+    # Booleans are spelled as JSON spells them, so `done: true` maps as "true".
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _progress(value: Any) -> Progress:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Progress(percent=float(value))
+    if isinstance(value, Mapping):
+        return Progress.model_validate(dict(value))
+    return Progress(message=str(value))
+
+
+def _errors(value: Any) -> tuple[RunError, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, Mapping):
+            if item.get("message") is None and item.get("code") is None:
+                continue
+            data = {k: v for k, v in item.items() if v is not None}
+            data.setdefault("message", str(data.get("code")))
+            out.append(RunError.model_validate(data))
+        elif item is not None:
+            out.append(RunError(message=str(item)))
+    return tuple(out)
+
+
+def _first_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc).splitlines()[0]
+
+
+def builtin_profiles() -> list[str]:
+    """The names of the profiles shipped in the package."""
+    files = resources.files("runwatch") / "profiles"
+    return sorted(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+@cache
+def _builtin(name: str) -> Profile:
+    text = (resources.files("runwatch") / "profiles" / f"{name}.toml").read_text("utf-8")
+    return _validate(tomllib.loads(text), f"built-in profile {name!r}")
+
+
+def load_profile(source: Profile | Mapping[str, Any] | str | Path) -> Profile:
+    """A profile from a built-in name, a .json or .toml file, a dict, or a Profile."""
+    if isinstance(source, Profile):
+        return source
+    if isinstance(source, Mapping):
+        return _validate(source, f"profile {source.get('name', '(unnamed)')!r}")
+    text = str(source)
+    if text in builtin_profiles():
+        return _builtin(text)
+    path = Path(text)
+    if path.suffix not in (".json", ".toml"):
+        known = ", ".join(builtin_profiles())
+        raise ProfileError(f"no built-in profile {text!r} (known: {known}) and not a .json or .toml file")
+    try:
+        raw = path.read_text("utf-8")
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {text}: {exc.strerror}") from None
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"profile {text} is not valid {path.suffix[1:].upper()}: {_first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {text} must hold an object at the top")
+    return _validate(data, f"profile {text}")
+
+
+def _validate(data: Mapping[str, Any], where: str) -> Profile:
+    try:
+        return Profile.model_validate(dict(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ProfileError(f"{where}: {loc}: {msg}") from None
