@@ -72,11 +72,12 @@ class _Watch:
             raise WaitTimeout(f"gave up waiting after {waited:.0f}s; {self.describe()}", self.last)
 
     async def read(self, origin: Origin) -> tuple[RunStatus | None, float | None, bool]:
-        """One request. Returns (status or None if unchanged/unreadable, server's hint, answered-by-hold)."""
+        """One request: (status, or None if unchanged or unreadable; the server's hint; ask again at once?)."""
         policy, profile = self.policy, self.api.profile
         headers = {"If-None-Match": self.etag} if self.etag else {}
         url, timeout, hold = self.url, policy.request_timeout, 0.0
-        if policy.long_poll and profile.long_poll:
+        long_polling = bool(policy.long_poll and profile.long_poll)
+        if policy.long_poll and profile.long_poll and self.etag:  # the first look is never held
             hold = min(policy.long_poll, profile.long_poll.max)
             if self.deadline is not None:
                 hold = max(0.0, min(hold, self.deadline - time.time()))
@@ -91,10 +92,10 @@ class _Watch:
         sent = time.monotonic()
         try:
             response = await origin.request("GET", url, headers=self.api.request_headers(headers), timeout=timeout)
-            held = hold > 0 and time.monotonic() - sent >= hold / 2
             if response.status == 304:
                 self.readable()
-                return None, None, held
+                # A 304 that came back early means the server does not hold requests: pace ourselves.
+                return None, None, long_polling and time.monotonic() - sent >= hold / 2
             status = self.api.read_status(response, self.url, self.run_id)
         except TransientError as exc:
             self.unreadable(exc)
@@ -108,8 +109,11 @@ class _Watch:
             self.unreadable(exc)
             return None, None, False
         self.readable()
-        self.etag = response.headers.get("etag")
-        return status, None, held
+        previous, self.etag = self.etag, response.headers.get("etag")
+        # Ask again at once only if the next request can be held: we have an ETag, and this answer was a
+        # change or a real hold (a server that ignores holds would otherwise be polled in a tight loop).
+        held = time.monotonic() - sent >= hold / 2 if hold else previous is None
+        return status, None, long_polling and self.etag is not None and (held or self.etag != previous)
 
     def readable(self) -> None:
         self.unreadable_since, self.problem = None, None
@@ -166,9 +170,9 @@ class _Watch:
         """`delay`, cut short so that no sleep runs past the deadline."""
         return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.time()))
 
-    def next_delay(self, hint: float | None, held: bool, push: bool) -> float:
-        if held:
-            return 0.0  # the server held the request until now: ask again at once
+    def next_delay(self, hint: float | None, now: bool, push: bool) -> float:
+        if now:
+            return 0.0  # long polling: the server holds the next request until something changes
         delay = self.policy.max_interval if push and self.quiet else self.policy.delay(self.quiet)
         if hint is not None:
             delay = max(delay, hint)
@@ -199,7 +203,7 @@ async def watch_run(
                 await asyncio.sleep(watch.cap(watch.started.retry_after))
             while True:
                 watch.check_deadline(time.time())
-                status, hint, held = await watch.read(origin)
+                status, hint, now = await watch.read(origin)
                 if status is not None and watch.take(status):
                     watch.quiet = 0
                     yield status
@@ -211,7 +215,7 @@ async def watch_run(
                 watch.check_heartbeat()
                 if inbox is not None and mailbox is None and last is not None:
                     mailbox = inbox.subscribe(last.id)
-                delay = watch.next_delay(hint, held, mailbox is not None)
+                delay = watch.next_delay(hint, now, mailbox is not None)
                 if mailbox is None:
                     await asyncio.sleep(delay)
                     continue

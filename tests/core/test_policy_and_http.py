@@ -1,0 +1,63 @@
+"""Policy pacing and the parsing of server hints."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from runwatch import Policy
+from runwatch._http import _ratelimit, retry_after
+
+
+@given(
+    interval=st.floats(0.01, 10),
+    factor=st.floats(1, 50),
+    backoff=st.floats(1, 4),
+    quiet=st.integers(0, 500),
+)
+def test_delay_is_capped_and_never_faster_than_the_policy_allows(
+    interval: float, factor: float, backoff: float, quiet: int
+) -> None:
+    policy = Policy(interval=interval, max_interval=interval * factor, backoff=backoff)
+    delay = policy.delay(quiet)
+    assert min(interval / 2, policy.max_interval) <= delay <= policy.max_interval
+
+
+def test_delay_grows_while_quiet_without_jitter() -> None:
+    policy = Policy(interval=1, max_interval=10, backoff=2, jitter=False)
+    assert [policy.delay(n) for n in range(6)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_policy_round_trips_and_rejects_nonsense() -> None:
+    policy = Policy(interval=0.5, timeout=30, partial_success="fail")
+    assert Policy.from_dict(policy.to_dict()) == policy
+    assert policy.replace(timeout=5).timeout == 5
+    with pytest.raises(ValueError, match="max_interval"):
+        Policy(interval=10, max_interval=1)
+    with pytest.raises(ValueError):
+        Policy(partial_success="maybe")  # type: ignore[arg-type]
+
+
+def test_retry_after_in_seconds_decimals_dates_and_milliseconds() -> None:
+    assert retry_after(CIMultiDict({"Retry-After": "120"})) == 120
+    assert retry_after(CIMultiDict({"retry-after": "0.25"})) == 0.25
+    assert retry_after(CIMultiDict({"Retry-After-Ms": "1500"})) == 1.5
+    assert retry_after(CIMultiDict({"x-ms-retry-after-ms": "20"})) == 0.02
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (retry_after(CIMultiDict({"Retry-After": later})) or 0) <= 30
+    past = format_datetime(datetime.now(timezone.utc) - timedelta(seconds=30), usegmt=True)
+    assert retry_after(CIMultiDict({"Retry-After": past})) == 0
+    assert retry_after(CIMultiDict({"Retry-After": "soon"})) is None
+    assert retry_after(CIMultiDict()) is None
+
+
+def test_ratelimit_fields_current_and_draft_spellings() -> None:
+    assert _ratelimit(CIMultiDict({"RateLimit": '"default";r=0;t=12'})) == (0, 12.0)
+    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "5", "RateLimit-Reset": "3"})) == (5, 3.0)
+    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "x"})) == (None, None)
+    assert _ratelimit(CIMultiDict()) == (None, None)
