@@ -37,7 +37,9 @@ FAST = Policy(interval=0.02, max_interval=0.1, unavailable_after=5)
 
 
 def script(*steps: tuple[str, float] | str, **last: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"status": s, "for": d} for s, d in (x for x in steps if isinstance(x, tuple))]
+    out: list[dict[str, Any]] = [
+        {"status": s, "for": d} for s, d in (x for x in steps if isinstance(x, tuple))
+    ]
     out.append({"status": steps[-1], **last} if isinstance(steps[-1], str) else {})
     return out
 
@@ -69,7 +71,9 @@ async def test_success_returns_the_terminal_status_and_every_change_in_order(
 async def test_unsuccessful_ends_raise_their_typed_outcome_with_the_remote_message(
     runwatch_server: ReferenceServer, final: str, error: type[runwatch.WaitOutcome], exit_code: int
 ) -> None:
-    errors = [{"code": "E42", "message": "disk full on node 3", "retriable": False, "category": "infrastructure"}]
+    errors = [
+        {"code": "E42", "message": "disk full on node 3", "retriable": False, "category": "infrastructure"}
+    ]
     run = runwatch_server.create_run(script=lifecycle(final, errors=errors))
     with pytest.raises(error) as info:
         await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST)
@@ -105,7 +109,9 @@ async def test_cancel_mid_wait_ends_in_cancelled(runwatch_server: ReferenceServe
     assert runwatch_server.stats()["runs"][run["id"]]["cancel"] == 1
 
 
-async def test_our_deadline_raises_wait_timeout_and_leaves_the_run_going(runwatch_server: ReferenceServer) -> None:
+async def test_our_deadline_raises_wait_timeout_and_leaves_the_run_going(
+    runwatch_server: ReferenceServer,
+) -> None:
     run = runwatch_server.create_run(script=script(("RUNNING", 60), "SUCCEEDED"))
     with pytest.raises(WaitTimeout) as info:
         await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST.replace(timeout=0.3))
@@ -127,7 +133,9 @@ async def test_a_running_run_whose_heartbeat_stops_is_lost(runwatch_server: Refe
 
 async def test_a_live_heartbeat_keeps_a_long_step_alive(runwatch_server: ReferenceServer) -> None:
     run = runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=1.0), heartbeat_every=0.05)
-    final = await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.3))
+    final = await wait_for_run(
+        RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.3)
+    )
     assert final.status is State.SUCCEEDED
 
 
@@ -161,7 +169,9 @@ async def test_status_unreadable_past_the_tolerance_is_unavailable_with_last_see
     ],
     ids=["429", "429-date", "5xx-burst", "dropped", "malformed-body", "malformed-shape", "latency"],
 )
-async def test_transient_faults_are_ridden_out(runwatch_server: ReferenceServer, faults: dict[str, Any]) -> None:
+async def test_transient_faults_are_ridden_out(
+    runwatch_server: ReferenceServer, faults: dict[str, Any]
+) -> None:
     run = runwatch_server.create_run(script=lifecycle("SUCCEEDED"), faults=faults)
     final = await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST)
     assert final.status is State.SUCCEEDED
@@ -207,9 +217,13 @@ async def test_illegal_regression_is_ignored_or_raised(runwatch_server: Referenc
             await wait_for_run(api, run["id"], policy=policy)
 
 
-async def test_read_after_write_404_is_tolerated_only_after_our_own_start(runwatch_server: ReferenceServer) -> None:
+async def test_read_after_write_404_is_tolerated_only_after_our_own_start(
+    runwatch_server: ReferenceServer,
+) -> None:
     api = RunApi(runwatch_server.url)
-    started = await api.start_run({"script": lifecycle("SUCCEEDED"), "not_found_for": 0.3}, idempotency_key="k1")
+    started = await api.start_run(
+        {"script": lifecycle("SUCCEEDED"), "not_found_for": 0.3}, idempotency_key="k1"
+    )
     assert started.status_url.startswith(runwatch_server.url)
     assert (await wait_for_run(api, started, policy=FAST)).status is State.SUCCEEDED
     other = runwatch_server.create_run(script=lifecycle("SUCCEEDED"), not_found_for=5)

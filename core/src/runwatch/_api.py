@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
+import jmespath
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from runwatch._errors import AccessDenied, BadStatusPayload, ProfileError, RunNotFound, RunwatchError
-from runwatch._http import Response, TransientError, lease
+from runwatch._http import Response, TransientError, lease, retry_after
 from runwatch._profile import Profile, load_profile
+from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._wait_strategy import wait_server_hint
 
@@ -72,7 +74,11 @@ class StartedRun:
         return self.status.id
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status.to_dict(), "status_url": self.status_url, "retry_after": self.retry_after}
+        return {
+            "status": self.status.to_dict(),
+            "status_url": self.status_url,
+            "retry_after": self.retry_after,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StartedRun:
@@ -155,7 +161,9 @@ class RunApi:
         if not 200 <= response.status < 300:
             raise RunwatchError(f"{url}: unexpected HTTP {response.status}")
 
-    async def get_status(self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0) -> RunStatus:
+    async def get_status(
+        self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0
+    ) -> RunStatus:
         """Read one run once, retrying transient failures for up to `retry_for` seconds."""
         url = self.status_url(run)
         response = await self._send("GET", url, None, {}, retry_for, request_timeout)
@@ -175,7 +183,9 @@ class RunApi:
             raise ProfileError(f"profile {self.profile.name!r} has no [start] section")
         if idempotency_key is None and retry_for > 0:
             retry_for = 0.0  # without a key, a retry could start a second run
-        headers = {spec.idempotency_header: idempotency_key} if spec.idempotency_header and idempotency_key else {}
+        headers = (
+            {spec.idempotency_header: idempotency_key} if spec.idempotency_header and idempotency_key else {}
+        )
         url = self._url(spec.url)
         response = await self._send(spec.method, url, dict(body or {}), headers, retry_for, request_timeout)
         self.check(response, url)
@@ -184,19 +194,18 @@ class RunApi:
         except ValueError:
             raise BadStatusPayload(f"{spec.method} {url}: the body is not JSON") from None
         status_url = next(
-            (urljoin(url, response.headers[h]) for h in spec.status_url_headers if h in response.headers), None
+            (urljoin(url, response.headers[h]) for h in spec.status_url_headers if h in response.headers),
+            None,
         )
-        run_id = _jmes(spec.run_id, payload)
+        run_id = jmespath.search(spec.run_id, payload)
         if status_url is None:
             if run_id is None:
                 raise BadStatusPayload(f"{spec.method} {url}: no run id at {spec.run_id!r} and no status URL")
             status_url = self.status_url(str(run_id))
-        if isinstance(payload, dict) and self.profile.fields.status and _jmes(self.profile.fields.status, payload):
+        if isinstance(payload, dict) and jmespath.search(self.profile.fields.status, payload) is not None:
             status = self.profile.parse(payload, run_id=str(run_id), url=status_url)
-        else:
-            status = RunStatus(id=str(run_id or status_url), status="QUEUED", url=status_url)  # type: ignore[arg-type]
-        from runwatch._http import retry_after
-
+        else:  # the answer says only where to look: the run is as good as queued
+            status = RunStatus(id=str(run_id or status_url), status=State.QUEUED, url=status_url)
         return StartedRun(status, status_url, retry_after(response.headers))
 
     async def cancel_run(self, run: str, *, retry_for: float = 60.0, request_timeout: float = 30.0) -> None:
@@ -230,9 +239,3 @@ class RunApi:
                         method, url, headers=self.request_headers(headers), json=body, timeout=request_timeout
                     )
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _jmes(expr: str, payload: Any) -> Any:
-    import jmespath
-
-    return jmespath.search(expr, payload)

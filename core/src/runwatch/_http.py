@@ -47,8 +47,8 @@ class Origin:
     """One origin's pool in one loop, and the pause every wait on it honours (Retry-After, RateLimit)."""
 
     def __init__(self, verify: bool | str, max_connections: int) -> None:
-        ssl_ctx: ssl.SSLContext | bool = verify if isinstance(verify, bool) else ssl.create_default_context(
-            cafile=verify
+        ssl_ctx: ssl.SSLContext | bool = (
+            verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
         connector = aiohttp.TCPConnector(limit=max_connections, ssl=ssl_ctx, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(

@@ -55,8 +55,11 @@ class WebhookInbox:
     """
 
     def __init__(
-        self, secrets: str | Sequence[str], profile: Profile | Mapping[str, Any] | str | Path = "standard",
-        *, tolerance: float = 300.0,
+        self,
+        secrets: str | Sequence[str],
+        profile: Profile | Mapping[str, Any] | str | Path = "standard",
+        *,
+        tolerance: float = 300.0,
     ) -> None:
         self._secrets = [secrets] if isinstance(secrets, str) else list(secrets)
         self.profile = load_profile(profile)

@@ -126,7 +126,9 @@ class Profile(_Spec):
                 self._compiled[key] = jmespath.compile(expr)
             except jmespath.exceptions.ParseError as exc:
                 reason = _first_line(exc).rstrip(":")
-                raise ProfileError(f"profile {self.name!r}: fields.{key}: bad JMESPath {expr!r}: {reason}") from None
+                raise ProfileError(
+                    f"profile {self.name!r}: fields.{key}: bad JMESPath {expr!r}: {reason}"
+                ) from None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)
@@ -279,7 +281,9 @@ def load_profile(source: Profile | Mapping[str, Any] | str | Path) -> Profile:
     except OSError as exc:
         raise ProfileError(f"cannot read profile {text}: {exc.strerror}") from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"profile {text} is not valid {path.suffix[1:].upper()}: {_first_line(exc)}") from None
+        raise ProfileError(
+            f"profile {text} is not valid {path.suffix[1:].upper()}: {_first_line(exc)}"
+        ) from None
     if not isinstance(data, dict):
         raise ProfileError(f"profile {text} must hold an object at the top")
     return _validate(data, f"profile {text}")

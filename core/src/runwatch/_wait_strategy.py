@@ -10,10 +10,10 @@ from runwatch._http import TransientError
 __all__ = ["wait_server_hint"]
 
 
-class wait_server_hint(wait_base):  # noqa: N801 - named like tenacity's own strategies
+class wait_server_hint(wait_base):
     """Wait what `Retry-After` asked for when the failure carried one; otherwise full-jitter backoff."""
 
-    def __init__(self, multiplier: float, max: float) -> None:  # noqa: A002 - tenacity's spelling
+    def __init__(self, multiplier: float, max: float) -> None:
         self.fallback = wait_random_exponential(multiplier=multiplier, max=max)
 
     def __call__(self, retry_state: RetryCallState) -> float:

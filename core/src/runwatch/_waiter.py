@@ -50,7 +50,9 @@ class _Watch:
         self.run_id = run.id if isinstance(run, StartedRun) else (None if run == self.url else run)
         now = time.time()
         self.begun = now
-        self.deadline = deadline if deadline is not None else (now + policy.timeout if policy.timeout else None)
+        self.deadline = (
+            deadline if deadline is not None else (now + policy.timeout if policy.timeout else None)
+        )
         self.machine = RunMachine()
         self.etag: str | None = None
         self.quiet = 0
@@ -72,7 +74,7 @@ class _Watch:
             raise WaitTimeout(f"gave up waiting after {waited:.0f}s; {self.describe()}", self.last)
 
     async def read(self, origin: Origin) -> tuple[RunStatus | None, float | None, bool]:
-        """One request: (status, or None if unchanged or unreadable; the server's hint; ask again at once?)."""
+        """One request: (status, None if unchanged or unreadable; the server's hint; ask again at once?)"""
         policy, profile = self.policy, self.api.profile
         headers = {"If-None-Match": self.etag} if self.etag else {}
         url, timeout, hold = self.url, policy.request_timeout, 0.0
@@ -91,7 +93,9 @@ class _Watch:
                 hold = 0.0
         sent = time.monotonic()
         try:
-            response = await origin.request("GET", url, headers=self.api.request_headers(headers), timeout=timeout)
+            response = await origin.request(
+                "GET", url, headers=self.api.request_headers(headers), timeout=timeout
+            )
             if response.status == 304:
                 self.readable()
                 # A 304 that came back early means the server does not hold requests: pace ourselves.
