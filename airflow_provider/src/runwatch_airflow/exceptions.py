@@ -1,0 +1,96 @@
+"""One Airflow exception per outcome of a wait, so a DAG can tell a failed run from a lost one."""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+__all__ = [
+    "RemoteAccessDenied",
+    "RemoteBadStatusPayload",
+    "RemoteIllegalTransition",
+    "RemoteProfileError",
+    "RemoteRunCancelled",
+    "RemoteRunFailed",
+    "RemoteRunLost",
+    "RemoteRunNotFound",
+    "RemoteRunPartiallySucceeded",
+    "RemoteRunTimedOut",
+    "RemoteStatusUnavailable",
+    "RemoteWaitTimeout",
+    "RunwatchAirflowError",
+    "for_outcome",
+]
+
+
+class RunwatchAirflowError(AirflowException):
+    """Base of the provider's errors; also raised for an unexpected error while waiting."""
+
+
+class RemoteRunFailed(RunwatchAirflowError):
+    """The remote run failed (`runwatch.RunFailed`)."""
+
+
+class RemoteRunCancelled(RunwatchAirflowError):
+    """The remote run was cancelled (`runwatch.RunCancelled`)."""
+
+
+class RemoteRunTimedOut(RunwatchAirflowError):
+    """The remote system timed the run out (`runwatch.RunTimedOut`)."""
+
+
+class RemoteRunPartiallySucceeded(RunwatchAirflowError):
+    """The run partly succeeded and the policy says to raise (`runwatch.RunPartiallySucceeded`)."""
+
+
+class RemoteWaitTimeout(RunwatchAirflowError, AirflowSensorTimeout):
+    """Our deadline passed; the remote run goes on (`runwatch.WaitTimeout`). A sensor timeout: no retry."""
+
+
+class RemoteRunLost(RunwatchAirflowError):
+    """The run says it is active but its heartbeat went stale (`runwatch.RunLost`)."""
+
+
+class RemoteStatusUnavailable(RunwatchAirflowError):
+    """Status could not be read for longer than the policy tolerates (`runwatch.StatusUnavailable`)."""
+
+
+class RemoteIllegalTransition(RunwatchAirflowError):
+    """The remote reported a move the state machine forbids (`runwatch.IllegalTransition`)."""
+
+
+class RemoteRunNotFound(RunwatchAirflowError):
+    """The remote says there is no such run (`runwatch.RunNotFound`)."""
+
+
+class RemoteAccessDenied(RunwatchAirflowError):
+    """The remote refused the connection's credentials (`runwatch.AccessDenied`)."""
+
+
+class RemoteProfileError(RunwatchAirflowError):
+    """The profile is invalid or does not map a remote value (`runwatch.ProfileError`)."""
+
+
+class RemoteBadStatusPayload(RunwatchAirflowError):
+    """The remote answered with something the profile cannot read (`runwatch.BadStatusPayload`)."""
+
+
+_BY_OUTCOME: dict[str, type[RunwatchAirflowError]] = {
+    "RunFailed": RemoteRunFailed,
+    "RunCancelled": RemoteRunCancelled,
+    "RunTimedOut": RemoteRunTimedOut,
+    "RunPartiallySucceeded": RemoteRunPartiallySucceeded,
+    "WaitTimeout": RemoteWaitTimeout,
+    "RunLost": RemoteRunLost,
+    "StatusUnavailable": RemoteStatusUnavailable,
+    "IllegalTransition": RemoteIllegalTransition,
+    "RunNotFound": RemoteRunNotFound,
+    "AccessDenied": RemoteAccessDenied,
+    "ProfileError": RemoteProfileError,
+    "BadStatusPayload": RemoteBadStatusPayload,
+    "TransientError": RemoteStatusUnavailable,  # a single read (a poke) that kept failing
+}
+
+
+def for_outcome(name: str) -> type[RunwatchAirflowError]:
+    """The exception class for a core outcome's class name (`"RunFailed"`); the base class for others."""
+    return _BY_OUTCOME.get(name, RunwatchAirflowError)

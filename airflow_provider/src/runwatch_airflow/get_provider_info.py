@@ -1,0 +1,102 @@
+"""Provider metadata read by Airflow's providers manager (entry point `apache_airflow_provider`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runwatch_airflow import __version__
+
+_INTEGRATION = "runwatch"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The provider's description, connection type and classes, as Airflow expects them."""
+    return {
+        "package-name": "airflow-provider-runwatch",
+        "name": "runwatch",
+        "description": "Wait for runs on remote systems (any run API, described by a runwatch profile) "
+        "without holding a worker slot: a deferrable sensor, a trigger, a hook and a start-and-wait operator.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.hooks.runwatch"]}],
+        "triggers": [
+            {"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.triggers.runwatch"]}
+        ],
+        "sensors": [
+            {"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.sensors.runwatch"]}
+        ],
+        "operators": [
+            {"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.operators.runwatch"]}
+        ],
+        "extra-links": ["runwatch_airflow.links.RemoteRunLink"],
+        "connection-types": [
+            {
+                "connection-type": "runwatch",
+                "hook-class-name": "runwatch_airflow.hooks.runwatch.RunStatusHook",
+                "hook-name": "runwatch (remote run API)",
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {"host": "Base URL", "password": "Token", "login": "User (basic auth)"},
+                    "placeholders": {
+                        "host": "https://api.example.com",
+                        "schema": "https (optional when the base URL has a scheme)",
+                        "port": "optional when the base URL has a port",
+                        "login": "only for auth_style basic",
+                        "password": "API token or password",
+                        "extra": '{"profile": "standard"}',
+                    },
+                },
+                "conn-fields": {
+                    "profile": {
+                        "label": "Profile",
+                        "description": "A built-in profile name (see `runwatch profiles`) or an inline profile "
+                        "as a JSON object. Operators may override it.",
+                        "schema": {"type": ["string", "object", "null"], "default": "standard"},
+                    },
+                    "auth_style": {
+                        "label": "Auth style",
+                        "description": "How the token is sent: bearer (Authorization: <scheme> <token>), "
+                        "basic (login + token) or header (the header named below).",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["bearer", "basic", "header"],
+                            "default": "bearer",
+                        },
+                    },
+                    "auth_header": {
+                        "label": "Auth header",
+                        "description": "The header that carries the token when auth style is header.",
+                        "schema": {"type": ["string", "null"], "default": "X-Api-Key"},
+                    },
+                    "verify": {
+                        "label": "TLS verification",
+                        "description": "true, false, or the path of a CA bundle.",
+                        "schema": {"type": ["boolean", "string"], "default": True},
+                    },
+                    "headers": {
+                        "label": "Extra headers",
+                        "description": "A JSON object of headers sent with every request (no secrets: "
+                        "put the token in the password field).",
+                        "schema": {"type": ["object", "null"], "format": "json"},
+                    },
+                    "run_link": {
+                        "label": "Run link template",
+                        "description": "The page of a run for people, with {run_id} (e.g. "
+                        "https://ui.example.com/runs/{run_id}); the run's status URL when empty.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "params": {
+                        "label": "URL parameters",
+                        "description": "A JSON object of values for the profile's URL template (an account "
+                        "id, a workspace).",
+                        "schema": {"type": ["object", "null"], "format": "json"},
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,106 @@
+"""`RunStatusHook`: a `runwatch` connection as a `runwatch.RunApi`, for tasks (sync) and triggers (async)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+import runwatch
+from runwatch_airflow._connection import ProfileSpec, api_from_connection, run_link
+
+__all__ = ["RunStatusHook"]
+
+T = TypeVar("T")
+
+
+class RunStatusHook(BaseHook):
+    """Reach a run API through an Airflow connection of type `runwatch`.
+
+    Host is the base URL, password the token, extras the profile, auth style, TLS and headers
+    (docs/airflow.md). `profile` overrides the connection's profile. The async methods never block the
+    event loop, so triggers use them; the sync ones are for pokes and operators.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "runwatch_default"
+    conn_type = "runwatch"
+    hook_name = "runwatch (remote run API)"
+
+    def __init__(self, conn_id: str = default_conn_name, profile: ProfileSpec | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.profile = profile
+
+    def get_conn(self) -> runwatch.RunApi:
+        return self.get_api()
+
+    def get_api(self) -> runwatch.RunApi:
+        """The run API, for sync callers (a poke, an operator's execute)."""
+        conn = self.get_connection(self.conn_id)
+        if conn.password:
+            mask_secret(conn.password)
+        return api_from_connection(conn, conn.extra_dejson, self.profile)
+
+    async def aget_api(self) -> runwatch.RunApi:
+        """The run API, without blocking the event loop (Airflow masks the secrets asynchronously)."""
+        conn = await get_async_connection(self.conn_id, self)
+        return api_from_connection(conn, await get_async_extra_dejson(conn), self.profile)
+
+    def run_link(self, run: str, status_url: str | None = None) -> str | None:
+        """The URL of a run for people: the connection's `run_link` template, else its status URL."""
+        conn = self.get_connection(self.conn_id)
+        extra = conn.extra_dejson
+        if status_url is None:
+            status_url = api_from_connection(conn, extra, self.profile).status_url(run)
+        return run_link(extra, None if run.startswith(("http://", "https://")) else run, status_url)
+
+    # Convenience: one call each, async first with sync twins.
+
+    async def aget_status(self, run: str) -> runwatch.RunStatus:
+        return await (await self.aget_api()).get_status(run)
+
+    async def astart_run(
+        self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None
+    ) -> runwatch.StartedRun:
+        return await (await self.aget_api()).start_run(body, idempotency_key=idempotency_key)
+
+    async def acancel_run(self, run_id: str) -> None:
+        await (await self.aget_api()).cancel_run(run_id)
+
+    def get_status(self, run: str) -> runwatch.RunStatus:
+        """Read a run once (a run id, or its full status URL)."""
+        return _run_sync(self.get_api().get_status(run))
+
+    def start_run(
+        self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None
+    ) -> runwatch.StartedRun:
+        """Start a run; the same idempotency key always gives the same run."""
+        return _run_sync(self.get_api().start_run(body, idempotency_key=idempotency_key))
+
+    def cancel_run(self, run_id: str) -> None:
+        """Ask the remote to cancel a run (a run that already ended is not an error)."""
+        _run_sync(self.get_api().cancel_run(run_id))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that the connection's settings and profile load (no request is sent)."""
+        try:
+            api = self.get_api()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"profile {api.profile.name!r} at {api.base_url or '(full run URLs)'}"
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a core coroutine from sync code, the way `runwatch.wait_for_run_sync` does."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runwatch") as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,118 @@
+"""`StartRunOperator`: start a remote run exactly once per task, then wait for it like the sensor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from airflow.sdk import conf
+
+import runwatch
+from runwatch_airflow._connection import ProfileSpec
+from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
+from runwatch_airflow.hooks.runwatch import RunStatusHook
+from runwatch_airflow.links import RemoteRunLink
+from runwatch_airflow.triggers.runwatch import status_payload
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["RUN_ID_KEY", "StartRunOperator", "default_idempotency_key"]
+
+RUN_ID_KEY = "run_id"
+"""The XCom key of the started run's id, pushed as soon as the run exists."""
+
+
+def default_idempotency_key(context: Context) -> str:
+    """The same key for every try of one task instance: `airflow:<dag>:<task>:<dag run>:<map index>`."""
+    ti = context["ti"]
+    raw = f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}"
+    return quote(raw, safe=":+-_.~@/")
+
+
+class StartRunOperator(RemoteRunTask):
+    """Start a remote run through the profile's start endpoint, then wait for it to end.
+
+    The start carries an idempotency key built from the dag id, task id, dag run id and map index (not
+    the try number), so a retry, or a worker lost after the start, finds the run it already started
+    instead of starting a second one. Pass `idempotency_key` (templated) to choose another scope, e.g.
+    `"{{ ti.try_number }}"` in it for one run per try.
+
+    :param body: the start request's JSON body. Templated.
+    :param conn_id: a connection of type `runwatch`. Templated.
+    :param profile: overrides the connection's profile. Templated.
+    :param policy: a `runwatch.Policy` (or its dict) for the wait.
+    :param timeout: the longest wait (seconds or timedelta); `execution_timeout` and the policy's timeout
+        bound it too. Enforced while deferred, where Airflow itself does not apply `execution_timeout`.
+    :param wait_for_completion: wait for the run to end (default); else return once it is started.
+    :param deferrable: wait in the triggerer. Defaults to `[operators] default_deferrable`.
+    :param cancel_on_kill: cancel the remote run when a user kills the task or the wait's deadline passes.
+
+    XCom: `run_id` at once, `run_url` for the "Remote run" link, and the final status as `return_value`.
+    """
+
+    template_fields: Sequence[str] = ("body", "conn_id", "profile", "idempotency_key")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"body": "json", "profile": "json"}
+    operator_extra_links = (RemoteRunLink(),)
+    ui_color = "#d9ecf2"
+
+    def __init__(
+        self,
+        *,
+        body: Mapping[str, Any] | None = None,
+        conn_id: str = RunStatusHook.default_conn_name,
+        profile: ProfileSpec | runwatch.Profile | None = None,
+        policy: runwatch.Policy | dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | timedelta | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        cancel_on_kill: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.body = body
+        self.conn_id = conn_id
+        self.profile = profile_spec(profile)
+        self.policy = policy_dict(policy)
+        self.idempotency_key = idempotency_key
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+
+    def wait_seconds(self) -> float | None:
+        limits = [limit for limit in (self.timeout, super().wait_seconds()) if limit is not None]
+        return min(limits) if limits else None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        started = self.start(context)
+        if not self.wait_for_completion:
+            return status_payload(started.status)
+        if self.deferrable:
+            self.defer_wait(context, started.id, started)
+        return self._wait_here(started)
+
+    def start(self, context: Context) -> runwatch.StartedRun:
+        """Start the run (or find the one this task instance already started) and push its id."""
+        key = self.idempotency_key or default_idempotency_key(context)
+        started = self.get_hook().start_run(self.body, idempotency_key=key)
+        self._remote_run_id = started.id
+        self.log.info("run %s started (idempotency key %s)", started.id, key)
+        context["ti"].xcom_push(key=RUN_ID_KEY, value=started.id)
+        self.push_link(context, started.id, started.status_url)
+        return started
+
+    def _wait_here(self, started: runwatch.StartedRun) -> dict[str, Any]:
+        """The blocking wait, on this worker (deferrable=False)."""
+        seconds = self.wait_seconds()
+        policy = runwatch.Policy.from_dict(self.policy)
+        if seconds is not None:
+            policy = policy.replace(timeout=seconds)
+        try:
+            status = runwatch.wait_for_run_sync(self.get_hook().get_api(), started, policy=policy)
+        except runwatch.RunwatchError as exc:
+            self.raise_outcome(type(exc).__name__, str(exc), started.id)
+        return status_payload(status)

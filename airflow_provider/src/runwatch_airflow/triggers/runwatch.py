@@ -1,0 +1,143 @@
+"""`RunStatusTrigger`: waits for a remote run in the triggerer with the core waiter, then fires one event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+import runwatch
+from runwatch_airflow._connection import ProfileSpec
+from runwatch_airflow.hooks.runwatch import RunStatusHook
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk import Context
+
+__all__ = ["RunStatusTrigger", "error_event", "status_payload"]
+
+
+class RunStatusTrigger(BaseTrigger):
+    """Wait until a remote run ends and yield exactly one event.
+
+    Success: `{"status": "success", "run": <final status dict>}`. Anything else:
+    `{"status": "error", "error": <core outcome class name>, "message": <one line>, "run": <last status
+    dict or None>}`; no exception escapes into the triggerer.
+
+    The kwargs are plain JSON and hold no secret: the token is read from the connection when the trigger
+    runs. `deadline` is an absolute UNIX time, so a trigger rebuilt after a triggerer restart keeps it.
+    `started` is a `runwatch.StartedRun.to_dict()` when the task just started the run (a 404 is then
+    tolerated for the policy's grace window). `on_kill` cancels the remote run only if `cancel_on_kill`;
+    Airflow calls it on a user's kill, never on a restart or a reassignment, and `cleanup` never cancels.
+    """
+
+    def __init__(
+        self,
+        *,
+        run: str,
+        conn_id: str = RunStatusHook.default_conn_name,
+        started: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        cancel_on_kill: bool = False,
+        profile: ProfileSpec | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_ref = run  # `run` is the coroutine Airflow drives
+        self.conn_id = conn_id
+        self.started = started
+        self.policy = policy or {}
+        self.deadline = deadline
+        self.cancel_on_kill = cancel_on_kill
+        self.profile = profile
+        self._last: runwatch.RunStatus | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "run": self.run_ref,
+                "conn_id": self.conn_id,
+                "started": self.started,
+                "policy": self.policy,
+                "deadline": self.deadline,
+                "cancel_on_kill": self.cancel_on_kill,
+                "profile": self.profile,
+            },
+        )
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render the task's templated `run`, `conn_id` and `profile` (a task started from the triggerer)."""
+        env = jinja_env or self.get_template_env()
+        self.run_ref = str(self.render_template(self.run_ref, context, env))
+        self.conn_id = str(self.render_template(self.conn_id, context, env))
+        self.profile = self.render_template(self.profile, context, env)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
+        try:
+            api = await RunStatusHook(self.conn_id, self.profile).aget_api()
+            target = runwatch.StartedRun.from_dict(self.started) if self.started else self.run_ref
+            status = await runwatch.wait_for_run(
+                api,
+                target,
+                policy=runwatch.Policy.from_dict(self.policy),
+                deadline=self.deadline,
+                on_change=self._seen,
+            )
+        except runwatch.WaitOutcome as exc:
+            return error_event(exc, exc.status or self._last)
+        except Exception as exc:  # a trigger must end with an event, never crash the triggerer
+            self.log.warning("waiting for %s failed: %s", self.run_ref, _one_line(exc))
+            return error_event(exc, self._last)
+        return {"status": "success", "run": status_payload(status)}
+
+    def _seen(self, status: runwatch.RunStatus) -> None:
+        self._last = status
+        percent = status.progress.percent if status.progress else None
+        progress = f" ({percent:g}%)" if percent is not None else ""
+        self.log.info("run %s is %s%s", status.id, status.status.value, progress)
+
+    async def on_kill(self) -> None:
+        """Cancel the remote run when a user kills the task, if `cancel_on_kill`."""
+        if not self.cancel_on_kill:
+            return
+        run_id = self._run_id()
+        if run_id is None:
+            self.log.warning("cannot cancel %s: its run id was never seen", self.run_ref)
+            return
+        api = await RunStatusHook(self.conn_id, self.profile).aget_api()
+        await api.cancel_run(run_id, retry_for=20.0)
+        self.log.info("asked the remote to cancel run %s", run_id)
+
+    def _run_id(self) -> str | None:
+        if self._last is not None:
+            return self._last.id
+        if self.started:
+            return str(self.started["status"]["id"])
+        return None if self.run_ref.startswith(("http://", "https://")) else self.run_ref
+
+
+def status_payload(status: runwatch.RunStatus) -> dict[str, Any]:
+    """A status as event and XCom data. `observed_at` is left out so HA duplicates of an event match."""
+    payload = status.to_dict()
+    payload.pop("observed_at", None)
+    return payload
+
+
+def error_event(exc: BaseException, last: runwatch.RunStatus | None) -> dict[str, Any]:
+    """The event of a wait that did not succeed."""
+    return {
+        "status": "error",
+        "error": type(exc).__name__,
+        "message": _one_line(exc),
+        "run": status_payload(last) if last is not None else None,
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
