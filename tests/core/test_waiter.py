@@ -299,3 +299,52 @@ async def test_full_status_url_needs_no_base_url(runwatch_server: ReferenceServe
     run = runwatch_server.create_run(script=lifecycle("SUCCEEDED"))
     final = await wait_for_run(RunApi(), runwatch_server.run_url(run["id"]), policy=FAST)
     assert final.id == run["id"]
+
+
+async def _serve_inbox(inbox: runwatch.WebhookInbox) -> tuple[Any, asyncio.Task[None], str]:
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(inbox.asgi, host="127.0.0.1", port=0, log_level="warning", interface="asgi3")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, f"http://127.0.0.1:{port}/hooks"
+
+
+@pytest.mark.parametrize(
+    "faults", [{}, {"duplicate": True, "out_of_order": True}], ids=["clean", "dup-reorder"]
+)
+async def test_a_signed_push_ends_the_wait_at_once(
+    runwatch_server: ReferenceServer, faults: dict[str, bool]
+) -> None:
+    secret = runwatch.webhooks.generate_secret()
+    inbox = runwatch.WebhookInbox(secret)
+    server, task, hook_url = await _serve_inbox(inbox)
+    try:
+        run = runwatch_server.create_run(
+            script=script(("QUEUED", 0.2), ("RUNNING", 0.3), "SUCCEEDED"), webhook=faults
+        )
+        runwatch_server.subscribe(hook_url, secret, runs=[run["id"]])
+        policy = Policy(interval=20, max_interval=30, timeout=10)  # polling alone would take 20 s or more
+        seen = [
+            s async for s in watch_run(RunApi(runwatch_server.url), run["id"], policy=policy, inbox=inbox)
+        ]
+    finally:
+        server.should_exit = True
+        await task
+    assert seen[-1].status is State.SUCCEEDED
+    ranks = [s.phase.rank for s in seen]
+    assert ranks == sorted(ranks)
+    assert gets(runwatch_server, run["id"]) == 1  # the first look; every change after it came by push
+
+
+async def test_forged_deliveries_are_refused(runwatch_server: ReferenceServer) -> None:
+    inbox = runwatch.WebhookInbox(runwatch.webhooks.generate_secret())
+    box = inbox.subscribe("r-1")
+    body = b'{"id": "r-1", "status": "SUCCEEDED"}'
+    forged = {"webhook-id": "m1", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"}
+    assert inbox.deliver(forged, body) == 401
+    assert await box.wait(0.05) == []

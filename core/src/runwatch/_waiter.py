@@ -223,12 +223,15 @@ async def watch_run(
                 if mailbox is None:
                     await asyncio.sleep(delay)
                     continue
-                for pushed, delivery_id in await mailbox.wait(delay):
-                    if watch.take(pushed, delivery_id):
-                        watch.quiet = 0
-                        yield pushed
-                        if pushed.is_terminal:
-                            return
+                # Until the next poll is due, take pushes as they come: each may end the wait at once.
+                poll_at = time.monotonic() + delay
+                while (left := poll_at - time.monotonic()) > 0:
+                    for pushed, delivery_id in await mailbox.wait(left):
+                        if watch.take(pushed, delivery_id):
+                            watch.quiet = 0
+                            yield pushed
+                            if pushed.is_terminal:
+                                return
         finally:
             if mailbox is not None and inbox is not None:
                 inbox.unsubscribe(mailbox)
