@@ -1,0 +1,274 @@
+"""RunStatusTrigger against the reference server: kwargs, one event per outcome, resumability, on_kill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from airflow.sdk.serde import deserialize, serialize
+from airflow.triggers.base import TriggerEvent
+
+import runwatch
+from runwatch.server import ReferenceServer
+from runwatch_airflow.hooks.runwatch import RunStatusHook
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger
+
+FAST = {"interval": 0.05, "max_interval": 0.2, "unavailable_after": 10}
+CLASSPATH = "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
+
+
+def script(*steps: tuple[str, float], final: str = "SUCCEEDED", **last: Any) -> list[dict[str, Any]]:
+    return [*({"status": s, "for": d} for s, d in steps), {"status": final, **last}]
+
+
+async def events(trigger: RunStatusTrigger) -> list[dict[str, Any]]:
+    out: list[TriggerEvent] = [event async for event in trigger.run()]
+    return [event.payload for event in out]
+
+
+@pytest.fixture
+def server_conn(runwatch_server: ReferenceServer, connection: Callable[..., str]) -> ReferenceServer:
+    connection(host=runwatch_server.url)
+    return runwatch_server
+
+
+def test_serialize_round_trips_as_plain_json_without_secrets(
+    connection: Callable[..., str], canary: str
+) -> None:
+    connection(host="http://127.0.0.1:9", password=canary)
+    started = runwatch.StartedRun(
+        runwatch.RunStatus(id="r-1", status="QUEUED"), "http://127.0.0.1:9/runs/r-1", 1.0
+    )
+    trigger = RunStatusTrigger(
+        run="r-1",
+        conn_id="runwatch_default",
+        started=started.to_dict(),
+        policy=runwatch.Policy(interval=1, heartbeat_timeout=30).to_dict(),
+        deadline=1_900_000_000.5,
+        cancel_on_kill=True,
+        profile={"name": "inline", "status_url": "{base_url}/runs/{run_id}"},
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == CLASSPATH
+    assert RunStatusTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert json.loads(json.dumps(kwargs)) == kwargs  # JSON primitives only
+    assert deserialize(serialize(kwargs)) == kwargs  # what Airflow 3.2+ stores (serde raises on other types)
+    assert canary not in json.dumps(kwargs) and canary not in repr(trigger)
+
+
+async def test_success_yields_exactly_one_event_with_the_final_status(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(script=script(("QUEUED", 0.05), ("RUNNING", 0.2), output_ref="s3://out/1"))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert event["status"] == "success"
+    assert (event["run"]["id"], event["run"]["status"], event["run"]["output_ref"]) == (
+        run["id"],
+        "SUCCEEDED",
+        "s3://out/1",
+    )
+    assert "observed_at" not in event["run"]  # HA duplicates of one event must compare equal
+
+
+@pytest.mark.parametrize(
+    ("final", "error"), [("FAILED", "RunFailed"), ("CANCELLED", "RunCancelled"), ("TIMED_OUT", "RunTimedOut")]
+)
+async def test_unsuccessful_ends_are_typed_error_events_with_the_remote_message(
+    server_conn: ReferenceServer, final: str, error: str
+) -> None:
+    errors = [{"code": "E42", "message": "disk full on node 3", "category": "infrastructure"}]
+    run = server_conn.create_run(script=script(("RUNNING", 0.1), final=final, errors=errors))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert (event["status"], event["error"]) == ("error", error)
+    assert "disk full on node 3" in event["message"] and "\n" not in event["message"]
+    assert event["run"]["status"] == final and event["run"]["errors"][0]["code"] == "E42"
+
+
+async def test_a_run_cancelled_mid_wait_ends_in_run_cancelled(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 30)))
+    task = asyncio.create_task(events(RunStatusTrigger(run=run["id"], policy=FAST)))
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(server_conn.cancel_run, run["id"])
+    [event] = await asyncio.wait_for(task, 10)
+    assert (event["error"], event["run"]["status"]) == ("RunCancelled", "CANCELLED")
+
+
+async def test_a_429_storm_is_waited_out_as_retry_after_asks(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(
+        script=script(("RUNNING", 0.05)), faults={"rate_limit": {"first": 4, "retry_after": 0.5}}
+    )
+    begun = time.monotonic()
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert event["status"] == "success"
+    assert time.monotonic() - begun >= 4 * 0.5 * 0.9  # each 429 paused the wait for its Retry-After
+    counters = server_conn.stats()["runs"][run["id"]]
+    assert counters["429"] == 4 and counters["GET"] <= 4 + 3  # no hammering while rate limited
+
+
+async def test_a_5xx_burst_is_ridden_out(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 0.2)), faults={"errors_5xx": {"first": 5}})
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert event["status"] == "success"
+    assert server_conn.stats()["runs"][run["id"]]["5xx"] == 5
+
+
+async def test_a_zombie_whose_heartbeat_stops_is_lost(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(
+        script=script(("RUNNING", 60)), heartbeat_every=0.05, stop_heartbeat_after=0.2
+    )
+    [event] = await events(RunStatusTrigger(run=run["id"], policy={**FAST, "heartbeat_timeout": 0.5}))
+    assert (event["error"], event["run"]["status"]) == ("RunLost", "RUNNING")
+    assert "heartbeat" in event["message"]
+
+
+@pytest.mark.parametrize(("rule", "outcome"), [("ignore", "success"), ("raise", "IllegalTransition")])
+async def test_an_illegal_regression_is_ignored_or_raised_by_policy(
+    server_conn: ReferenceServer, rule: str, outcome: str
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 0.3), ("QUEUED", 0.3)))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy={**FAST, "on_illegal": rule}))
+    assert event.get("error", event["status"]) == outcome
+    if rule == "ignore":
+        assert event["run"]["status"] == "SUCCEEDED"
+
+
+async def test_status_unreadable_too_long_is_unavailable_with_the_last_status(
+    server_conn: ReferenceServer,
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    trigger = RunStatusTrigger(run=run["id"], policy={**FAST, "unavailable_after": 0.5})
+    task = asyncio.create_task(events(trigger))
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(server_conn.set_faults, errors_5xx={"every": 1})
+    [event] = await asyncio.wait_for(task, 20)
+    assert (event["error"], event["run"]["status"]) == ("StatusUnavailable", "RUNNING")
+
+
+async def test_our_deadline_is_absolute_and_ends_in_wait_timeout(server_conn: ReferenceServer) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, deadline=time.time() + 0.5))
+    assert (event["error"], event["run"]["status"]) == ("WaitTimeout", "RUNNING")
+    assert server_conn.get_run(run["id"])["status"] == "RUNNING"  # the remote run goes on
+
+
+async def test_rebuilt_from_kwargs_mid_wait_it_polls_again_and_fires_once(
+    server_conn: ReferenceServer,
+) -> None:
+    """A triggerer restart: the running trigger is cancelled, then rebuilt from its stored kwargs."""
+    run = server_conn.create_run(script=script(("RUNNING", 1.5)))
+    first = RunStatusTrigger(run=run["id"], policy=FAST, deadline=time.time() + 60)
+    kwargs = first.serialize()[1]
+    fired: list[dict[str, Any]] = []
+
+    async def drive(trigger: RunStatusTrigger) -> None:
+        fired.extend([event.payload async for event in trigger.run()])
+
+    task = asyncio.create_task(drive(first))
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fired == []  # a cancelled trigger fires nothing
+    rebuilt = RunStatusTrigger(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.deadline == first.deadline  # the original absolute deadline
+    await asyncio.wait_for(drive(rebuilt), 10)
+    assert [event["status"] for event in fired] == ["success"]
+    assert server_conn.get_run(run["id"])["status"] == "SUCCEEDED"  # not cancelled by the restart
+
+
+async def test_a_wait_after_our_own_start_tolerates_read_after_write_404(
+    server_conn: ReferenceServer,
+) -> None:
+    started = await RunStatusHook().astart_run(
+        {"script": script(("RUNNING", 0.2)), "not_found_for": 1.5}
+    )  # > Retry-After (1 s)
+    [event] = await events(RunStatusTrigger(run=started.id, started=started.to_dict(), policy=FAST))
+    assert event["status"] == "success"
+    assert server_conn.stats()["runs"][started.id]["404"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("no such run", "RunNotFound"),
+        ("wrong token", "AccessDenied"),
+        ("no such connection", "AirflowNotFoundException"),
+        ("unknown profile", "ProfileError"),
+    ],
+)
+async def test_errors_before_any_status_are_error_events_never_crashes(
+    runwatch_server_factory: Callable[..., ReferenceServer],
+    connection: Callable[..., str],
+    canary: str,
+    case: str,
+    error: str,
+) -> None:
+    server = runwatch_server_factory(token=canary)
+    connection(host=server.url, password="not-the-token" if case == "wrong token" else canary)
+    run = server.create_run(script=script(("RUNNING", 0.1)))
+    trigger = RunStatusTrigger(
+        run="r-nope" if case == "no such run" else run["id"],
+        conn_id="missing" if case == "no such connection" else "runwatch_default",
+        profile="no-such-profile" if case == "unknown profile" else None,
+        policy=FAST,
+    )
+    [event] = await events(trigger)
+    assert (event["status"], event["error"], event["run"]) == ("error", error, None)
+    assert canary not in json.dumps(event)
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+async def test_on_kill_cancels_only_when_asked_and_cleanup_never(
+    server_conn: ReferenceServer, cancel_on_kill: bool
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    trigger = RunStatusTrigger(run=run["id"], policy=FAST, cancel_on_kill=cancel_on_kill)
+    task = asyncio.create_task(events(trigger))
+    await asyncio.sleep(0.3)
+    task.cancel()  # how the triggerer stops a trigger, before it calls on_kill (user action) and cleanup
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await trigger.cleanup()
+    assert server_conn.get_run(run["id"])["status"] == "RUNNING"
+    await trigger.on_kill()
+    await asyncio.sleep(0.3)  # the server's cancel takes 0.1 s
+    assert server_conn.get_run(run["id"])["status"] == ("CANCELLED" if cancel_on_kill else "RUNNING")
+
+
+def test_on_kill_is_airflow_3_3_user_kill_hook() -> None:
+    from airflow.triggers.base import BaseTrigger
+
+    assert "on_kill" in vars(BaseTrigger) and RunStatusTrigger.on_kill is not BaseTrigger.on_kill
+    assert RunStatusTrigger.cleanup is BaseTrigger.cleanup  # nothing remote happens on cleanup
+
+
+async def test_many_triggers_share_the_loop_without_blocking_it(server_conn: ReferenceServer) -> None:
+    """200 waits in one loop, as a triggerer runs them: one pool, and the loop never stalls."""
+    runs = [server_conn.create_run(script=script(("RUNNING", 1.0))) for _ in range(200)]
+    connections_before = server_conn.stats()["connections"]
+    lags: list[float] = []
+
+    async def watchdog() -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.05)
+            lags.append(time.monotonic() - before - 0.05)
+
+    dog = asyncio.create_task(watchdog())
+    results = await asyncio.gather(*(events(RunStatusTrigger(run=r["id"], policy=FAST)) for r in runs))
+    dog.cancel()
+    assert all(event["status"] == "success" for [event] in results)
+    assert server_conn.stats()["connections"] - connections_before <= 100  # one pool, not one per wait
+    assert max(lags) < 0.5, f"loop blocked for {max(lags):.2f}s"
+
+
+def test_render_template_fields_renders_the_task_templates_started_from_the_triggerer() -> None:
+    trigger = RunStatusTrigger(
+        run="{{ params.run }}", conn_id="{{ params.conn }}", profile="{{ params.profile }}"
+    )
+    context: Any = {"params": {"run": "r-42", "conn": "my_api", "profile": "dbt_cloud"}}
+    trigger.render_template_fields(context)
+    assert (trigger.run_ref, trigger.conn_id, trigger.profile) == ("r-42", "my_api", "dbt_cloud")
