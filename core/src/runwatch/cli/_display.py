@@ -1,0 +1,224 @@
+"""How `runwatch watch` shows a run: JSON lines, plain lines, or a live rich panel on a terminal."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+from runwatch._api import RunApi
+from runwatch._status import RunStatus
+from runwatch.cli._outcomes import outcome_of
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.live import Live
+
+__all__ = [
+    "Display",
+    "JsonDisplay",
+    "LiveDisplay",
+    "PlainDisplay",
+    "percent_of",
+    "pick_display",
+    "progress_text",
+    "requests_of",
+    "rich_ok",
+    "state_style",
+]
+
+
+def progress_text(status: RunStatus | None) -> str:
+    """`45% 3/10 loading` (whatever the run reports), or '' when it reports nothing."""
+    p = status.progress if status is not None else None
+    if p is None:
+        return ""
+    parts = []
+    if p.percent is not None:
+        parts.append(f"{p.percent:.0f}%")
+    if p.items_total is not None:
+        parts.append(f"{p.items_done or 0}/{p.items_total}")
+    elif p.items_done is not None:
+        parts.append(f"{p.items_done} done")
+    if p.message:
+        parts.append(p.message)
+    return " ".join(parts)
+
+
+def percent_of(status: RunStatus | None) -> float | None:
+    """The run's completion in [0, 100], from `percent` or from the item counts; None if unknown."""
+    p = status.progress if status is not None else None
+    if p is None:
+        return None
+    if p.percent is not None:
+        return max(0.0, min(100.0, p.percent))
+    if p.items_total:
+        return max(0.0, min(100.0, 100.0 * (p.items_done or 0) / p.items_total))
+    return None
+
+
+def requests_of(api: RunApi) -> int | None:
+    """Requests this client sent for the run, where the core counts them."""
+    count = getattr(api, "requests", None)
+    return count if isinstance(count, int) else None
+
+
+def rich_ok() -> bool:
+    """True when the `runwatch[cli]` extra (rich) is installed."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Display:
+    """Shows the changes of one run, then how it ended."""
+
+    def __init__(self, out: IO[str], api: RunApi) -> None:
+        self.out, self.api = out, api
+        self.begun = time.monotonic()
+        self.last: RunStatus | None = None
+        self.changes = 0
+
+    def __enter__(self) -> Display:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.begun
+
+    def change(self, status: RunStatus) -> None:
+        self.last, self.changes = status, self.changes + 1
+        self.show(status)
+
+    def show(self, status: RunStatus) -> None:
+        raise NotImplementedError
+
+    def succeeded(self, status: RunStatus) -> None:
+        """The run ended as a success (the error path is reported by the caller, on stderr)."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The wait ended without success."""
+
+
+class JsonDisplay(Display):
+    """One JSON status per line, flushed at once, so a pipe sees each change as it happens."""
+
+    def show(self, status: RunStatus) -> None:
+        self.out.write(json.dumps(status.to_dict(), separators=(",", ":")) + "\n")
+        self.out.flush()
+
+
+class PlainDisplay(Display):
+    """One line per change, for logs and pipes."""
+
+    def show(self, status: RunStatus) -> None:
+        extra = progress_text(status)
+        line = f"[{self.elapsed:6.1f}s] {status.id}  {status.status.value:<15}{extra}".rstrip()
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def succeeded(self, status: RunStatus) -> None:
+        where = f"; output: {status.output_ref}" if status.output_ref else ""
+        self.out.write(f"run {status.id} ended {status.status.value} after {self.elapsed:.1f}s{where}\n")
+        self.out.flush()
+
+
+class LiveDisplay(Display):
+    """A live panel (rich) on a terminal: state, phase, progress bar, elapsed, requests."""
+
+    def __init__(self, out: IO[str], api: RunApi) -> None:
+        super().__init__(out, api)
+        self.url: str | None = None
+        self.outcome: str | None = None
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveDisplay:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(self, console=Console(file=self.out), refresh_per_second=8, transient=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._live is not None:
+            self._live.__exit__(kind, exc, tb)
+            self._live = None
+
+    def show(self, status: RunStatus) -> None:
+        self.url = status.url
+        if self._live is not None:
+            self._live.refresh()
+
+    def succeeded(self, status: RunStatus) -> None:
+        self.outcome = f"[green]{outcome_of(None)}[/]"
+
+    def failed(self, exc: BaseException) -> None:
+        self.outcome = f"[red]{outcome_of(exc)}[/]"
+
+    def __rich__(self) -> RenderableType:
+        from rich.panel import Panel
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column()
+        s = self.last
+        state: Any = Text("waiting for the first answer", style="dim")
+        if s is not None:
+            state = Text.assemble(
+                (s.status.value, state_style(s)), f"  {s.phase.value}", (f"  ({s.raw_status})", "dim")
+            )
+        grid.add_row("state", state)
+        percent = percent_of(s)
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            ProgressBar(total=100, completed=percent or 0, width=30, pulse=percent is None and s is not None),
+            Text(progress_text(s)),
+        )
+        grid.add_row("progress", bar)
+        grid.add_row("elapsed", f"{self.elapsed:.1f}s")
+        count = requests_of(self.api)
+        if count is not None:
+            grid.add_row("requests", str(count))
+        grid.add_row("changes", str(self.changes))
+        if s is not None and s.executor:
+            grid.add_row("executor", Text(s.executor))
+        if s is not None and s.error_message:
+            grid.add_row("errors", Text(s.error_message, style="red"))
+        if s is not None and s.output_ref:
+            grid.add_row("output", Text(s.output_ref))
+        if self.outcome:
+            grid.add_row("outcome", Text.from_markup(self.outcome))
+        title = s.id if s is not None else "run"
+        subtitle = Text(self.url) if self.url else None
+        width = max(64, len(self.url or "") + 8)
+        return Panel(grid, title=Text(f"runwatch {title}"), subtitle=subtitle, width=width)
+
+
+def state_style(status: RunStatus) -> str:
+    """The rich style of a state: green success, red failure, cyan running."""
+    return {"SUCCEEDED": "green", "RUNNING": "cyan", "FAILED": "red", "CANCELLED": "yellow"}.get(
+        status.status.value, "magenta" if status.is_terminal else "white"
+    )
+
+
+def pick_display(as_json: bool, out: IO[str], api: RunApi) -> Display:
+    """JSON when asked; a live panel on a terminal when rich is installed; plain lines otherwise."""
+    if as_json:
+        return JsonDisplay(out, api)
+    if out.isatty() and rich_ok():
+        return LiveDisplay(out, api)
+    return PlainDisplay(out, api)

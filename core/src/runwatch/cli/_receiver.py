@@ -1,0 +1,72 @@
+"""The demo's webhook receiver: a `WebhookInbox` on a small ASGI app, served by uvicorn in this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+from runwatch._errors import RunwatchError
+from runwatch._inbox import WebhookInbox
+
+__all__ = ["HookReceiver"]
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class HookReceiver:
+    """Counts the deliveries per run, then hands each to the inbox (which verifies it and ends waits)."""
+
+    def __init__(self, inbox: WebhookInbox) -> None:
+        self.inbox = inbox
+        self.received: Counter[str] = Counter()
+
+    async def app(self, scope: Message, receive: Receive, send: Send) -> None:
+        """ASGI: read the body once, count it, replay it to the inbox's own ASGI app."""
+        chunks, more = [], scope["type"] == "http"
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        with contextlib.suppress(ValueError, AttributeError):
+            self.received[str(json.loads(body).get("id"))] += 1
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.inbox.asgi(scope, replay, send)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        """Serve on 127.0.0.1 (a free port) while the block runs; yields the URL to subscribe."""
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # Ctrl-C belongs to the demo
+                yield
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            self.app, interface="asgi3", lifespan="off", log_config=None, log_level="error", access_log=False
+        )
+        server = Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    raise RunwatchError(f"the demo's webhook receiver did not start: {task.exception()!r}")
+                await asyncio.sleep(0.01)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
+        finally:
+            server.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
+            sock.close()

@@ -1,0 +1,70 @@
+"""`runwatch watch`: one run, watched by the core waiter, shown by a display."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from runwatch._api import BearerAuth, RunApi
+from runwatch._errors import RunwatchError
+from runwatch._policy import Policy
+from runwatch._status import RunStatus
+from runwatch._waiter import wait_for_run
+from runwatch.cli._args import UsageError, parse_header, read_token
+from runwatch.cli._display import Display, pick_display
+
+__all__ = ["make_api", "make_policy", "run_watch"]
+
+
+def make_api(args: argparse.Namespace) -> RunApi:
+    """The RunApi the flags describe. The token comes from the environment only."""
+    token = read_token(args.token_env)
+    headers = dict(parse_header(h) for h in args.header)
+    api = RunApi(args.base_url, args.profile, auth=BearerAuth(token) if token else None, headers=headers)
+    is_url = args.run.startswith(("http://", "https://"))
+    if not is_url and not args.base_url and "{base_url}" in api.profile.status_url:
+        raise UsageError(f"RUN {args.run!r} is not a URL: give --base-url, or the run's full status URL")
+    return api
+
+
+def make_policy(args: argparse.Namespace) -> Policy:
+    """The Policy the flags describe; unset flags keep the core's defaults."""
+    changes: dict[str, Any] = {"partial_success": args.partial_success}
+    for flag in (
+        "timeout",
+        "interval",
+        "max_interval",
+        "heartbeat_timeout",
+        "long_poll",
+        "unavailable_after",
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            changes[flag] = value
+    interval = changes.get("interval", Policy().interval)
+    if args.max_interval is None:
+        changes["max_interval"] = max(Policy().max_interval, interval)
+    elif args.max_interval < interval:
+        raise UsageError(f"--max-interval ({args.max_interval:g}) is less than the interval ({interval:g})")
+    try:
+        return Policy(**changes)
+    except ValidationError as exc:  # pragma: no cover - the flags' types already keep values in range
+        raise UsageError(f"bad wait policy: {exc.errors()[0]['msg']}") from None
+
+
+async def run_watch(args: argparse.Namespace) -> int:
+    """Watch RUN to its end; the exit code is the outcome's."""
+    api = make_api(args)
+    policy = make_policy(args)
+    display: Display = pick_display(args.json, sys.stdout, api)
+    with display:
+        try:
+            final: RunStatus = await wait_for_run(api, args.run, policy=policy, on_change=display.change)
+        except RunwatchError as exc:
+            display.failed(exc)
+            raise
+        display.succeeded(final)
+    return 0
