@@ -106,6 +106,7 @@ class RunApi:
         self.params = dict(params or {})
         self.verify = verify
         self.max_connections = max_connections
+        self.requests = 0  # HTTP requests sent on behalf of this API, retries and polls included
         self._request_headers = {
             "Accept": "application/json",
             **self.headers,
@@ -235,6 +236,7 @@ class RunApi:
                 reraise=True,
             ):
                 with attempt:
+                    self.requests += 1
                     return await origin.request(
                         method, url, headers=self.request_headers(headers), json=body, timeout=request_timeout
                     )

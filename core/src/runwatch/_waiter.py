@@ -92,6 +92,7 @@ class _Watch:
             else:
                 hold = 0.0
         sent = time.monotonic()
+        self.api.requests += 1
         try:
             response = await origin.request(
                 "GET", url, headers=self.api.request_headers(headers), timeout=timeout
