@@ -1,0 +1,204 @@
+"""Suspend mode: hand a wait over to the watcher and let the flow run's process exit.
+
+The flow looks at the remote run once. If it is still going, the flow writes a watch record as a flow run
+input (`<pause key>-watch`: the status URL, the `RunStatusApi` block's id and name, the policy and the
+deadline; never a credential), tags the flow run `runwatch`, and suspends with the pause key
+`runwatch-<hash of the status URL>`. The watcher finds suspended flow runs with that tag and key, watches the
+run, and resumes the flow with a `RunOutcome` run input. Prefect reruns the flow from the top; the same call
+finds its pause key fired and returns the outcome without reading the remote run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import asuspend_flow_run
+from prefect.input import RunInput
+from prefect.input.actions import acreate_flow_run_input, adelete_flow_run_input
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.states import Suspended
+from pydantic import BaseModel
+
+import runwatch
+from prefect_runwatch._observe import Observer
+from prefect_runwatch.blocks import RunStatusApi
+from runwatch import Policy, RunStatus, StartedRun
+
+__all__ = ["KEY_PREFIX", "TAG", "RunOutcome", "WatchRecord", "record_key", "settle", "wait_released"]
+
+TAG = "runwatch"
+KEY_PREFIX = "runwatch-"
+PAUSE_GRACE = 600  # seconds Prefect keeps a suspended run resumable after our own deadline
+
+
+class RunOutcome(RunInput):
+    """The run input a suspended flow is resumed with: the final status, or why the wait ended without one."""
+
+    status: dict[str, Any] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class WatchRecord(BaseModel):
+    """What the watcher needs to carry on a wait. Holds no credential: the block is loaded by id."""
+
+    run: str
+    api_block_id: UUID
+    api_block_name: str | None = None
+    policy: dict[str, Any] = {}
+    deadline: float | None = None
+    started: dict[str, Any] | None = None
+
+    def target(self) -> str | StartedRun:
+        return StartedRun.from_dict(self.started) if self.started else self.run
+
+
+def record_key(pause_key: str) -> str:
+    return f"{pause_key}-watch"
+
+
+def settle(answer: RunOutcome, policy: Policy) -> RunStatus:
+    """The status a watcher resumed the flow with if it counts as success, else the typed outcome, raised."""
+    status = RunStatus.from_dict(answer.status) if answer.status else None
+    if answer.error:
+        error = getattr(runwatch, answer.error, None)
+        if not (isinstance(error, type) and issubclass(error, runwatch.RunwatchError)):
+            error = runwatch.RunwatchError
+        message = answer.message or answer.error
+        if issubclass(error, runwatch.WaitOutcome):
+            raise error(message, status)
+        raise error(message)
+    if status is None or not status.is_terminal:
+        raise runwatch.RunwatchError("the flow was resumed without a final status")
+    return runwatch.outcome(status, policy)
+
+
+async def wait_released(
+    block: RunStatusApi, run: str | StartedRun, policy: Policy, observer: Observer
+) -> RunStatus | None:
+    """The final status (or its typed outcome) if known; else suspend the flow run.
+
+    In a task run this returns None and the flow stops at the task's end; in a flow body it raises Prefect's
+    `Pause` at once.
+    """
+    flow_run_id = _suspendable_flow_run()
+    block_id = _saved_block_id(block)
+    api = block.get_api()
+    url = run.status_url if isinstance(run, StartedRun) else api.status_url(run)
+    base = KEY_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:20]
+    async with get_client() as client:
+        current = await client.read_flow_run(flow_run_id)
+        fired = _fired(base, current.empirical_policy.pause_keys or set())
+        previous = await _read_record(client, flow_run_id, fired[-1]) if fired else None
+    if fired:
+        answer = await RunOutcome.aload(_keyset(fired[-1]), flow_run_id=flow_run_id)
+        if answer.status is not None or answer.error is not None:
+            observer.logger.info("resumed by the runwatch watcher: remote run %s has ended", url)
+            return settle(answer, policy)
+        observer.logger.info(
+            "resumed without a final status (an automation or by hand): reading %s once", url
+        )
+    status = await _first_look(api, run, url, policy)
+    await observer(status)
+    if status.is_terminal:
+        await observer.finish(status)
+        return runwatch.outcome(status, policy)
+    deadline = previous.deadline if previous else (time.time() + policy.timeout if policy.timeout else None)
+    key = f"{base}-{len(fired) + 1}" if fired else base
+    record = WatchRecord(
+        run=url,
+        api_block_id=block_id,
+        api_block_name=block._block_document_name,
+        policy=policy.to_dict(),
+        deadline=deadline,
+        started=run.to_dict() if isinstance(run, StartedRun) else None,
+    )
+    await _record(flow_run_id, key, record, current.tags)
+    timeout = None if deadline is None else max(1, math.ceil(deadline - time.time())) + PAUSE_GRACE
+    observer.logger.info(
+        "remote run %s is %s: suspending the flow run; the runwatch watcher resumes it when the run ends",
+        status.id,
+        status.status.value,
+    )
+    if TaskRunContext.get() is not None:
+        await asuspend_flow_run(wait_for_input=RunOutcome, flow_run_id=flow_run_id, timeout=timeout, key=key)
+        return None  # Prefect raises Pause in the flow as soon as this task run ends
+    await asuspend_flow_run(wait_for_input=RunOutcome, timeout=timeout, key=key)  # raises Pause
+    raise AssertionError("unreachable: suspending the current flow run raises Pause")
+
+
+async def _first_look(api: runwatch.RunApi, run: str | StartedRun, url: str, policy: Policy) -> RunStatus:
+    try:
+        return await api.get_status(url, request_timeout=policy.request_timeout)
+    except runwatch.RunNotFound:
+        if isinstance(run, StartedRun):  # just started: the remote may not show it yet
+            return run.status.observed()
+        raise
+
+
+async def _record(flow_run_id: UUID, key: str, record: WatchRecord, tags: list[str]) -> None:
+    name = record_key(key)
+    with contextlib.suppress(ObjectNotFound):  # left over by an earlier attempt of this flow run
+        await adelete_flow_run_input(name, flow_run_id=flow_run_id)
+    await acreate_flow_run_input(name, record.model_dump(mode="json"), flow_run_id=flow_run_id)
+    if TAG not in tags:
+        async with get_client() as client:
+            await client.update_flow_run(flow_run_id, tags=[*tags, TAG])
+
+
+async def _read_record(client: Any, flow_run_id: UUID, pause_key: str) -> WatchRecord | None:
+    try:
+        raw = await client.read_flow_run_input(flow_run_id, record_key(pause_key))
+    except ObjectNotFound:
+        return None
+    return WatchRecord.model_validate_json(raw)
+
+
+def _keyset(pause_key: str) -> Any:
+    return keyset_from_paused_state(Suspended(pause_key=pause_key))
+
+
+def _fired(base: str, pause_keys: set[str]) -> list[str]:
+    """This run's fired pause keys, oldest first: `base`, then `base-2`, `base-3`..."""
+
+    def index(key: str) -> int:
+        return 1 if key == base else int(key[len(base) + 1 :])
+
+    mine = [k for k in pause_keys if k == base or (k.startswith(f"{base}-") and k[len(base) + 1 :].isdigit())]
+    return sorted(mine, key=index)
+
+
+def _suspendable_flow_run() -> UUID:
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    if flow_run is None:
+        raise RuntimeError("release_infrastructure=True works only inside a flow run")
+    if flow_run.deployment_id is None:
+        raise RuntimeError(
+            "release_infrastructure=True needs a flow run of a deployment: Prefect suspends only deployed "
+            "flow runs (it reruns them from the top on resume). Serve or deploy the flow, or wait in process "
+            "with release_infrastructure=False."
+        )
+    if flow_run.parent_task_run_id is not None:
+        raise RuntimeError(
+            "release_infrastructure=True cannot suspend a subflow: Prefect suspends only top flows"
+        )
+    return flow_run.id
+
+
+def _saved_block_id(block: RunStatusApi) -> UUID:
+    if block._block_document_id is None:
+        raise ValueError(
+            "release_infrastructure=True needs a saved RunStatusApi block: the watcher loads it by id, so "
+            "that no credential is ever copied into the flow run. Save it (block.save('name')) or pass its "
+            "name."
+        )
+    return block._block_document_id

@@ -1,0 +1,56 @@
+"""The operations the tasks and the job block share: start a run, watch one to its end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import runwatch
+from prefect_runwatch._ids import idempotency_key
+from prefect_runwatch._observe import Logger, Observer
+from prefect_runwatch.blocks import RunStatusApi
+from runwatch import Policy, RunStatus, StartedRun
+
+__all__ = ["RunRef", "api_block", "start", "target", "watch"]
+
+RunRef = str | Mapping[str, Any] | StartedRun
+"""A run id, a status URL, what `start_run` returned, or a `runwatch.StartedRun`."""
+
+
+async def api_block(api: RunStatusApi | str) -> RunStatusApi:
+    """The block itself, or the saved block of that name."""
+    return api if isinstance(api, RunStatusApi) else await RunStatusApi.aload(api)
+
+
+def target(run: RunRef) -> str | StartedRun:
+    """What the core waiter takes: a started run keeps its status URL and first delay."""
+    if isinstance(run, (str, StartedRun)):
+        return run
+    if "status_url" in run:
+        return StartedRun.from_dict(run)
+    return str(run["id"])  # a status dict
+
+
+async def start(
+    block: RunStatusApi, body: Mapping[str, Any] | None, key: str | None, logger: Logger
+) -> StartedRun:
+    """Start a run with an idempotency key (by default one that survives retries and resumes)."""
+    started = await block.get_api().start_run(
+        body, idempotency_key=key or idempotency_key(body), request_timeout=block.request_timeout
+    )
+    logger.info("started remote run %s (%s)", started.id, started.status_url)
+    return started
+
+
+async def watch(block: RunStatusApi, run: str | StartedRun, policy: Policy, observer: Observer) -> RunStatus:
+    """Watch a run in this process until it ends: its terminal status, whatever it is.
+
+    Raises only when the run cannot be watched to its end (WaitTimeout, RunLost, StatusUnavailable, ...).
+    """
+    last: RunStatus | None = None
+    async for status in runwatch.watch_run(block.get_api(), run, policy=policy):
+        await observer(status)
+        last = status
+    assert last is not None  # watch_run ends only on a terminal status
+    await observer.finish(last)
+    return last

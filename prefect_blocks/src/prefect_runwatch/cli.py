@@ -1,0 +1,56 @@
+"""`prefect-runwatch`: the watcher process, and the one-off setup of the resume automation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from prefect.events.worker import EventsWorker
+
+from prefect_runwatch.automations import AUTOMATION_NAME, create_resume_automation
+from prefect_runwatch.watcher import Watcher
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefect-runwatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    watcher = commands.add_parser("watcher", help="watch every suspended wait and resume each flow run")
+    watcher.add_argument("--scan-interval", type=float, default=10.0, help="seconds between scans (10)")
+    watcher.add_argument("--log-level", default="INFO", help="log level of the watcher's own log (INFO)")
+    automation = commands.add_parser("automation", help="create the automation of the push path")
+    automation.add_argument("--name", default=AUTOMATION_NAME, help="the automation's name")
+    return parser
+
+
+async def _watch(scan_interval: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await Watcher(scan_interval=scan_interval).run(stop)
+    finally:
+        await EventsWorker.drain_all(timeout=10)  # type: ignore[misc]  # awaitable in a loop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "automation":
+        print(asyncio.run(create_resume_automation(args.name)))
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("prefect_runwatch").setLevel(args.log_level.upper())
+    asyncio.run(_watch(args.scan_interval))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Tasks: start a remote run, wait for one, or both. Never cached: a cached poll never sees change.
+
+They are async: await them in an async flow (`asyncio.gather` many: they share one event loop and one
+connection pool per API), or use `.submit(...).result()` in a sync flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+from prefect.states import Completed
+
+import runwatch
+from prefect_runwatch._observe import Observer
+from prefect_runwatch._release import wait_released
+from prefect_runwatch._runs import RunRef, api_block, start, target, watch
+from prefect_runwatch.blocks import RunStatusApi
+from runwatch import Policy, StartedRun
+
+__all__ = ["start_run", "start_run_and_wait", "wait_for_run"]
+
+PartialSuccess = Literal["succeed", "fail", "partial"]
+
+
+def _wait_name() -> str:
+    run = task_run.parameters.get("run")
+    if isinstance(run, Mapping):
+        run = run.get("id")
+    elif isinstance(run, StartedRun):
+        run = run.id
+    return f"wait_for_run {run}"
+
+
+@task(name="start_run", cache_policy=NO_CACHE)
+async def start_run(
+    api: RunStatusApi | str,
+    body: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Start a remote run; returns `{"id", "status", "status_url", "retry_after"}` for `wait_for_run`.
+
+    The idempotency key defaults to one derived from the flow run, its attempt and the body, so task retries
+    and reruns after a resume get the same remote run.
+    """
+    started = await start(await api_block(api), body, idempotency_key, get_run_logger())
+    return {"id": started.id, **started.to_dict()}
+
+
+@task(name="wait_for_run", task_run_name=_wait_name, cache_policy=NO_CACHE)
+async def wait_for_run(
+    run: RunRef,
+    api: RunStatusApi | str,
+    policy: Policy | Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    partial_success: PartialSuccess | None = None,
+    release_infrastructure: bool = False,
+) -> dict[str, Any]:
+    """Wait until a remote run ends: its final status (a dict) if it succeeded, else the typed outcome raised.
+
+    `run` is a run id, a status URL or what `start_run` returned. `timeout` (our deadline, seconds) and
+    `partial_success` ("succeed", "fail" or "partial") override the policy. With `release_infrastructure`
+    the flow run is suspended while the run goes on, and the `prefect-runwatch watcher` resumes it (needs a
+    deployment and a saved `RunStatusApi` block; see docs/prefect.md).
+    """
+    block = await api_block(api)
+    chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
+    return await _wait(block, target(run), chosen, release_infrastructure)
+
+
+@task(name="start_run_and_wait", cache_policy=NO_CACHE)
+async def start_run_and_wait(
+    api: RunStatusApi | str,
+    body: Mapping[str, Any] | None = None,
+    policy: Policy | Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    timeout: float | None = None,
+    partial_success: PartialSuccess | None = None,
+    release_infrastructure: bool = False,
+) -> dict[str, Any]:
+    """`start_run` then `wait_for_run` in one task run: the final status, or the typed outcome raised."""
+    block = await api_block(api)
+    chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
+    started = await start(block, body, idempotency_key, get_run_logger())
+    return await _wait(block, started, chosen, release_infrastructure)
+
+
+async def _wait(block: RunStatusApi, run: str | StartedRun, policy: Policy, release: bool) -> Any:
+    observer = Observer(get_run_logger())
+    if release:
+        final = await wait_released(block, run, policy, observer)
+        if final is None:
+            return Completed(
+                name="Released",
+                message="the flow run is suspended while the remote run goes on; the watcher resumes it",
+            )
+        return final.to_dict()
+    status = await watch(block, run, policy, observer)
+    return runwatch.outcome(status, policy).to_dict()
+
+
+def _policy(policy: Policy | Mapping[str, Any] | None) -> Policy | dict[str, Any] | None:
+    return dict(policy) if isinstance(policy, Mapping) else policy

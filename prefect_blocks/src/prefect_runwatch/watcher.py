@@ -1,0 +1,152 @@
+"""The watcher: one async process that watches every suspended wait and resumes each flow run once.
+
+It asks Prefect every `scan_interval` seconds for flow runs that are PAUSED, tagged `runwatch` and suspended
+with a `runwatch-` pause key, reads each one's watch record (a flow run input), and watches all the remote
+runs at once with the core (one event loop, one connection pool per API). When a run ends it resumes the
+flow run with a `RunOutcome` run input. Prefect accepts a resume only from PAUSED, atomically with the input,
+so a restarted watcher, or two at once, still resume each flow run exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound
+from prefect.logging.loggers import flow_run_logger
+
+import runwatch
+from prefect_runwatch._observe import Observer
+from prefect_runwatch._release import KEY_PREFIX, TAG, RunOutcome, WatchRecord, _read_record
+from prefect_runwatch.blocks import RunStatusApi
+from runwatch import Policy, RunStatus
+
+__all__ = ["Watcher"]
+
+log = logging.getLogger("prefect_runwatch.watcher")
+
+
+class Watcher:
+    """Watches the remote runs of suspended flow runs and resumes each flow run with its run's outcome."""
+
+    def __init__(self, *, scan_interval: float = 10.0, page_size: int = 200) -> None:
+        self.scan_interval = scan_interval
+        self.page_size = page_size
+        self.resumed = 0
+        self._watches: dict[UUID, tuple[str, asyncio.Task[None]]] = {}
+
+    @property
+    def watching(self) -> int:
+        return sum(not task.done() for _, task in self._watches.values())
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Scan and watch until `stop` is set (or for ever); pending watches are dropped, not lost."""
+        stop = stop or asyncio.Event()
+        log.info("watching suspended flow runs; a scan every %gs", self.scan_interval)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.scan()
+                except Exception as exc:  # the Prefect API may be away for a while: keep going
+                    log.warning("scan failed (%s); trying again in %gs", exc, self.scan_interval)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.scan_interval)
+        finally:
+            await self.close()
+
+    async def scan(self) -> None:
+        """One look at Prefect: watch newly suspended waits, drop those no longer suspended."""
+        async with get_client() as client:
+            suspended = await self._suspended(client)
+            for flow_run_id, (key, task) in list(self._watches.items()):
+                flow_run = suspended.get(flow_run_id)
+                if task.done() or flow_run is None or _pause_key(flow_run) != key:
+                    task.cancel()
+                    del self._watches[flow_run_id]
+            for flow_run in suspended.values():
+                key = _pause_key(flow_run)
+                if flow_run.id in self._watches or key is None:
+                    continue
+                record = await _read_record(client, flow_run.id, key)
+                if record is None:
+                    log.warning("flow run %s is suspended by runwatch but has no watch record", flow_run.id)
+                    continue
+                task = asyncio.create_task(self._watch(flow_run, record), name=f"runwatch-{flow_run.id}")
+                self._watches[flow_run.id] = (key, task)
+
+    async def close(self) -> None:
+        """Stop every watch. Their flow runs stay suspended for the next watcher."""
+        tasks = [task for _, task in self._watches.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watches.clear()
+
+    async def _suspended(self, client: PrefectClient) -> dict[UUID, FlowRun]:
+        found: dict[UUID, FlowRun] = {}
+        flow_run_filter = FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            tags=FlowRunFilterTags(all_=[TAG]),
+        )
+        while True:
+            page = await client.read_flow_runs(
+                flow_run_filter=flow_run_filter, limit=self.page_size, offset=len(found)
+            )
+            found.update((flow_run.id, flow_run) for flow_run in page)
+            if len(page) < self.page_size:
+                return found
+
+    async def _watch(self, flow_run: FlowRun, record: WatchRecord) -> None:
+        logger = flow_run_logger(flow_run=flow_run)
+        answer = await _outcome(record, Observer(logger, flow_run_id=flow_run.id))
+        async with get_client() as client:
+            result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
+        if result.status is SetStateStatus.ACCEPT:
+            self.resumed += 1
+            logger.info("resumed by the runwatch watcher (%s)", answer.error or answer.status["status"])
+        else:  # resumed meanwhile by another watcher, an automation or a person
+            log.info(
+                "flow run %s not resumed: %s", flow_run.id, getattr(result.details, "reason", result.status)
+            )
+
+
+async def _outcome(record: WatchRecord, observer: Observer) -> RunOutcome:
+    """Watch the run to its end; the run input that says how it ended."""
+    try:
+        block = await RunStatusApi.aload_from_ref(record.api_block_id)
+    except (ObjectNotFound, ValueError):
+        name = record.api_block_name or record.api_block_id
+        message = f"the runwatch watcher cannot load the RunStatusApi block {name!r}"
+        return RunOutcome(error="RunwatchError", message=message)
+    last: RunStatus | None = None
+    try:
+        policy = Policy.from_dict(record.policy)
+        async for status in runwatch.watch_run(
+            block.get_api(), record.target(), policy=policy, deadline=record.deadline
+        ):
+            await observer(status)
+            last = status
+    except runwatch.WaitOutcome as exc:
+        status_dict = exc.status.to_dict() if exc.status else None
+        return RunOutcome(status=status_dict, error=type(exc).__name__, message=str(exc))
+    except runwatch.RunwatchError as exc:  # a bad profile or payload: the flow fails with it
+        return RunOutcome(error=type(exc).__name__, message=str(exc))
+    assert last is not None  # watch_run ends only on a terminal status
+    await observer.finish(last)
+    return RunOutcome(status=last.to_dict())
+
+
+def _pause_key(flow_run: FlowRun) -> str | None:
+    key = flow_run.state.state_details.pause_key if flow_run.state else None
+    return key if key and key.startswith(KEY_PREFIX) else None

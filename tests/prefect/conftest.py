@@ -1,0 +1,28 @@
+"""Prefect suite: a real Prefect 3 server (prefect_test_harness) for the session, reference servers per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
+import pytest
+
+from prefect_runwatch import RunStatusApi
+from runwatch.server import ReferenceServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> Iterator[str]:
+    yield prefect_harness.start()
+    prefect_harness.stop()
+
+
+@pytest.fixture
+def server(runwatch_server_factory: Callable[..., ReferenceServer]) -> ReferenceServer:
+    """A reference server that asks for the canary token and answers a start with no Retry-After."""
+    return runwatch_server_factory(retry_after=0, token=prefect_harness.CANARY)
+
+
+@pytest.fixture
+def api(server: ReferenceServer) -> RunStatusApi:
+    """An unsaved block for `server`."""
+    return RunStatusApi(base_url=server.url, token=prefect_harness.CANARY)

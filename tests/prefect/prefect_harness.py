@@ -1,0 +1,75 @@
+"""Shared by the Prefect suites' conftests: a private PREFECT_HOME and one real Prefect server per session.
+
+Imported before Prefect reads any setting, so that nothing here talks to a server or home configured
+outside the project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+HOME = tempfile.mkdtemp(prefix="runwatch-prefect-home-")
+CANARY = "canary-7f3c9e1d2b4a4c8e9f00d1e2a3b4c5d6"  # the token every authenticated test server asks for
+
+for _name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "PREFECT_HOME": HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
+)
+
+FAST: dict[str, Any] = {"interval": 0.1, "max_interval": 0.3}
+"""A policy that polls fast enough for tests."""
+
+_stack = contextlib.ExitStack()
+_url: str | None = None
+T = TypeVar("T")
+
+
+def start() -> str:
+    """The API URL of the session's Prefect test server (started on first use: about 8 s)."""
+    global _url
+    if _url is None:
+        from prefect.settings import PREFECT_API_URL
+        from prefect.testing.utilities import prefect_test_harness
+
+        _stack.enter_context(prefect_test_harness(server_startup_timeout=90))
+        _url = PREFECT_API_URL.value()
+    return _url
+
+
+def stop() -> None:
+    global _url
+    _stack.close()
+    _url = None
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, every: float = 0.5
+) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def subprocess_env(**extra: Any) -> dict[str, str]:
+    """The environment for a subprocess that must talk to the session's Prefect server."""
+    return {**os.environ, "PREFECT_API_URL": start(), **{k: str(v) for k, v in extra.items()}}

@@ -1,0 +1,126 @@
+"""The blocks: Prefect's block conventions, save/load/register, secrets kept secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from prefect_harness import CANARY, FAST, subprocess_env
+from pydantic import ValidationError
+
+import runwatch
+from prefect_runwatch import RemoteRunJob, RunStatusApi
+from runwatch.server import ReferenceServer
+
+
+class TestRunStatusApiConventions(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return RunStatusApi
+
+
+class TestRemoteRunJobConventions(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return RemoteRunJob
+
+
+def test_block_types_have_their_own_slugs() -> None:
+    assert RunStatusApi.get_block_type_slug() == "runwatch-run-status-api"
+    assert RemoteRunJob.get_block_type_slug() == "runwatch-remote-run-job"
+    assert RunStatusApi._to_block_schema().fields["secret_fields"] == ["token"]
+
+
+async def test_save_and_load_round_trip(api: RunStatusApi, server: ReferenceServer) -> None:
+    api.profile = "standard"
+    api.headers = {"X-Team": "data"}
+    await api.asave("round-trip", overwrite=True)
+    loaded = await RunStatusApi.aload("round-trip")
+    assert loaded.base_url == server.url
+    assert loaded.headers == {"X-Team": "data"}
+    assert loaded.token is not None and loaded.token.get_secret_value() == CANARY
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    status = await loaded.get_api().get_status(run["id"])
+    assert status.status is runwatch.State.SUCCEEDED
+
+
+async def test_token_is_obfuscated_everywhere_but_in_the_secret(api: RunStatusApi) -> None:
+    await api.asave("secretive", overwrite=True)
+    async with get_client() as client:
+        document = await client.read_block_document_by_name("secretive", "runwatch-run-status-api", False)
+    assert CANARY not in str(document.data)
+    assert document.data["token"].startswith("****")
+    assert CANARY not in repr(api) and CANARY not in str(api.model_dump())
+    assert CANARY not in repr(api.get_api())
+
+
+async def test_nested_job_block_saves_loads_and_runs(api: RunStatusApi, server: ReferenceServer) -> None:
+    body = {
+        "script": [{"status": "RUNNING", "for": 0.3}, {"status": "SUCCEEDED", "output_ref": "s3://out/1"}]
+    }
+    await RemoteRunJob(api=api, body=body, **FAST).asave("nested-job", overwrite=True)
+    job = await RemoteRunJob.aload("nested-job")
+    assert job.api.token is not None and job.api.token.get_secret_value() == CANARY
+    run = await job.trigger()
+    await run.wait_for_completion()
+    assert (await run.fetch_result())["output_ref"] == "s3://out/1"
+
+
+def test_prefect_block_register_finds_both_blocks() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "prefect_runwatch"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runwatch Run Status API" in result.stdout
+    assert "runwatch Remote Run Job" in result.stdout
+
+
+def test_collection_entry_point_loads() -> None:
+    from prefect.plugins import load_prefect_collections
+
+    assert "prefect_runwatch" in load_prefect_collections()
+
+
+def test_bad_profile_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValidationError, match="no-such-profile"):
+        RunStatusApi(base_url="http://127.0.0.1:1", profile="no-such-profile")
+
+
+@pytest.mark.parametrize(
+    ("fields", "header", "value"),
+    [
+        ({}, "Authorization", "Bearer t0k"),
+        ({"auth_style": "basic", "username": "me"}, "Authorization", "Basic bWU6dDBr"),
+        ({"auth_style": "header", "auth_header": "X-Key"}, "X-Key", "t0k"),
+    ],
+)
+def test_auth_styles(fields: dict[str, str], header: str, value: str) -> None:
+    api = RunStatusApi(base_url="http://127.0.0.1:1", token="t0k", **fields).get_api()
+    assert api.request_headers()[header] == value
+
+
+async def test_wrong_token_is_access_denied(server: ReferenceServer) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    api = RunStatusApi(base_url=server.url, token="wrong").get_api()
+    with pytest.raises(runwatch.AccessDenied):
+        await api.get_status(run["id"])
+
+
+def test_policy_takes_the_request_timeout_then_overrides() -> None:
+    block = RunStatusApi(request_timeout=7.0)
+    assert block.policy().request_timeout == 7.0
+    chosen = block.policy({"interval": 1.0, "request_timeout": 3.0}, timeout=9.0, partial_success=None)
+    assert (chosen.interval, chosen.request_timeout, chosen.timeout, chosen.partial_success) == (
+        1.0,
+        3.0,
+        9.0,
+        "partial",
+    )
