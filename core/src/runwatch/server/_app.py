@@ -1,0 +1,381 @@
+"""The reference server's HTTP API (Starlette)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runwatch.server._faults import http_date_in, pick_fault, seconds
+from runwatch.server._runs import Run, Snapshot
+from runwatch.server._spec import (
+    ErrorFault,
+    MalformedFault,
+    RateLimitFault,
+    SpecError,
+    parse_faults,
+    parse_run,
+    parse_subscription,
+)
+from runwatch.server._store import IdempotencyConflict, ServerConfig, Store
+
+__all__ = ["DroppedConnection", "create_app"]
+
+JSON = "application/json"
+# Requests from ReferenceServer's own helpers carry this header and stay out of requests_total/connections,
+# so that tests count only the traffic of the code under test.
+HELPER_HEADER = b"x-runwatch-helper"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class DroppedConnection(Exception):
+    """Raised on purpose mid-response to cut the connection (the `drop` fault)."""
+
+
+class _QuietDrops(logging.Filter):
+    """Keeps the deliberate drops out of uvicorn's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+def install_log_filter() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(payload).encode(), status, headers, JSON)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": message}, headers)
+
+
+class _DropResponse(Response):
+    """Promises a body with Content-Length, sends a few bytes of it, then cuts the connection."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", JSON.encode()), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+        raise DroppedConnection("connection dropped on purpose (fault injection)")
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison, as RFC 9110 wants for If-None-Match."""
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def _prefer_wait(header: str) -> float | None:
+    """The `wait` preference of a Prefer header (RFC 7240); unparsable preferences are ignored."""
+    for preference in header.split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                wait = float(value.strip().strip('"'))
+            except ValueError:
+                return None
+            return wait if math.isfinite(wait) and wait >= 0 else None
+    return None
+
+
+class _Gate:
+    """Counts requests and connections, and checks the bearer token before anything else runs."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+        token = store.config.token
+        self.expected = token.encode() if token is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        store = self.store
+        if not scope["path"].startswith("/_control") and (HELPER_HEADER, b"1") not in scope["headers"]:
+            store.requests_total += 1
+            client = scope.get("client")
+            if client:
+                store.clients.add(tuple(client))
+        if self.expected is not None and not self._authorized(scope):
+            response = _error(
+                401, "missing or invalid bearer token", {"www-authenticate": 'Bearer realm="runwatch"'}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self.expected is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+        return False
+
+
+class _Api:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.config = store.config
+
+    def _base_url(self, request: Request) -> str:
+        return self.config.base_url or str(request.base_url).rstrip("/")
+
+    async def _json_body(self, request: Request) -> Any:
+        raw = await request.body()
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise SpecError("body: not valid JSON") from None
+
+    # ---------------------------------------------------------------------------------------- runs
+
+    async def create_run(self, request: Request) -> Response:
+        try:
+            body = await self._json_body(request)
+            spec = parse_run(body)
+        except SpecError as exc:
+            return _error(422, str(exc))
+        key = request.headers.get("idempotency-key")
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        try:
+            run, created = self.store.create(spec, self._base_url(request), key, canonical)
+        except IdempotencyConflict as exc:
+            return _error(422, str(exc))
+        retry_after = spec.retry_after if spec.retry_after is not None else self.config.retry_after
+        headers = {"location": run.url, "retry-after": seconds(retry_after)}
+        if not created:
+            headers["idempotent-replayed"] = "true"
+        snap = run.view(time.monotonic())
+        return Response(snap.body, 202, headers, JSON)
+
+    async def get_run(self, request: Request) -> Response:
+        store = self.store
+        run = store.runs.get(request.path_params["run_id"])
+        if run is None:
+            return _error(404, "no such run")
+        counters = run.counters
+        counters.get += 1
+        now = time.monotonic()
+        if now < run.not_found_until:
+            counters.not_found += 1
+            return _error(404, "no such run")
+
+        sets = store.counters_for(run)
+        if sets:
+            latency = sum(faults.latency for faults, _ in sets)
+            if latency > 0:
+                await store.sleep(latency)
+                now = time.monotonic()
+            fault = pick_fault(sets)
+            if fault is not None:
+                return self._fault_response(run, *fault)
+
+        extra: dict[str, str] = {}
+        quota = run.quota or store.global_quota
+        if quota is not None:
+            allowed, remaining, reset = quota.take(now)
+            extra.update(quota.headers(remaining, reset))
+            if not allowed:
+                counters.s429 += 1
+                extra["retry-after"] = str(max(1, math.ceil(reset)))
+                return _error(429, "rate limit exceeded", extra)
+
+        wait: float | None = None
+        if request.scope["query_string"]:
+            raw_wait = request.query_params.get("wait")
+            if raw_wait is not None:
+                try:
+                    wait = float(raw_wait)
+                except ValueError:
+                    wait = math.nan
+                if not math.isfinite(wait) or wait < 0:
+                    return _error(400, "wait: must be a number of seconds >= 0")
+        headers = request.headers
+        if wait is None:
+            prefer = headers.get("prefer")
+            if prefer is not None:
+                wait = _prefer_wait(prefer)
+                if wait is not None:
+                    wait = min(wait, self.config.max_wait)
+                    extra["preference-applied"] = f"wait={seconds(wait)}"
+        if_none_match = headers.get("if-none-match")
+
+        snap = run.view(now)
+        if wait:
+            snap = await self._hold(run, snap, min(wait, self.config.max_wait), if_none_match)
+        extra["etag"] = snap.etag
+        if if_none_match is not None and _etag_matches(if_none_match, snap.etag):
+            counters.s304 += 1
+            return Response(None, 304, extra)
+        return Response(snap.body, 200, extra, JSON)
+
+    async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
+        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes."""
+        store = self.store
+        deadline = time.monotonic() + wait
+        baseline = snap.version
+        while True:
+            if if_none_match is not None:
+                if not _etag_matches(if_none_match, snap.etag):
+                    return snap
+            elif snap.version != baseline:
+                return snap
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or store.closing:
+                return snap
+            await run.wait_change(remaining)
+            snap = run.view(time.monotonic())
+
+    def _fault_response(
+        self, run: Run, kind: str, fault: RateLimitFault | ErrorFault | MalformedFault | object
+    ) -> Response:
+        counters = run.counters
+        if kind == "drop":
+            counters.drop += 1
+            return _DropResponse()
+        if isinstance(fault, RateLimitFault):
+            counters.s429 += 1
+            when = http_date_in(fault.retry_after) if fault.retry_after_date else seconds(fault.retry_after)
+            return _error(429, "rate limited (fault injection)", {"retry-after": when})
+        if isinstance(fault, ErrorFault):
+            counters.s5xx += 1
+            headers = {} if fault.retry_after is None else {"retry-after": seconds(fault.retry_after)}
+            return _error(fault.status, "server error (fault injection)", headers)
+        assert isinstance(fault, MalformedFault)
+        counters.malformed += 1
+        if fault.shape == "wrong":
+            return _json(200, {"id": run.id, "state": "who knows", "version": "seven"})
+        return Response(b"<html><body>200 OK, or so they say</body></html>", 200, None, JSON)
+
+    async def cancel_run(self, request: Request) -> Response:
+        run = self.store.runs.get(request.path_params["run_id"])
+        if run is None:
+            return _error(404, "no such run")
+        run.counters.cancel += 1
+        if not run.cancel(time.monotonic(), self.config.cancel_delay):
+            return _json(409, {"error": f"run is already {run.status}", "status": run.status})
+        return Response(run.snapshot.body, 202, {"location": run.url}, JSON)
+
+    # ---------------------------------------------------------------------------------------- webhooks
+
+    async def subscribe(self, request: Request) -> Response:
+        try:
+            spec = parse_subscription(
+                await self._json_body(request), allow_remote=self.config.allow_remote_webhooks
+            )
+        except SpecError as exc:
+            return _error(422, str(exc))
+        for run_id in sorted(spec.runs or ()):
+            if run_id not in self.store.runs:
+                return _error(422, f"runs: no such run {run_id[:100]!r}")
+        return _json(201, self.store.subscribe(spec).to_dict())
+
+    async def unsubscribe(self, request: Request) -> Response:
+        if not self.store.unsubscribe(request.path_params["sub_id"]):
+            return _error(404, "no such subscription")
+        return Response(None, 204)
+
+    # ---------------------------------------------------------------------------------------- control
+
+    async def stats(self, request: Request) -> Response:
+        return _json(200, self.store.stats())
+
+    async def get_faults(self, request: Request) -> Response:
+        return _json(200, {"faults": self.store.global_faults.source})
+
+    async def set_faults(self, request: Request) -> Response:
+        try:
+            faults = parse_faults(await self._json_body(request), "faults")
+        except SpecError as exc:
+            return _error(422, str(exc))
+        self.store.set_faults(faults)
+        return _json(200, {"faults": faults.source})
+
+    async def reset(self, request: Request) -> Response:
+        self.store.reset()
+        return _json(200, {"reset": True})
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error(404, "not found")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _error(405, "method not allowed")
+
+
+def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
+    """The reference server as an ASGI app. Options are those of `ServerConfig`."""
+    if config is None:
+        config = ServerConfig(**options)
+    elif options:
+        raise TypeError("pass either a ServerConfig or keyword options, not both")
+    store = Store(config)
+    api = _Api(store)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_log_filter()
+        try:
+            yield
+        finally:
+            await store.aclose()
+
+    routes = [
+        Route("/runs", api.create_run, methods=["POST"]),
+        Route("/runs/{run_id}", api.get_run, methods=["GET"]),
+        Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
+        Route("/webhooks", api.subscribe, methods=["POST"]),
+        Route("/webhooks/{sub_id}", api.unsubscribe, methods=["DELETE"]),
+        Route("/_control/stats", api.stats, methods=["GET"]),
+        Route("/_control/faults", api.get_faults, methods=["GET"]),
+        Route("/_control/faults", api.set_faults, methods=["POST"]),
+        Route("/_control/reset", api.reset, methods=["POST"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        404: _not_found,
+        405: _not_allowed,
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_Gate, store=store)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    return app
