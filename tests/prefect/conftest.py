@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+
 import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
 import pytest
 

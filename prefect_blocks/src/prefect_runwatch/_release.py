@@ -89,8 +89,8 @@ async def wait_released(
     In a task run this returns None and the flow stops at the task's end; in a flow body it raises Prefect's
     `Pause` at once.
     """
-    flow_run_id = _suspendable_flow_run()
     block_id = _saved_block_id(block)
+    flow_run_id = _suspendable_flow_run()
     api = block.get_api()
     url = run.status_url if isinstance(run, StartedRun) else api.status_url(run)
     base = KEY_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:20]
