@@ -1,0 +1,50 @@
+"""RemoteRunJob and RemoteRun: Prefect's JobBlock/JobRun interface over the core waiter."""
+
+from __future__ import annotations
+
+import pytest
+from prefect import flow
+from prefect_harness import FAST
+
+import runwatch
+from prefect_runwatch import RemoteRunJob, RunStatusApi
+
+RUNNING = {"status": "RUNNING", "for": 0.3}
+
+
+async def test_trigger_wait_fetch(api: RunStatusApi) -> None:
+    job = RemoteRunJob(
+        api=api, body={"script": [RUNNING, {"status": "SUCCEEDED", "output_ref": "s3://x"}]}, **FAST
+    )
+
+    @flow
+    async def pipeline() -> dict[str, object]:
+        run = await job.trigger()
+        await run.wait_for_completion()
+        return await run.fetch_result()
+
+    result = await pipeline()
+    assert (result["status"], result["output_ref"]) == ("SUCCEEDED", "s3://x")
+
+
+async def test_failed_run_raises_from_fetch_result(api: RunStatusApi) -> None:
+    job = RemoteRunJob(
+        api=api, body={"script": [RUNNING, {"status": "FAILED", "errors": [{"message": "oom"}]}]}, **FAST
+    )
+    run = await job.trigger()
+    await run.wait_for_completion()  # the wait itself went fine: the run ended
+    assert run.status.status is runwatch.State.FAILED
+    with pytest.raises(runwatch.RunFailed, match="oom"):
+        await run.fetch_result()
+
+
+async def test_fetch_before_the_end_says_so(api: RunStatusApi) -> None:
+    run = await RemoteRunJob(api=api, body={"script": [{"status": "RUNNING"}]}).trigger()
+    with pytest.raises(RuntimeError, match="wait_for_completion"):
+        await run.fetch_result()
+
+
+async def test_our_deadline_raises_from_the_wait(api: RunStatusApi) -> None:
+    run = await RemoteRunJob(api=api, body={"script": [{"status": "RUNNING"}]}, timeout=0.5, **FAST).trigger()
+    with pytest.raises(runwatch.WaitTimeout):
+        await run.wait_for_completion()
