@@ -69,7 +69,7 @@ async def test_create_answers_202_with_location_retry_after_and_status(
     assert headers["Location"] == body["url"] == f"{runwatch_server.url}/runs/{body['id']}"
     assert headers["Retry-After"] == "0.05"  # the server's configured first-poll hint
     assert body["status"] == "QUEUED"
-    assert body["version"] == 1
+    assert body["version"] == 1 and headers["ETag"] == '"v1"'
     assert body["created_at"].endswith("+00:00")
     assert body["created_at"] == body["updated_at"]
     assert body["started_at"] is body["ended_at"] is body["duration"] is body["executor"] is None
@@ -269,6 +269,18 @@ async def test_long_poll_is_capped(http: aiohttp.ClientSession, runwatch_server:
     assert status == 304 and time.monotonic() - t0 < 2.5
     status, body, _ = await call(http, "GET", f"{run['url']}?wait=soon")
     assert status == 400 and "wait" in body["error"]
+
+
+async def test_long_poll_on_a_terminal_run_without_etag_answers_at_once(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    _, run, _ = await create(http, runwatch_server, {"script": [{"status": "SUCCEEDED"}]})
+    t0 = time.monotonic()
+    status, body, _ = await call(http, "GET", f"{run['url']}?wait=5")
+    assert (status, body["status"]) == (200, "SUCCEEDED") and time.monotonic() - t0 < 0.5
+    # with If-None-Match it is held like any other (a scripted run might still regress)
+    status, _, _ = await call(http, "GET", f"{run['url']}?wait=0.2", headers={"If-None-Match": '"v1"'})
+    assert status == 304
 
 
 async def test_many_long_polls_wake_together(
@@ -528,6 +540,16 @@ async def test_malformed_bodies(http: aiohttp.ClientSession, runwatch_server: Re
     status, body, _ = await call(http, "GET", b["url"])
     assert status == 200 and isinstance(body, dict) and "status" not in body
     assert runwatch_server.stats()["runs"][b["id"]]["malformed"] == 1
+
+
+async def test_malformed_answers_still_spend_the_quota(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    faults = {"malformed": {"first": 1}, "ratelimit_headers": {"quota": 1, "window": 60}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    status, body, headers = await call(http, "GET", run["url"])
+    assert status == 200 and isinstance(body, bytes) and headers["RateLimit"].startswith('"default";r=0;')
+    assert (await call(http, "GET", run["url"]))[0] == 429
 
 
 async def test_faults_compose_in_order(http: aiohttp.ClientSession, runwatch_server: ReferenceServer) -> None:

@@ -177,10 +177,10 @@ class _Api:
         except IdempotencyConflict as exc:
             return _error(422, str(exc))
         retry_after = spec.retry_after if spec.retry_after is not None else self.config.retry_after
-        headers = {"location": run.url, "retry-after": seconds(retry_after)}
+        snap = run.view(time.monotonic())
+        headers = {"location": run.url, "retry-after": seconds(retry_after), "etag": snap.etag}
         if not created:
             headers["idempotent-replayed"] = "true"
-        snap = run.view(time.monotonic())
         return Response(snap.body, 202, headers, JSON)
 
     async def get_run(self, request: Request) -> Response:
@@ -201,7 +201,7 @@ class _Api:
             if latency > 0:
                 await store.sleep(latency)
                 now = time.monotonic()
-            fault = pick_fault(sets)
+            fault = pick_fault(sets, ("drop", "rate_limit", "errors_5xx"))
             if fault is not None:
                 return self._fault_response(run, *fault)
 
@@ -214,6 +214,10 @@ class _Api:
                 counters.s429 += 1
                 extra["retry-after"] = str(max(1, math.ceil(reset)))
                 return _error(429, "rate limit exceeded", extra)
+        if sets:
+            fault = pick_fault(sets, ("malformed",))
+            if fault is not None:
+                return self._fault_response(run, *fault, extra)
 
         wait: float | None = None
         if request.scope["query_string"]:
@@ -245,7 +249,12 @@ class _Api:
         return Response(snap.body, 200, extra, JSON)
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
-        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes."""
+        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes.
+
+        Without If-None-Match, a terminal run answers at once: there is nothing left to wait for.
+        """
+        if if_none_match is None and snap.terminal:
+            return snap
         store = self.store
         deadline = time.monotonic() + wait
         baseline = snap.version
@@ -262,7 +271,11 @@ class _Api:
             snap = run.view(time.monotonic())
 
     def _fault_response(
-        self, run: Run, kind: str, fault: RateLimitFault | ErrorFault | MalformedFault | object
+        self,
+        run: Run,
+        kind: str,
+        fault: RateLimitFault | ErrorFault | MalformedFault | object,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         counters = run.counters
         if kind == "drop":
@@ -279,8 +292,8 @@ class _Api:
         assert isinstance(fault, MalformedFault)
         counters.malformed += 1
         if fault.shape == "wrong":
-            return _json(200, {"id": run.id, "state": "who knows", "version": "seven"})
-        return Response(b"<html><body>200 OK, or so they say</body></html>", 200, None, JSON)
+            return _json(200, {"id": run.id, "state": "who knows", "version": "seven"}, headers)
+        return Response(b"<html><body>200 OK, or so they say</body></html>", 200, headers, JSON)
 
     async def cancel_run(self, request: Request) -> Response:
         run = self.store.runs.get(request.path_params["run_id"])
@@ -289,7 +302,8 @@ class _Api:
         run.counters.cancel += 1
         if not run.cancel(time.monotonic(), self.config.cancel_delay):
             return _json(409, {"error": f"run is already {run.status}", "status": run.status})
-        return Response(run.snapshot.body, 202, {"location": run.url}, JSON)
+        snap = run.snapshot
+        return Response(snap.body, 202, {"location": run.url, "etag": snap.etag}, JSON)
 
     # ---------------------------------------------------------------------------------------- webhooks
 

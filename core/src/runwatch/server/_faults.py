@@ -12,7 +12,8 @@ __all__ = ["FaultCounters", "Quota", "http_date_in", "pick_fault", "seconds"]
 
 Fault = tuple[str, "Trigger | RateLimitFault | ErrorFault | MalformedFault"]
 
-# The order in which faults are considered; each counts only the requests that reach it.
+# The order in which faults are considered (the quota of `ratelimit_headers` comes before `malformed`);
+# each counts only the requests that reach it.
 ORDER = ("drop", "rate_limit", "errors_5xx", "malformed")
 
 

@@ -192,6 +192,7 @@ class ReferenceServer:
             access_log=False,
             lifespan="on",
             ws="none",
+            proxy_headers=False,  # clients are counted by their real address, never by X-Forwarded-For
             backlog=4096,
             timeout_graceful_shutdown=2,
         )
@@ -344,7 +345,10 @@ def serve(
         access_log=access_log,
         lifespan="on",
         ws="none",
+        proxy_headers=False,
         backlog=4096,
         timeout_graceful_shutdown=2,
     )
-    _Uvicorn(uv_config, app.state.store).run()
+    # uvicorn re-raises the Ctrl-C it caught once it has shut down cleanly; that is not an error here.
+    with contextlib.suppress(KeyboardInterrupt):
+        _Uvicorn(uv_config, app.state.store).run()
