@@ -10,19 +10,16 @@ finds its pause key fired and returns the outcome without reading the remote run
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import time
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
-from prefect.input.actions import acreate_flow_run_input, adelete_flow_run_input
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Suspended
 from pydantic import BaseModel
@@ -32,7 +29,16 @@ from prefect_runwatch._observe import Observer
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus, StartedRun
 
-__all__ = ["KEY_PREFIX", "TAG", "RunOutcome", "WatchRecord", "record_key", "settle", "wait_released"]
+__all__ = [
+    "KEY_PREFIX",
+    "TAG",
+    "RunOutcome",
+    "WatchRecord",
+    "read_record",
+    "record_key",
+    "settle",
+    "wait_released",
+]
 
 TAG = "runwatch"
 KEY_PREFIX = "runwatch-"
@@ -97,7 +103,7 @@ async def wait_released(
     async with get_client() as client:
         current = await client.read_flow_run(flow_run_id)
         fired = _fired(base, current.empirical_policy.pause_keys or set())
-        previous = await _read_record(client, flow_run_id, fired[-1]) if fired else None
+        previous = await read_record(client, flow_run_id, fired[-1]) if fired else None
     if fired:
         answer = await RunOutcome.aload(_keyset(fired[-1]), flow_run_id=flow_run_id)
         if answer.status is not None or answer.error is not None:
@@ -146,20 +152,19 @@ async def _first_look(api: runwatch.RunApi, run: str | StartedRun, url: str, pol
 
 async def _record(flow_run_id: UUID, key: str, record: WatchRecord, tags: list[str]) -> None:
     name = record_key(key)
-    with contextlib.suppress(ObjectNotFound):  # left over by an earlier attempt of this flow run
-        await adelete_flow_run_input(name, flow_run_id=flow_run_id)
-    await acreate_flow_run_input(name, record.model_dump(mode="json"), flow_run_id=flow_run_id)
-    if TAG not in tags:
-        async with get_client() as client:
+    async with get_client() as client:
+        if await read_record(client, flow_run_id, key) is not None:  # left by an earlier attempt
+            await client.delete_flow_run_input(flow_run_id, name)
+        await client.create_flow_run_input(flow_run_id, name, record.model_dump_json())
+        if TAG not in tags:
             await client.update_flow_run(flow_run_id, tags=[*tags, TAG])
 
 
-async def _read_record(client: Any, flow_run_id: UUID, pause_key: str) -> WatchRecord | None:
-    try:
-        raw = await client.read_flow_run_input(flow_run_id, record_key(pause_key))
-    except ObjectNotFound:
-        return None
-    return WatchRecord.model_validate_json(raw)
+async def read_record(client: PrefectClient, flow_run_id: UUID, pause_key: str) -> WatchRecord | None:
+    """The watch record of a suspension, if there is one."""
+    name = record_key(pause_key)
+    found = await client.filter_flow_run_input(flow_run_id, key_prefix=name, limit=1, exclude_keys=set())
+    return WatchRecord.model_validate_json(found[0].value) if found and found[0].key == name else None
 
 
 def _keyset(pause_key: str) -> Any:

@@ -28,7 +28,7 @@ from prefect.logging.loggers import flow_run_logger
 
 import runwatch
 from prefect_runwatch._observe import Observer
-from prefect_runwatch._release import KEY_PREFIX, TAG, RunOutcome, WatchRecord, _read_record
+from prefect_runwatch._release import KEY_PREFIX, TAG, RunOutcome, WatchRecord, read_record
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus
 
@@ -78,7 +78,7 @@ class Watcher:
                 key = _pause_key(flow_run)
                 if flow_run.id in self._watches or key is None:
                     continue
-                record = await _read_record(client, flow_run.id, key)
+                record = await read_record(client, flow_run.id, key)
                 if record is None:
                     log.warning("flow run %s is suspended by runwatch but has no watch record", flow_run.id)
                     continue

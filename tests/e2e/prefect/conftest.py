@@ -1,0 +1,144 @@
+"""End-to-end Prefect suite: deployments served in a subprocess, the watcher as a subprocess, a reference
+server that asks for a canary token. Every subprocess runs in its own process group, killed at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "prefect"))
+import prefect_harness
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from prefect_runwatch import RunStatusApi
+from runwatch.server import ReferenceServer
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+API_BLOCK = "e2e-api"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> Iterator[str]:
+    yield prefect_harness.start()
+    prefect_harness.stop()
+
+
+class Processes:
+    """Subprocesses of one scope, each in its own process group, output to a file."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        out = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=prefect_harness.subprocess_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        self.started.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
+        with contextlib.suppress(ProcessLookupError):  # whatever the group left behind
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(15)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+        # Flow run processes the runner started, wherever their group: they carry our server's URL.
+        for pid in pids_with_env(f"PREFECT_API_URL={prefect_harness.start()}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def output(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+
+
+def pids_with_env(entry: str) -> list[int]:
+    """The live processes whose environment holds `entry` ("NAME=value")."""
+    needle = entry.encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e-logs")
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceServer]:
+    with ReferenceServer(retry_after=0, token=prefect_harness.CANARY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_block(reference: ReferenceServer) -> str:
+    RunStatusApi(base_url=reference.url, token=prefect_harness.CANARY).save(API_BLOCK, overwrite=True)
+    return API_BLOCK
+
+
+@pytest.fixture(scope="module")
+def served(logs: Path, api_block: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`served_flows.py` serving its deployments; ready once both deployments exist."""
+    processes = Processes(logs)
+    process = processes.start("serve", sys.executable, str(HERE / "served_flows.py"))
+    try:
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            for name in ("released-wait/e2e", "nightly-export/example"):
+                while True:
+                    assert process.poll() is None, processes.output()
+                    try:
+                        client.read_deployment_by_name(name)
+                        break
+                    except ObjectNotFound:
+                        assert time.monotonic() < deadline, f"deployment {name} never appeared"
+                        time.sleep(0.5)
+        yield process
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+def watchers(logs: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start `prefect-runwatch watcher` processes; all are stopped when the test ends."""
+    processes = Processes(logs)
+    binary = str(Path(sys.executable).with_name("prefect-runwatch"))
+    yield lambda: processes.start("watcher", binary, "watcher", "--scan-interval", "1")
+    processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def all_output(logs: Path) -> Callable[[], str]:
+    return lambda: Processes(logs).output()

@@ -1,0 +1,184 @@
+"""Suspend mode end to end: a served deployment suspends while its remote run goes on, its process exits,
+and the watcher (or an automation) resumes it once with the final status."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import pytest
+from conftest import API_BLOCK, pids_with_env
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import arun_deployment
+from prefect_harness import eventually
+
+import runwatch
+from prefect_runwatch import create_resume_automation, push_run_status
+from prefect_runwatch._release import TAG
+from runwatch.server import ReferenceServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def script(seconds: float, output_ref: str = "s3://lake/out/1") -> list[dict[str, Any]]:
+    return [{"status": "RUNNING", "for": seconds}, {"status": "SUCCEEDED", "output_ref": output_ref}]
+
+
+async def start_flow(parameters: dict[str, Any], deployment: str = "released-wait/e2e") -> UUID:
+    flow_run = await arun_deployment(deployment, parameters=parameters, timeout=0)
+    return flow_run.id
+
+
+async def read(flow_run_id: UUID) -> FlowRun:
+    async with get_client() as client:
+        return await client.read_flow_run(flow_run_id)
+
+
+async def until(flow_run_id: UUID, test: Callable[[FlowRun], bool], timeout: float, what: str) -> FlowRun:
+    async def probe() -> FlowRun | None:
+        flow_run = await read(flow_run_id)
+        return flow_run if test(flow_run) else None
+
+    return await eventually(probe, timeout, f"flow run {flow_run_id} {what}")
+
+
+def suspended(flow_run: FlowRun) -> bool:
+    return flow_run.state is not None and flow_run.state.is_paused() and flow_run.state.name == "Suspended"
+
+
+def completed(flow_run: FlowRun) -> bool:
+    assert flow_run.state is not None
+    assert not (flow_run.state.is_failed() or flow_run.state.is_crashed()), flow_run.state
+    return flow_run.state.is_completed()
+
+
+async def state_names(flow_run_id: UUID) -> list[str]:
+    async with get_client() as client:
+        return [s.name or "" for s in await client.read_flow_run_states(flow_run_id)]
+
+
+async def result(flow_run_id: UUID) -> dict[str, Any]:
+    flow_run = await read(flow_run_id)
+    assert flow_run.state is not None
+    value: dict[str, Any] = await flow_run.state.aresult()
+    return value
+
+
+def flow_processes(flow_run_id: UUID) -> list[int]:
+    """Every live process on this machine that runs this flow run (the runner marks it in the environment)."""
+    return pids_with_env(f"PREFECT__FLOW_RUN_ID={flow_run_id}")
+
+
+def remote_run_id(reference: ReferenceServer, before: set[str]) -> str:
+    (new,) = set(reference.stats()["runs"]) - before
+    return new
+
+
+async def test_suspend_releases_the_process_and_the_watcher_resumes_it(
+    served: subprocess.Popen[bytes],
+    reference: ReferenceServer,
+    watchers: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    watchers()
+    known = set(reference.stats()["runs"])
+    flow_run_id = await start_flow({"script": script(12.0), "api_block": API_BLOCK, "hold": 4.0})
+
+    # Positive control: while the flow holds, its process is there and our check sees it.
+    await until(flow_run_id, lambda fr: bool(fr.state and fr.state.is_running()), 60, "to run")
+    await eventually(lambda: _async(flow_processes(flow_run_id)), 10, "the flow run's process")
+
+    await until(flow_run_id, suspended, 60, "to suspend")
+    run_id = remote_run_id(reference, known)
+    await eventually(lambda: _async(not flow_processes(flow_run_id)), 15, "the flow run's process to exit")
+    assert reference.get_run(run_id)["status"] == "RUNNING"  # released while the remote run goes on
+    assert served.poll() is None  # the runner itself still serves
+    flow_run = await read(flow_run_id)
+    assert TAG in flow_run.tags and flow_run.state is not None
+    assert flow_run.state.state_details.pause_key.startswith("runwatch-")
+
+    resumed = await until(flow_run_id, lambda fr: not suspended(fr), 60, "to be resumed")
+    gets_at_resume = reference.stats()["runs"][run_id]["GET"]
+    await until(flow_run_id, completed, 90, "to complete")
+
+    status = await result(flow_run_id)
+    assert (status["id"], status["status"], status["output_ref"]) == (run_id, "SUCCEEDED", "s3://lake/out/1")
+    assert reference.stats()["runs"][run_id]["GET"] == gets_at_resume  # the resumed flow did not poll again
+    assert reference.stats()["runs"][run_id]["POST"] == 2  # the rerun's start was the same remote run
+    names = await state_names(flow_run_id)
+    assert names.count("Suspended") == 1 and names.count("Resuming") == 1
+
+    ended = datetime.fromisoformat(status["ended_at"])
+    assert resumed.state is not None and (await read(flow_run_id)).end_time is not None
+    to_resume = (resumed.state.timestamp - ended).total_seconds()
+    to_complete = ((await read(flow_run_id)).end_time - ended).total_seconds()  # type: ignore[operator]
+    print(f"\nremote run ended -> flow resumed {to_resume:.1f} s -> flow completed {to_complete:.1f} s")
+
+
+async def test_a_restarted_watcher_resumes_every_flow_once(
+    served: subprocess.Popen[bytes],
+    reference: ReferenceServer,
+    watchers: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    flows = [
+        await start_flow({"script": script(15.0, f"s3://out/{i}"), "api_block": API_BLOCK}) for i in range(3)
+    ]
+    first = watchers()
+    await asyncio.gather(*(until(fr, suspended, 90, "to suspend") for fr in flows))
+    runs = {(await read(fr)).id: fr for fr in flows}
+    known = reference.stats()["runs"]
+    await asyncio.sleep(3)  # the watcher scans, then polls every run
+    polled = reference.stats()["runs"]
+    assert sum(polled[r]["GET"] for r in polled) > sum(known[r]["GET"] for r in known)
+    first.send_signal(signal.SIGKILL)  # a crash, mid-wait
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    watchers(), watchers()  # two at once: neither may resume a flow the other resumed
+
+    await asyncio.gather(*(until(fr, completed, 120, "to complete") for fr in runs.values()))
+    for i, flow_run_id in enumerate(flows):
+        assert (await result(flow_run_id))["output_ref"] == f"s3://out/{i}"
+        names = await state_names(flow_run_id)
+        assert names.count("Resuming") == 1, names
+
+
+async def test_an_event_resumes_the_flow_through_the_automation(
+    served: subprocess.Popen[bytes], reference: ReferenceServer
+) -> None:
+    await create_resume_automation()
+    known = set(reference.stats()["runs"])
+    flow_run_id = await start_flow({"script": script(3.0), "api_block": API_BLOCK})
+    await until(flow_run_id, suspended, 60, "to suspend")
+    run_id = remote_run_id(reference, known)
+    api = runwatch.RunApi(reference.url, auth=runwatch.BearerAuth(_token()))
+
+    async def ended() -> runwatch.RunStatus | None:
+        status = await api.get_status(run_id)
+        return status if status.is_terminal else None
+
+    final = await eventually(ended, 30, "the remote run to end")
+    assert suspended(await read(flow_run_id))  # no watcher runs: only the push can resume it
+    pushed = time.monotonic()
+    push_run_status(flow_run_id, final)
+    await until(flow_run_id, lambda fr: not suspended(fr), 30, "to be resumed by the automation")
+    print(f"\npush -> flow resumed by the automation in {time.monotonic() - pushed:.1f} s")
+    await until(flow_run_id, completed, 90, "to complete")
+    assert (await result(flow_run_id))["status"] == "SUCCEEDED"
+    assert (await state_names(flow_run_id)).count("Resuming") == 1
+
+
+def _token() -> str:
+    from prefect_harness import CANARY
+
+    return CANARY
+
+
+async def _async(value: Any) -> Any:
+    return value
