@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -95,9 +96,9 @@ async def test_default_first_poll_hint_is_one_second_and_default_script(
 async def test_scripted_lifecycle_is_served_with_exact_fields(
     http: aiohttp.ClientSession, runwatch_server: ReferenceServer
 ) -> None:
-    _, run, _ = await create(http, runwatch_server, {"script": FAST})
-    await asyncio.sleep(0.1)
-    _, running, _ = await call(http, "GET", run["url"])
+    script = [dict(FAST[0]), {**FAST[1], "for": 0.4}, FAST[2]]
+    _, run, _ = await create(http, runwatch_server, {"script": script})
+    _, running, _ = await call(http, "GET", f"{run['url']}?wait=5", headers={"If-None-Match": '"v1"'})
     assert running["status"] == "RUNNING"
     assert running["version"] == 2
     assert running["progress"] == {
@@ -109,15 +110,15 @@ async def test_scripted_lifecycle_is_served_with_exact_fields(
     assert running["started_at"] is not None and running["ended_at"] is None
     assert running["executor"] == "ref-worker-1"
     assert running["output_ref"] is None
-    await asyncio.sleep(0.2)
-    _, done, _ = await call(http, "GET", run["url"])
+    assert iso(running["started_at"]) - iso(run["created_at"]) == pytest.approx(0.05, abs=1e-3)
+    _, done, _ = await call(http, "GET", f"{run['url']}?wait=5", headers={"If-None-Match": '"v2"'})
     assert done["status"] == "SUCCEEDED"
     assert done["version"] == 3
     assert done["output_ref"] == "s3://bucket/out.parquet"
     assert done["errors"] == [
         {"code": "W1", "message": "2 rows skipped", "retriable": False, "category": "logic"}
     ]
-    assert done["duration"] == pytest.approx(0.15, abs=1e-3)
+    assert done["duration"] == pytest.approx(0.4, abs=1e-3)
     assert done["ended_at"] == done["updated_at"]
     assert done["created_at"] == run["created_at"]
 
@@ -378,7 +379,9 @@ async def test_heartbeats_bump_version_and_etag(
     await asyncio.sleep(0.28)
     _, body, headers = await call(http, "GET", run["url"])
     assert body["status"] == "RUNNING"
-    assert 5 <= body["version"] <= 7  # 1 + a heartbeat every 0.05 s
+    # version = 1 + one per heartbeat stamped every 0.05 s since the start
+    since_start = iso(body["heartbeat_at"]) - iso(body["started_at"])
+    assert body["version"] >= 5 and body["version"] - 1 == round(since_start / 0.05)
     assert body["heartbeat_at"] > run["heartbeat_at"] and body["updated_at"] == body["heartbeat_at"]
     assert headers["ETag"] == f'"v{body["version"]}"'
     # a long poll wakes on a heartbeat
@@ -410,10 +413,10 @@ async def test_stop_heartbeat_after_freezes_a_running_zombie(
 async def test_not_found_for_a_while_after_creation(
     http: aiohttp.ClientSession, runwatch_server: ReferenceServer
 ) -> None:
-    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "not_found_for": 0.2})
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "not_found_for": 0.5})
     status, body, _ = await call(http, "GET", run["url"])
     assert (status, body) == (404, {"error": "no such run"})
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.55)
     status, body, _ = await call(http, "GET", run["url"])
     assert (status, body["status"]) == (200, "RUNNING")
     assert runwatch_server.stats()["runs"][run["id"]]["404"] == 1
@@ -468,12 +471,12 @@ async def test_ratelimit_headers_count_honestly(
 
 
 async def test_ratelimit_window_resets(http: aiohttp.ClientSession, runwatch_server: ReferenceServer) -> None:
-    runwatch_server.set_faults(ratelimit_headers={"quota": 2, "window": 0.3})
+    runwatch_server.set_faults(ratelimit_headers={"quota": 2, "window": 0.6})
     _, a, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER})
     _, b, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER})
     # the global quota is one counter for the whole server
     assert [await statuses(http, a["url"], 1), await statuses(http, b["url"], 2)] == [[200], [200, 429]]
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.65)
     status, _, headers = await call(http, "GET", b["url"])
     assert status == 200 and headers["RateLimit"].startswith('"default";r=1;t=0.')
 
@@ -667,15 +670,24 @@ async def test_webhooks_for_listed_runs_only_and_heartbeats(
     _, watched, _ = await create(
         http,
         runwatch_server,
-        {"script": [{"status": "RUNNING", "for": 0.23}, {"status": "SUCCEEDED"}], "heartbeat_every": 0.1},
+        {"script": [{"status": "RUNNING", "for": 0.35}, {"status": "SUCCEEDED"}], "heartbeat_every": 0.1},
     )
     secret = webhooks.generate_secret()
     runwatch_server.subscribe(receiver.url, secret, runs=[watched["id"]])
-    await receiver.wait_for(3)  # heartbeats at 0.1 and 0.2 s, SUCCEEDED at 0.23 s
+    # heartbeats at 0.1, 0.2 and 0.3 s (v2-v4), SUCCEEDED at 0.35 s (v5); changes made before the
+    # subscription are not delivered, so how many heartbeats arrive depends on when it landed
+    await receiver.wait_for(2)
+    for _ in range(100):
+        if json.loads(receiver.deliveries[-1][1])["status"] == "SUCCEEDED":
+            break
+        await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
-    assert receiver.ids() == [f"{watched['id']}.{v}" for v in (2, 3, 4)]
-    assert [json.loads(b)["status"] for _, b in receiver.deliveries] == ["RUNNING", "RUNNING", "SUCCEEDED"]
-    assert quiet["id"] not in "".join(receiver.ids())
+    versions = [int(i.rsplit(".", 1)[1]) for i in receiver.ids()]
+    assert versions == list(range(versions[0], 6)) and versions[0] <= 4
+    statuses = [json.loads(b)["status"] for _, b in receiver.deliveries]
+    assert statuses == ["RUNNING"] * (len(statuses) - 1) + ["SUCCEEDED"]
+    assert {i.rsplit(".", 1)[0] for i in receiver.ids()} == {watched["id"]}
+    assert quiet["id"] != watched["id"]
 
 
 async def test_webhook_duplicates(
@@ -798,6 +810,10 @@ async def test_reset_forgets_everything(
 # ------------------------------------------------------------------------------------------------ the server object
 
 
+def iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
 def test_helpers_work_from_sync_code(runwatch_server: ReferenceServer) -> None:
     run = runwatch_server.create_run(script=FAST, idempotency_key="sync")
     assert runwatch_server.create_run(script=FAST, idempotency_key="sync")["id"] == run["id"]
@@ -822,7 +838,11 @@ def test_stop_is_prompt_leaks_no_thread_and_answers_held_polls() -> None:
 
     holder = threading.Thread(target=hold)
     holder.start()
-    time.sleep(0.2)
+    for _ in range(200):  # until the long poll is being held
+        if server.stats()["runs"][run["id"]]["GET"] == 1:
+            break
+        time.sleep(0.01)
+    time.sleep(0.05)
     t0 = time.monotonic()
     server.stop()
     assert time.monotonic() - t0 < 1.0
