@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 import runwatch
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,9 +46,11 @@ class RemoteRunTask(BaseOperator):
     profile: ProfileSpec | None
     policy: dict[str, Any]
     cancel_on_kill: bool
+    end_from_trigger: bool
     _remote_run_id: str | None = None  # the run this try waits for, for `on_kill`
 
-    def get_hook(self) -> RunStatusHook:
+    @cached_property
+    def hook(self) -> RunStatusHook:
         return RunStatusHook(self.conn_id, self.profile)
 
     def wait_seconds(self) -> float | None:
@@ -68,6 +72,7 @@ class RemoteRunTask(BaseOperator):
             deadline=deadline,
             cancel_on_kill=self.cancel_on_kill,
             profile=self.profile,
+            end_from_trigger=self.end_from_trigger,
         )
 
     def defer_wait(self, context: Context, run: str, started: runwatch.StartedRun | None = None) -> NoReturn:
@@ -81,38 +86,62 @@ class RemoteRunTask(BaseOperator):
             timeout=timedelta(seconds=seconds + DEFER_GRACE) if seconds is not None else None,
         )
 
+    def peek(self, run: str) -> runwatch.RunStatus | None:
+        """One quick read before deferring (no retries): a run that already ended needs no trigger."""
+        try:
+            return self.hook.get_status(run, retry_for=0)
+        except runwatch.RunwatchError as exc:
+            self.log.info("could not read %s before deferring (%s): the trigger will", run, exc)
+            return None
+
+    def judge(self, context: Context, status: runwatch.RunStatus) -> dict[str, Any]:
+        """The final status if it counts as success under the policy (XCom), else its outcome, raised."""
+        self._remote_run_id = status.id
+        self.push_link(context, status.id, status.url)
+        try:
+            runwatch.outcome(status, runwatch.Policy.from_dict(self.policy))
+        except runwatch.WaitOutcome as exc:
+            self.raise_outcome(type(exc).__name__, str(exc), status.id)
+        self.log.info("run %s ended %s", status.id, status.status.value)
+        return status_payload(status)
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the final status (XCom `return_value`), or the outcome's exception."""
         if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
             raise RunwatchAirflowError(f"unexpected event from RunStatusTrigger: {event!r}")
         run: dict[str, Any] | None = event.get("run")
+        if event["status"] == "success" and run is not None:
+            return self.judge(context, runwatch.RunStatus.from_dict(run))
         if run is not None:
             self.push_link(context, run["id"], run.get("url"))
-        if event["status"] == "success":
-            assert run is not None
-            self.log.info("run %s ended %s", run["id"], run["status"])
-            return run
-        self.raise_outcome(event["error"], event["message"], run["id"] if run else self._remote_run_id)
+        self.raise_outcome(
+            event["error"], event.get("message", ""), run["id"] if run else self._remote_run_id
+        )
 
     def raise_outcome(self, error: str, message: str, run_id: str | None) -> NoReturn:
-        """Raise the exception of a core outcome; past our deadline, cancel the run first if asked to."""
+        """Raise a core outcome as its Airflow exception (a skip under `soft_fail`).
+
+        Past our deadline, the run is cancelled first if `cancel_on_kill`.
+        """
         if error == "WaitTimeout" and self.cancel_on_kill and run_id:
             self.log.info("deadline passed: cancelling run %s", run_id)
-            self.get_hook().cancel_run(run_id)
-        raise for_outcome(error)(message)
+            self.hook.cancel_run(run_id)
+        exc = for_outcome(error)(message)
+        if getattr(self, "soft_fail", False):
+            raise AirflowSkipException(f"soft_fail: {message}") from exc
+        raise exc
 
     def push_link(self, context: Context, run: str, status_url: str | None) -> None:
         """Push the run's URL to XCom for the "Remote run" link. A link never fails the task."""
         try:
-            link = self.get_hook().run_link(run, status_url)
+            link = self.hook.run_link(run, status_url)
+            if link:
+                context["ti"].xcom_push(key=RUN_URL_KEY, value=link)
         except Exception as exc:
             self.log.warning("no link to run %s: %s", run, exc)
-            return
-        if link:
-            context["ti"].xcom_push(key=RUN_URL_KEY, value=link)
 
     def on_kill(self) -> None:
         """A user killed the task while it waited on a worker: cancel the run if `cancel_on_kill`."""
         if self.cancel_on_kill and self._remote_run_id:
             self.log.info("task killed: cancelling run %s", self._remote_run_id)
-            self.get_hook().cancel_run(self._remote_run_id)
+            self.hook.cancel_run(self._remote_run_id)

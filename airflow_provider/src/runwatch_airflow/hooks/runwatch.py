@@ -8,7 +8,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
 from airflow.sdk.log import mask_secret
 
 import runwatch
@@ -36,6 +36,7 @@ class RunStatusHook(BaseHook):
         super().__init__()
         self.conn_id = conn_id
         self.profile = profile
+        self._read: tuple[runwatch.RunApi, dict[str, Any]] | None = None  # the last connection read
 
     def get_conn(self) -> runwatch.RunApi:
         return self.get_api()
@@ -45,19 +46,29 @@ class RunStatusHook(BaseHook):
         conn = self.get_connection(self.conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return api_from_connection(conn, conn.extra_dejson, self.profile)
+        return self._remember(conn, conn.extra_dejson)
 
     async def aget_api(self) -> runwatch.RunApi:
         """The run API, without blocking the event loop (Airflow masks the secrets asynchronously)."""
         conn = await get_async_connection(self.conn_id, self)
-        return api_from_connection(conn, await get_async_extra_dejson(conn), self.profile)
+        return self._remember(conn, await get_async_extra_dejson(conn))
+
+    def _remember(self, conn: Connection, extra: dict[str, Any]) -> runwatch.RunApi:
+        api = api_from_connection(conn, extra, self.profile)
+        self._read = (api, extra)
+        return api
 
     def run_link(self, run: str, status_url: str | None = None) -> str | None:
-        """The URL of a run for people: the connection's `run_link` template, else its status URL."""
-        conn = self.get_connection(self.conn_id)
-        extra = conn.extra_dejson
+        """The URL of a run for people: the connection's `run_link` template, else its status URL.
+
+        Uses the connection as last read by `get_api`/`aget_api` (read now if it never was).
+        """
+        if self._read is None:
+            self.get_api()
+        assert self._read is not None
+        api, extra = self._read
         if status_url is None:
-            status_url = api_from_connection(conn, extra, self.profile).status_url(run)
+            status_url = api.status_url(run)
         return run_link(extra, None if run.startswith(("http://", "https://")) else run, status_url)
 
     # Convenience: one call each, async first with sync twins.
@@ -73,9 +84,9 @@ class RunStatusHook(BaseHook):
     async def acancel_run(self, run_id: str) -> None:
         await (await self.aget_api()).cancel_run(run_id)
 
-    def get_status(self, run: str) -> runwatch.RunStatus:
-        """Read a run once (a run id, or its full status URL)."""
-        return _run_sync(self.get_api().get_status(run))
+    def get_status(self, run: str, retry_for: float = 30.0) -> runwatch.RunStatus:
+        """Read a run once (its id or full status URL), riding out transient errors for `retry_for` s."""
+        return _run_sync(self.get_api().get_status(run, retry_for=retry_for))
 
     def start_run(
         self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None

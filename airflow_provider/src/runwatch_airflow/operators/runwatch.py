@@ -49,6 +49,8 @@ class StartRunOperator(RemoteRunTask):
     :param wait_for_completion: wait for the run to end (default); else return once it is started.
     :param deferrable: wait in the triggerer. Defaults to `[operators] default_deferrable`.
     :param cancel_on_kill: cancel the remote run when a user kills the task or the wait's deadline passes.
+    :param end_from_trigger: on success the triggerer ends the task itself (final status to XCom): no
+        worker slot is taken to resume it. Failures always resume on a worker.
 
     XCom: `run_id` at once, `run_url` for the "Remote run" link, and the final status as `return_value`.
     """
@@ -70,6 +72,7 @@ class StartRunOperator(RemoteRunTask):
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
         cancel_on_kill: bool = False,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +85,7 @@ class StartRunOperator(RemoteRunTask):
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.end_from_trigger = end_from_trigger
 
     def wait_seconds(self) -> float | None:
         limits = [limit for limit in (self.timeout, super().wait_seconds()) if limit is not None]
@@ -91,6 +95,8 @@ class StartRunOperator(RemoteRunTask):
         started = self.start(context)
         if not self.wait_for_completion:
             return status_payload(started.status)
+        if started.status.is_terminal:
+            return self.judge(context, started.status)
         if self.deferrable:
             self.defer_wait(context, started.id, started)
         return self._wait_here(started)
@@ -98,7 +104,7 @@ class StartRunOperator(RemoteRunTask):
     def start(self, context: Context) -> runwatch.StartedRun:
         """Start the run (or find the one this task instance already started) and push its id."""
         key = self.idempotency_key or default_idempotency_key(context)
-        started = self.get_hook().start_run(self.body, idempotency_key=key)
+        started = self.hook.start_run(self.body, idempotency_key=key)
         self._remote_run_id = started.id
         self.log.info("run %s started (idempotency key %s)", started.id, key)
         context["ti"].xcom_push(key=RUN_ID_KEY, value=started.id)
@@ -112,7 +118,7 @@ class StartRunOperator(RemoteRunTask):
         if seconds is not None:
             policy = policy.replace(timeout=seconds)
         try:
-            status = runwatch.wait_for_run_sync(self.get_hook().get_api(), started, policy=policy)
+            status = runwatch.wait_for_run_sync(self.hook.get_api(), started, policy=policy)
         except runwatch.RunwatchError as exc:
             self.raise_outcome(type(exc).__name__, str(exc), started.id)
         return status_payload(status)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
-from runwatch_airflow.exceptions import for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RemoteRunLink
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,6 +38,8 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         tasks, which defer from a worker.
     :param cancel_on_kill: cancel the remote run when a user kills the task (mark failed/success, clear)
         or when the wait's deadline passes. Never on a triggerer restart.
+    :param end_from_trigger: on success the triggerer ends the task itself, pushing the final status to
+        XCom, so no worker slot is taken to resume it. Failures always resume on a worker.
 
     Failures raise one exception per outcome (`runwatch_airflow.exceptions`); `soft_fail` skips instead.
     In poke and reschedule modes each poke is one read of the run; heartbeat (`RunLost`) and illegal
@@ -63,6 +63,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
         start_from_trigger: bool = False,
         cancel_on_kill: bool = False,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -72,6 +73,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         self.policy = policy_dict(policy)
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.end_from_trigger = end_from_trigger
         if start_from_trigger:
             self._start_from_trigger()
 
@@ -98,28 +100,19 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        status = self.peek(self.run)
+        if status is not None and status.is_terminal:
+            return self.judge(context, status)
         self.defer_wait(context, self.run)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One read of the run, judged by the core (poke and reschedule modes)."""
         try:
-            status = self.get_hook().get_status(self.run)
+            status = self.hook.get_status(self.run)
         except runwatch.RunwatchError as exc:
-            self._poke_failed(type(exc).__name__, str(exc))
-        self._remote_run_id = status.id
+            self.raise_outcome(type(exc).__name__, str(exc), None)
         if not status.is_terminal:
+            self._remote_run_id = status.id
             self.log.info("run %s is %s", status.id, status.status.value)
             return PokeReturnValue(is_done=False)
-        self.push_link(context, status.id, status.url)
-        try:
-            runwatch.outcome(status, runwatch.Policy.from_dict(self.policy))
-        except runwatch.WaitOutcome as exc:
-            self._poke_failed(type(exc).__name__, str(exc))
-        return PokeReturnValue(is_done=True, xcom_value=status_payload(status))
-
-    def _poke_failed(self, error: str, message: str) -> NoReturn:
-        # BaseSensorOperator only turns its own timeouts into skips while poking; do the same for outcomes.
-        exc = for_outcome(error)(message)
-        if self.soft_fail:
-            raise AirflowSkipException(f"soft_fail: {message}") from exc
-        raise exc
+        return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))

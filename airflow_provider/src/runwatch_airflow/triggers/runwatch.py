@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.sdk.execution_time.xcom import XCom
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 import runwatch
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
+from runwatch_airflow.links import RUN_URL_KEY, RemoteRunLink
 
 if TYPE_CHECKING:
     import jinja2
@@ -21,9 +23,12 @@ __all__ = ["RunStatusTrigger", "error_event", "status_payload"]
 class RunStatusTrigger(BaseTrigger):
     """Wait until a remote run ends and yield exactly one event.
 
-    Success: `{"status": "success", "run": <final status dict>}`. Anything else:
+    Success: `{"status": "success", "run": <final status dict>}`; or, with `end_from_trigger` in a
+    triggerer, that dict is pushed as XCom `return_value` (and the run's link) and a `TaskSuccessEvent`
+    ends the task here: no worker runs at all for a successful wait. Anything else:
     `{"status": "error", "error": <core outcome class name>, "message": <one line>, "run": <last status
-    dict or None>}`; no exception escapes into the triggerer.
+    dict or None>}`, which resumes the task on a worker so that retries and `soft_fail` apply. No
+    exception escapes into the triggerer.
 
     The kwargs are plain JSON and hold no secret: the token is read from the connection when the trigger
     runs. `deadline` is an absolute UNIX time, so a trigger rebuilt after a triggerer restart keeps it.
@@ -42,6 +47,7 @@ class RunStatusTrigger(BaseTrigger):
         deadline: float | None = None,
         cancel_on_kill: bool = False,
         profile: ProfileSpec | None = None,
+        end_from_trigger: bool = False,
     ) -> None:
         super().__init__()
         self.run_ref = run  # `run` is the coroutine Airflow drives
@@ -51,6 +57,7 @@ class RunStatusTrigger(BaseTrigger):
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
         self.profile = profile
+        self.end_from_trigger = end_from_trigger
         self._last: runwatch.RunStatus | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -64,6 +71,7 @@ class RunStatusTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "cancel_on_kill": self.cancel_on_kill,
                 "profile": self.profile,
+                "end_from_trigger": self.end_from_trigger,
             },
         )
 
@@ -75,11 +83,12 @@ class RunStatusTrigger(BaseTrigger):
         self.profile = self.render_template(self.profile, context, env)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._wait())
+        yield await self._wait()
 
-    async def _wait(self) -> dict[str, Any]:
+    async def _wait(self) -> TriggerEvent:
+        hook = RunStatusHook(self.conn_id, self.profile)
         try:
-            api = await RunStatusHook(self.conn_id, self.profile).aget_api()
+            api = await hook.aget_api()
             target = runwatch.StartedRun.from_dict(self.started) if self.started else self.run_ref
             status = await runwatch.wait_for_run(
                 api,
@@ -89,11 +98,32 @@ class RunStatusTrigger(BaseTrigger):
                 on_change=self._seen,
             )
         except runwatch.WaitOutcome as exc:
-            return error_event(exc, exc.status or self._last)
+            return TriggerEvent(error_event(exc, exc.status or self._last))
         except Exception as exc:  # a trigger must end with an event, never crash the triggerer
             self.log.warning("waiting for %s failed: %s", self.run_ref, _one_line(exc))
-            return error_event(exc, self._last)
-        return {"status": "success", "run": status_payload(status)}
+            return TriggerEvent(error_event(exc, self._last))
+        payload = status_payload(status)
+        if self.end_from_trigger and self.task_instance is not None:
+            try:
+                await self._push_xcoms(payload, hook.run_link(status.id, status.url))
+            except Exception as exc:
+                self.log.warning("could not push XCom from the triggerer (%s): resuming on a worker", exc)
+            else:
+                return TaskSuccessEvent()
+        return TriggerEvent({"status": "success", "run": payload})
+
+    async def _push_xcoms(self, payload: dict[str, Any], link: str | None) -> None:
+        # Pushed through the triggerer's supervisor, as a worker pushes them: Airflow 3.3.2 stores the
+        # XComs of a TaskSuccessEvent JSON-encoded twice, so downstream tasks would read a string.
+        ti = self.task_instance
+        assert ti is not None
+        xcoms: dict[str, Any] = {"return_value": payload}
+        if link:
+            xcoms |= {RUN_URL_KEY: link, RemoteRunLink().xcom_key: link}
+        for key, value in xcoms.items():
+            await XCom.aset(
+                key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index
+            )
 
     def _seen(self, status: runwatch.RunStatus) -> None:
         self._last = status

@@ -1,0 +1,37 @@
+"""e2e: a StartRunOperator whose first try dies right after starting the remote run; the retry must find
+that run again (same idempotency key) instead of starting a second one."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Context, dag
+
+from runwatch_airflow.operators.runwatch import StartRunOperator
+
+
+class StartThenLoseTheWorker(StartRunOperator):
+    """On the first try: start the run, then fail as a worker lost just after the start call would."""
+
+    def execute(self, context: Context) -> Any:
+        if context["ti"].try_number == 1:
+            self.start(context)
+            raise RuntimeError("simulated worker loss right after starting the remote run")
+        return super().execute(context)
+
+
+@dag(schedule="@once", start_date=datetime(2024, 1, 1), catchup=False)
+def rw_e2e_retry() -> None:
+    StartThenLoseTheWorker(
+        task_id="start",
+        conn_id="runwatch_retry",
+        body={"script": [{"status": "RUNNING", "for": 3}, {"status": "SUCCEEDED"}]},
+        policy={"interval": 1.0, "max_interval": 2.0},
+        deferrable=True,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
+
+rw_e2e_retry()
