@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,13 +40,14 @@ class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []
+        self.mark = f"RUNWATCH_E2E_GROUP={uuid.uuid4()}"  # inherited by every descendant
 
     def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
         out = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=prefect_harness.subprocess_env(),
+            env=prefect_harness.subprocess_env(RUNWATCH_E2E_GROUP=self.mark.partition("=")[2]),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -66,8 +68,8 @@ class Processes:
     def stop_all(self) -> None:
         for process in reversed(self.started):
             self.stop(process)
-        # Flow run processes the runner started, wherever their group: they carry our server's URL.
-        for pid in pids_with_env(f"PREFECT_API_URL={prefect_harness.start()}"):
+        # Flow run processes a runner started, whatever their process group: they carry our mark.
+        for pid in pids_with_env(self.mark):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
