@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from runwatch import webhooks
-from runwatch.server import ReferenceServer, ReferenceServerError, create_app
+from runwatch.server import ReferenceServer, ReferenceServerError, create_app, serve
 
 pytestmark = pytest.mark.runwatch_server(retry_after=0.05, cancel_delay=0.1)
 
@@ -857,6 +857,8 @@ def test_refuses_non_loopback_hosts() -> None:
         ReferenceServer(host="0.0.0.0")
     with pytest.raises(ValueError, match="loopback"):
         ReferenceServer(host="192.168.1.10")
+    with pytest.raises(ValueError, match="allow_remote"):
+        serve(host="0.0.0.0", port=0)  # refused before anything is bound
     ReferenceServer(host="127.0.0.1")  # constructing is fine; nothing is bound until start()
 
 
