@@ -1,0 +1,207 @@
+"""RunStatusSensor (and the resume path it shares with StartRunOperator), called as the task runner does."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.serialization.serialized_objects import OperatorSerialization
+
+import runwatch
+from runwatch.server import ReferenceServer
+from runwatch_airflow import exceptions
+from runwatch_airflow.links import RemoteRunLink
+from runwatch_airflow.operators.runwatch import StartRunOperator
+from runwatch_airflow.sensors.runwatch import RunStatusSensor
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger
+
+RUNNING = [{"status": "RUNNING", "for": 60}, {"status": "SUCCEEDED"}]
+FAST = {"interval": 0.05, "max_interval": 0.2}
+CONTEXT: Any = {}  # the task runner's context; these paths need none of it (links are best effort)
+
+
+@pytest.fixture
+def server(runwatch_server: ReferenceServer, connection: Callable[..., str]) -> ReferenceServer:
+    connection(host=runwatch_server.url)
+    return runwatch_server
+
+
+def sensor(**kwargs: Any) -> RunStatusSensor:
+    return RunStatusSensor(**{"task_id": "wait", "run": "r-1", "deferrable": True, "policy": FAST, **kwargs})
+
+
+def test_a_deferrable_sensor_defers_to_the_trigger_with_an_absolute_deadline(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], timeout=600, profile="standard", cancel_on_kill=True)
+    begun = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(CONTEXT)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, RunStatusTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout == timedelta(seconds=660)  # Airflow's own backstop, a minute after ours
+    kwargs = trigger.serialize()[1]
+    assert begun + 600 <= kwargs.pop("deadline") <= time.time() + 600
+    assert kwargs == {
+        "run": run["id"],
+        "conn_id": "runwatch_default",
+        "started": None,
+        "policy": FAST,
+        "cancel_on_kill": True,
+        "profile": "standard",
+        "end_from_trigger": True,
+    }
+
+
+def test_the_shortest_limit_is_the_deadline() -> None:
+    assert sensor(timeout=600, execution_timeout=timedelta(seconds=90)).wait_seconds() == 90
+    assert sensor(timeout=600, policy={"timeout": 30}).wait_seconds() == 30
+    assert StartRunOperator(task_id="s").wait_seconds() is None
+    assert StartRunOperator(task_id="s", timeout=timedelta(minutes=5)).wait_seconds() == 300
+
+
+@pytest.mark.parametrize(("final", "error"), [("SUCCEEDED", None), ("FAILED", exceptions.RemoteRunFailed)])
+def test_a_run_that_already_ended_is_judged_without_deferring(
+    server: ReferenceServer, final: str, error: type[Exception] | None
+) -> None:
+    run = server.create_run(script=[{"status": final}])
+    task = sensor(run=run["id"])
+    if error is None:
+        assert task.execute(CONTEXT)["status"] == "SUCCEEDED"
+    else:
+        with pytest.raises(error):
+            task.execute(CONTEXT)
+
+
+def event(error: str, status: str = "RUNNING") -> dict[str, Any]:
+    return {
+        "status": "error",
+        "error": error,
+        "message": f"{error}: one line",
+        "run": {"id": "r-1", "status": status},
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        ("RunFailed", exceptions.RemoteRunFailed),
+        ("RunCancelled", exceptions.RemoteRunCancelled),
+        ("RunTimedOut", exceptions.RemoteRunTimedOut),
+        ("RunPartiallySucceeded", exceptions.RemoteRunPartiallySucceeded),
+        ("WaitTimeout", exceptions.RemoteWaitTimeout),
+        ("RunLost", exceptions.RemoteRunLost),
+        ("StatusUnavailable", exceptions.RemoteStatusUnavailable),
+        ("IllegalTransition", exceptions.RemoteIllegalTransition),
+        ("RunNotFound", exceptions.RemoteRunNotFound),
+        ("AccessDenied", exceptions.RemoteAccessDenied),
+        ("ProfileError", exceptions.RemoteProfileError),
+        ("BadStatusPayload", exceptions.RemoteBadStatusPayload),
+        ("AirflowNotFoundException", exceptions.RunwatchAirflowError),
+    ],
+)
+def test_execute_complete_raises_one_exception_per_outcome(error: str, raised: type[Exception]) -> None:
+    with pytest.raises(raised, match=f"^{error}: one line$") as info:
+        sensor().execute_complete(CONTEXT, event(error))
+    assert type(info.value) is raised and isinstance(info.value, exceptions.RunwatchAirflowError)
+
+
+def test_our_deadline_is_a_sensor_timeout_so_airflow_does_not_retry_it() -> None:
+    assert issubclass(exceptions.RemoteWaitTimeout, AirflowSensorTimeout)
+
+
+def test_execute_complete_returns_the_final_status_and_refuses_odd_events() -> None:
+    final = runwatch.RunStatus(id="r-1", status="SUCCEEDED", output_ref="s3://x").to_dict()
+    assert sensor().execute_complete(CONTEXT, {"status": "success", "run": final})["output_ref"] == "s3://x"
+    for odd in (None, {"status": "maybe"}, "success"):
+        with pytest.raises(exceptions.RunwatchAirflowError, match="unexpected event"):
+            sensor().execute_complete(CONTEXT, odd)  # type: ignore[arg-type]
+
+
+def test_partial_success_follows_the_policy_on_resume() -> None:
+    final = runwatch.RunStatus(id="r-1", status="PARTIAL_SUCCESS").to_dict()
+    assert sensor(policy={"partial_success": "succeed"}).execute_complete(
+        CONTEXT, {"status": "success", "run": final}
+    )
+    with pytest.raises(exceptions.RemoteRunPartiallySucceeded):
+        sensor().execute_complete(CONTEXT, {"status": "success", "run": final})
+
+
+@pytest.mark.parametrize("error", ["RunFailed", "WaitTimeout", "RunLost"])
+def test_soft_fail_skips_through_airflows_resume_path(error: str) -> None:
+    task = sensor(soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        task.resume_execution("execute_complete", {"event": event(error)}, CONTEXT)
+    with pytest.raises(exceptions.RunwatchAirflowError):
+        sensor().resume_execution("execute_complete", {"event": event(error)}, CONTEXT)
+
+
+def test_a_deadline_passing_cancels_the_run_only_with_cancel_on_kill(server: ReferenceServer) -> None:
+    kept, cancelled = (server.create_run(script=RUNNING) for _ in range(2))
+    for run, cancel in ((kept, False), (cancelled, True)):
+        with pytest.raises(exceptions.RemoteWaitTimeout):
+            sensor(cancel_on_kill=cancel).execute_complete(CONTEXT, {**event("WaitTimeout"), "run": run})
+    time.sleep(0.3)
+    assert server.get_run(kept["id"])["status"] == "RUNNING"
+    assert server.get_run(cancelled["id"])["status"] == "CANCELLED"
+
+
+def test_poke_mode_reads_once_per_poke_and_judges_with_the_core(server: ReferenceServer) -> None:
+    ok = server.create_run(script=[{"status": "RUNNING", "for": 0.5}, {"status": "SUCCEEDED"}])
+    bad = server.create_run(script=[{"status": "FAILED", "errors": [{"message": "disk full"}]}])
+    poking = {"deferrable": False, "mode": "poke", "poke_interval": 0.1}
+    assert sensor(run=ok["id"], **poking).execute(CONTEXT)["status"] == "SUCCEEDED"
+    assert 3 <= server.stats()["runs"][ok["id"]]["GET"] <= 10
+    with pytest.raises(exceptions.RemoteRunFailed, match="disk full"):
+        sensor(run=bad["id"], **poking).execute(CONTEXT)
+    with pytest.raises(AirflowSkipException):
+        sensor(run=bad["id"], soft_fail=True, **poking).execute(CONTEXT)
+    with pytest.raises(exceptions.RemoteRunNotFound):
+        sensor(run="r-nope", **poking).execute(CONTEXT)
+
+
+def test_templated_fields_are_run_conn_id_and_profile() -> None:
+    assert RunStatusSensor.template_fields == ("run", "conn_id", "profile")
+    with DAG("templated", schedule=None):
+        task = sensor(run="{{ params.run }}", conn_id="{{ params.conn }}", profile="{{ params.profile }}")
+    task.render_template_fields({"params": {"run": "r-9", "conn": "api", "profile": "dbt_cloud"}})  # type: ignore[arg-type]
+    assert (task.run, task.conn_id, task.profile) == ("r-9", "api", "dbt_cloud")
+    assert any(isinstance(link, RemoteRunLink) for link in RunStatusSensor.operator_extra_links)
+
+
+def test_start_from_trigger_carries_the_trigger_through_dag_serialization() -> None:
+    with DAG("sft", schedule=None):
+        task = sensor(run="{{ params.run }}", start_from_trigger=True, timeout=120)
+    args = task.start_trigger_args
+    assert task.start_from_trigger and args is not None
+    assert args.trigger_cls == "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
+    assert args.next_method == "execute_complete" and args.timeout == timedelta(seconds=120)
+    assert args.trigger_kwargs == {**task.make_trigger("{{ params.run }}").serialize()[1], "deadline": None}
+    assert RunStatusSensor.start_trigger_args is None  # the class default is untouched
+    encoded = OperatorSerialization.serialize_operator(task)
+    assert encoded["start_from_trigger"] is True
+    assert encoded["start_trigger_args"]["trigger_cls"] == args.trigger_cls
+
+
+def test_start_from_trigger_needs_deferral_and_a_string_run() -> None:
+    with pytest.raises(ValueError, match="deferrable=True"):
+        sensor(deferrable=False, start_from_trigger=True)
+    with pytest.raises(ValueError, match="as a string"):
+        sensor(run=["r-1"], start_from_trigger=True)
+
+
+def test_deferrable_defaults_to_operators_default_deferrable() -> None:
+    expected = conf.getboolean("operators", "default_deferrable", fallback=True)
+    assert RunStatusSensor(task_id="w", run="r").deferrable is expected
+    assert StartRunOperator(task_id="s").deferrable is expected
+
+
+def test_a_policy_is_checked_when_the_dag_is_parsed() -> None:
+    with pytest.raises(ValueError, match="max_interval"):
+        sensor(policy={"interval": 10, "max_interval": 1})
+    assert sensor(policy=runwatch.Policy(interval=3)).policy == {"interval": 3.0}
