@@ -324,7 +324,10 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
 ) -> None:
-    """Run the reference server in the foreground until Ctrl-C (`runwatch serve`)."""
+    """Run the reference server in the foreground until Ctrl-C (`runwatch serve`).
+
+    Held long polls are answered first; then the KeyboardInterrupt propagates (shutdown is already complete).
+    """
     _check_host(host, allow_remote)
     shown = f"[{host}]" if ":" in host else host
     specific = host not in ("0.0.0.0", "::", "")
@@ -349,6 +352,6 @@ def serve(
         backlog=4096,
         timeout_graceful_shutdown=2,
     )
-    # uvicorn re-raises the Ctrl-C it caught once it has shut down cleanly; that is not an error here.
-    with contextlib.suppress(KeyboardInterrupt):
-        _Uvicorn(uv_config, app.state.store).run()
+    # After a clean shutdown uvicorn re-raises the signal it caught: Ctrl-C ends as KeyboardInterrupt (the CLI
+    # turns it into exit code 130), SIGTERM as SIGTERM.
+    _Uvicorn(uv_config, app.state.store).run()
