@@ -9,13 +9,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 import pytest
 from conftest import API_BLOCK, pids_with_env
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect_harness import eventually
@@ -182,3 +183,71 @@ def _token() -> str:
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_the_example_flow_and_no_secret_anywhere(
+    served: subprocess.Popen[bytes],
+    reference: ReferenceServer,
+    watchers: Callable[[], subprocess.Popen[bytes]],
+    all_output: Callable[[], str],
+) -> None:
+    """Runs the example flow users copy (suspended, then resumed), then looks for the canary token, which
+    every request to the reference server carried, in every event, artifact, run input and log."""
+    watchers()
+    job = {"script": [{"status": "RUNNING", "for": 3}, {"status": "SUCCEEDED", "output_ref": "s3://lake/x"}]}
+    flow_run_id = await start_flow({"api_block": API_BLOCK, "job": job}, "nightly-export/example")
+    await until(flow_run_id, completed, 120, "to complete")
+    assert (await result(flow_run_id))["output_ref"] == "s3://lake/x"
+    assert (await state_names(flow_run_id)).count("Suspended") == 1
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    announced = sorted(t.state.name for t in task_runs if t.name.startswith("announce") and t.state)
+    assert announced == ["Cached", "Completed"]  # persisted: the rerun after the resume did not redo it
+
+    token = _token()
+    async with get_client() as client:
+        seen = await _everything(client)
+    assert all(seen[kind] for kind in seen), {kind: len(items) for kind, items in seen.items()}
+    for kind, items in seen.items():
+        leaks = [item for item in items if token in item]
+        assert not leaks, f"the token leaked into {kind}: {leaks[0][:300]}"
+    assert token not in all_output()  # the served flows' and the watchers' own output
+
+
+async def _everything(client: Any) -> dict[str, list[str]]:
+    """Every event, artifact, flow run input, log and flow run the Prefect server holds, as JSON."""
+    from prefect.events.filters import EventFilter, EventOccurredFilter
+
+    events: list[str] = []
+    page = await client.read_events(EventFilter(occurred=EventOccurredFilter(since=_SINCE)), limit=50)
+    while page is not None:
+        events += [event.model_dump_json() for event in page.events]
+        page = await client.read_events_page(page.next_page) if page.next_page else None
+    artifacts = [a.model_dump_json() for a in await _all(client.read_artifacts)]
+    flow_runs = await _all(client.read_flow_runs)
+    inputs = [
+        i.model_dump_json()
+        for flow_run in flow_runs
+        for i in await client.filter_flow_run_input(flow_run.id, key_prefix="", limit=200, exclude_keys=set())
+    ]
+    logs = [log.model_dump_json() for log in await _all(client.read_logs)]
+    return {
+        "events": [e for e in events if "runwatch" in e],
+        "artifacts": artifacts,
+        "run inputs": inputs,
+        "logs": logs,
+        "flow runs": [fr.model_dump_json() for fr in flow_runs],
+    }
+
+
+async def _all(read: Callable[..., Any]) -> list[Any]:
+    """Every item of a paged read (the server gives at most 200 at a time)."""
+    items: list[Any] = []
+    while batch := await read(limit=200, offset=len(items)):
+        items += batch
+    return items
+
+
+_SINCE = datetime.now(timezone.utc) - timedelta(hours=1)
