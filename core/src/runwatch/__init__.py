@@ -24,7 +24,7 @@ from runwatch._policy import Policy
 from runwatch._profile import Profile, builtin_profiles, load_profile
 from runwatch._states import Phase, State
 from runwatch._status import Progress, RunError, RunStatus
-from runwatch._waiter import outcome, wait_for_run, wait_for_run_sync, watch_run
+from runwatch._waiter import outcome, run_sync, wait_for_run, wait_for_run_sync, watch_run
 
 __version__ = "0.1.0"
 
@@ -63,6 +63,7 @@ __all__ = [
     "builtin_profiles",
     "load_profile",
     "outcome",
+    "run_sync",
     "wait_for_run",
     "wait_for_run_sync",
     "watch_run",

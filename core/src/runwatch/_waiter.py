@@ -7,9 +7,9 @@ import concurrent.futures
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runwatch._api import RunApi, StartedRun
 from runwatch._errors import (
@@ -33,10 +33,11 @@ from runwatch._status import RunStatus
 if TYPE_CHECKING:
     from runwatch._inbox import Mailbox, WebhookInbox
 
-__all__ = ["outcome", "wait_for_run", "wait_for_run_sync", "watch_run"]
+__all__ = ["outcome", "run_sync", "wait_for_run", "wait_for_run_sync", "watch_run"]
 
 log = logging.getLogger("runwatch")
 
+T = TypeVar("T")
 OnChange = Callable[[RunStatus], "Awaitable[None] | None"]
 
 
@@ -290,7 +291,11 @@ def wait_for_run_sync(
     on_change: Callable[[RunStatus], None] | None = None,
 ) -> RunStatus:
     """The blocking twin of `wait_for_run`, for sync callers (an Airflow poke, a script)."""
-    coro = wait_for_run(api, run, policy=policy, deadline=deadline, on_change=on_change)
+    return run_sync(wait_for_run(api, run, policy=policy, deadline=deadline, on_change=on_change))
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one of runwatch's coroutines (`api.get_status(...)`, say) to its end from sync code."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
