@@ -53,7 +53,8 @@ class HookReceiver:
             def capture_signals(self) -> Iterator[None]:  # Ctrl-C belongs to the demo
                 yield
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only then, or each keep-alive reply waits ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         config = uvicorn.Config(
             self.app, interface="asgi3", lifespan="off", log_config=None, log_level="error", access_log=False
