@@ -121,7 +121,7 @@ def test_a_retried_start_finds_the_run_it_already_started(e2e: E2E) -> None:
     cluster = e2e.cluster
     assert cluster.dag_run_state("rw_e2e_retry") == "success", cluster.task_states("rw_e2e_retry")
     [(_, _, state, try_number)] = cluster.task_states("rw_e2e_retry")
-    assert (state, try_number) == ("success", 2)
+    assert state == "success" and try_number >= 2
     stats = e2e.retry_server.stats()
     assert stats["runs_created"] == 1
     [(run_id, counters)] = stats["runs"].items()

@@ -5,7 +5,7 @@ that the triggerer renders (an XCom pull)."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
@@ -20,13 +20,13 @@ POLICY = {"interval": 2.0, "max_interval": 5.0}
 
 @dag(schedule="@once", start_date=datetime(2024, 1, 1), catchup=False)
 def rw_e2e_fanout() -> None:
-    @task
+    @task(retries=2, retry_delay=timedelta(seconds=1))
     def start_runs() -> list[str]:
-        hook = RunStatusHook()
+        hook = RunStatusHook()  # idempotency keys: a retried start_runs starts no extra run
         script = [{"status": "RUNNING", "for": SECONDS}, {"status": "SUCCEEDED"}]
-        return [hook.start_run({"script": script}).id for _ in range(RUNS)]
+        return [hook.start_run({"script": script}, idempotency_key=f"fanout-{i}").id for i in range(RUNS)]
 
-    @task
+    @task(retries=2, retry_delay=timedelta(seconds=1))
     def check(final: dict[str, Any]) -> str:
         """A downstream task reads the status the triggerer pushed, as a dict."""
         assert final["status"] == "SUCCEEDED", final

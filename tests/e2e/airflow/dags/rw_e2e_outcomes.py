@@ -4,7 +4,7 @@ failed run (resumed on a worker, fails with RemoteRunFailed); the same with soft
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -16,11 +16,11 @@ POLICY = {"interval": 1.0, "max_interval": 2.0}
 
 @dag(schedule="@once", start_date=datetime(2024, 1, 1), catchup=False)
 def rw_e2e_outcomes() -> None:
-    @task
+    @task(retries=2, retry_delay=timedelta(seconds=1))
     def start_runs() -> list[str]:
-        hook = RunStatusHook()
+        hook = RunStatusHook()  # idempotency keys: a retried start_runs starts no extra run
         script = [{"status": "RUNNING", "for": 15}, {"status": "SUCCEEDED"}]
-        return [hook.start_run({"script": script}).id for _ in range(3)]
+        return [hook.start_run({"script": script}, idempotency_key=f"outcomes-{i}").id for i in range(3)]
 
     RunStatusSensor.partial(task_id="wait_mapped", deferrable=True, policy=POLICY).expand(run=start_runs())
     for task_id, soft_fail in (("wait_failed", False), ("wait_failed_soft", True)):

@@ -3,7 +3,9 @@ that run again (same idempotency key) instead of starting a second one."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Context, dag
@@ -12,10 +14,14 @@ from runwatch_airflow.operators.runwatch import StartRunOperator
 
 
 class StartThenLoseTheWorker(StartRunOperator):
-    """On the first try: start the run, then fail as a worker lost just after the start call would."""
+    """The first time it runs: start the run, then fail as a worker lost just after the start call would.
+
+    "First time" is a marker file, not try 1: a try may also fail before it runs (a busy api server)."""
 
     def execute(self, context: Context) -> Any:
-        if context["ti"].try_number == 1:
+        marker = Path(os.environ["AIRFLOW_HOME"]) / "lost-a-worker-once"
+        if not marker.exists():
+            marker.touch()
             self.start(context)
             raise RuntimeError("simulated worker loss right after starting the remote run")
         return super().execute(context)
@@ -29,7 +35,7 @@ def rw_e2e_retry() -> None:
         body={"script": [{"status": "RUNNING", "for": 3}, {"status": "SUCCEEDED"}]},
         policy={"interval": 1.0, "max_interval": 2.0},
         deferrable=True,
-        retries=1,
+        retries=3,
         retry_delay=timedelta(seconds=1),
     )
 
