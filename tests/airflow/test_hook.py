@@ -86,7 +86,7 @@ def test_tls_headers_and_url_params_from_extras() -> None:
 @pytest.fixture
 def secured(
     runwatch_server_factory: Callable[..., ReferenceServer], connection: Callable[..., str], canary: str
-):
+) -> ReferenceServer:
     server = runwatch_server_factory(token=canary)
     connection(host=server.url, password=canary)
     return server

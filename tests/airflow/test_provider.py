@@ -29,10 +29,12 @@ def test_provider_info_is_valid_for_airflow() -> None:
     ]
     jsonschema.validate(info["connection-types"], item_schema)
     assert info["package-name"] == "airflow-provider-runwatch"
-    [entry] = [
-        ep for ep in entry_points(group="apache_airflow_provider") if ep.dist.name == info["package-name"]
+    ours = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("runwatch_airflow.")
     ]
+    [entry] = ours
     assert entry.value == "runwatch_airflow.get_provider_info:get_provider_info"
+    assert entry.dist is not None and entry.dist.name == info["package-name"]
 
 
 def test_airflow_providers_list_shows_the_provider() -> None:

@@ -116,15 +116,15 @@ def test_our_deadline_is_a_sensor_timeout_so_airflow_does_not_retry_it() -> None
 
 
 def test_execute_complete_returns_the_final_status_and_refuses_odd_events() -> None:
-    final = runwatch.RunStatus(id="r-1", status="SUCCEEDED", output_ref="s3://x").to_dict()
+    final = runwatch.RunStatus(id="r-1", status=runwatch.State.SUCCEEDED, output_ref="s3://x").to_dict()
     assert sensor().execute_complete(CONTEXT, {"status": "success", "run": final})["output_ref"] == "s3://x"
     for odd in (None, {"status": "maybe"}, "success"):
         with pytest.raises(exceptions.RunwatchAirflowError, match="unexpected event"):
-            sensor().execute_complete(CONTEXT, odd)  # type: ignore[arg-type]
+            sensor().execute_complete(CONTEXT, odd)
 
 
 def test_partial_success_follows_the_policy_on_resume() -> None:
-    final = runwatch.RunStatus(id="r-1", status="PARTIAL_SUCCESS").to_dict()
+    final = runwatch.RunStatus(id="r-1", status=runwatch.State.PARTIAL_SUCCESS).to_dict()
     assert sensor(policy={"partial_success": "succeed"}).execute_complete(
         CONTEXT, {"status": "success", "run": final}
     )
@@ -169,7 +169,7 @@ def test_templated_fields_are_run_conn_id_and_profile() -> None:
     assert RunStatusSensor.template_fields == ("run", "conn_id", "profile")
     with DAG("templated", schedule=None):
         task = sensor(run="{{ params.run }}", conn_id="{{ params.conn }}", profile="{{ params.profile }}")
-    task.render_template_fields({"params": {"run": "r-9", "conn": "api", "profile": "dbt_cloud"}})  # type: ignore[arg-type]
+    task.render_template_fields({"params": {"run": "r-9", "conn": "api", "profile": "dbt_cloud"}})
     assert (task.run, task.conn_id, task.profile) == ("r-9", "api", "dbt_cloud")
     assert any(isinstance(link, RemoteRunLink) for link in RunStatusSensor.operator_extra_links)
 
@@ -205,3 +205,15 @@ def test_a_policy_is_checked_when_the_dag_is_parsed() -> None:
     with pytest.raises(ValueError, match="max_interval"):
         sensor(policy={"interval": 10, "max_interval": 1})
     assert sensor(policy=runwatch.Policy(interval=3)).policy == {"interval": 3.0}
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_a_user_kill_while_poking_on_a_worker_cancels_only_with_cancel_on_kill(
+    server: ReferenceServer, cancel_on_kill: bool
+) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], deferrable=False, cancel_on_kill=cancel_on_kill)
+    assert not task.poke(CONTEXT)
+    task.on_kill()
+    time.sleep(0.3)
+    assert server.get_run(run["id"])["status"] == ("CANCELLED" if cancel_on_kill else "RUNNING")

@@ -41,7 +41,7 @@ def test_serialize_round_trips_as_plain_json_without_secrets(
 ) -> None:
     connection(host="http://127.0.0.1:9", password=canary)
     started = runwatch.StartedRun(
-        runwatch.RunStatus(id="r-1", status="QUEUED"), "http://127.0.0.1:9/runs/r-1", 1.0
+        runwatch.RunStatus(id="r-1", status=runwatch.State.QUEUED), "http://127.0.0.1:9/runs/r-1", 1.0
     )
     trigger = RunStatusTrigger(
         run="r-1",
@@ -272,3 +272,13 @@ def test_render_template_fields_renders_the_task_templates_started_from_the_trig
     context: Any = {"params": {"run": "r-42", "conn": "my_api", "profile": "dbt_cloud"}}
     trigger.render_template_fields(context)
     assert (trigger.run_ref, trigger.conn_id, trigger.profile) == ("r-42", "my_api", "dbt_cloud")
+
+
+async def test_end_from_trigger_outside_a_triggerer_fires_the_plain_success_event(
+    server_conn: ReferenceServer,
+) -> None:
+    """Only a triggerer gives a trigger its task instance (to push XCom and end the task); elsewhere, as
+    in dag.test(), the task resumes with the usual event."""
+    run = server_conn.create_run(script=script(("RUNNING", 0.1)))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True))
+    assert (event["status"], event["run"]["status"]) == ("success", "SUCCEEDED")
