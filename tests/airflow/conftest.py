@@ -39,7 +39,6 @@ for key, value in {
     os.environ.setdefault(key, value)
 
 
-REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
