@@ -1,0 +1,148 @@
+"""The watcher in this process against flow runs of a real deployment, run in this process too.
+
+The end-to-end suite covers the same path with a served deployment and separate processes; here the odd
+endings are cheap to reach: a failed run, our deadline, a missing block, a resume that carries no status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import Pause
+from prefect.flow_engine import run_flow_async
+from prefect.states import State
+from prefect_harness import FAST, eventually
+
+import runwatch
+from prefect_runwatch import RunStatusApi, Watcher, wait_for_run
+from prefect_runwatch.cli import main
+from runwatch.server import ReferenceServer
+
+
+@flow(persist_result=True)
+async def released(run: str, api_block: str, timeout: float | None = None) -> dict[str, Any]:
+    return await wait_for_run(run, api_block, FAST, timeout=timeout, release_infrastructure=True)
+
+
+async def new_flow_run(**parameters: Any) -> FlowRun:
+    deployment_id = await (await released.ato_deployment(name="in-process")).aapply()
+    async with get_client() as client:
+        return await client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+
+
+async def execute(flow_run_id: UUID) -> State:
+    """Run (or rerun, after a resume) the flow run in this process, as a runner's subprocess would."""
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(flow_run_id)
+        try:
+            state = await run_flow_async(released, flow_run, flow_run.parameters, return_type="state")
+        except Pause:  # the flow run suspended: its process would exit here (prefect.engine does)
+            state = (await client.read_flow_run(flow_run_id)).state
+    assert isinstance(state, State)
+    return state
+
+
+async def resumed_by(watcher: Watcher, flow_run_id: UUID) -> None:
+    """Let the watcher scan until it has resumed the flow run."""
+
+    async def probe() -> bool:
+        await watcher.scan()
+        async with get_client() as client:
+            state = (await client.read_flow_run(flow_run_id)).state
+        return bool(state and state.name == "Resuming")
+
+    await eventually(probe, 30, f"the watcher to resume {flow_run_id}", every=0.2)
+
+
+@pytest.fixture
+async def saved(api: RunStatusApi) -> str:
+    await api.asave("watched-api", overwrite=True)
+    return "watched-api"
+
+
+async def test_suspend_watch_resume_rerun(server: ReferenceServer, saved: str) -> None:
+    run = server.create_run(script=[{"status": "RUNNING", "for": 5.0}, {"status": "SUCCEEDED"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    state = await execute(flow_run.id)
+    assert state.is_paused() and state.name == "Suspended"
+    watcher = Watcher(scan_interval=0.2)
+    await resumed_by(watcher, flow_run.id)
+    assert watcher.resumed == 1
+    gets = server.stats()["runs"][run["id"]]["GET"]
+    state = await execute(flow_run.id)
+    assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+    assert server.stats()["runs"][run["id"]]["GET"] == gets  # the rerun did not poll
+    await watcher.close()
+
+
+async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer, saved: str) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    server.cancel_run(run["id"])
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)
+    assert state.is_failed() and "was cancelled" in (state.message or "")
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved: str) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=1.5)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
+    assert server.get_run(run["id"])["status"] == "RUNNING"  # our deadline; the remote run goes on
+
+
+async def test_a_missing_block_fails_the_flow_instead_of_leaving_it_suspended(
+    server: ReferenceServer, api: RunStatusApi
+) -> None:
+    await api.asave("short-lived", overwrite=True)
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block="short-lived")
+    assert (await execute(flow_run.id)).name == "Suspended"
+    await RunStatusApi.adelete("short-lived")
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)  # the rerun cannot load the block either: it says so
+    assert state.is_failed() and "short-lived" in (state.message or "")
+
+
+async def test_resumed_without_a_status_reads_once_and_suspends_again(
+    server: ReferenceServer, saved: str
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    async with get_client() as client:  # as the UI or an automation would: no run input
+        await client.resume_flow_run(flow_run.id)
+    state = await execute(flow_run.id)
+    assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
+    server.cancel_run(run["id"])
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+def test_cli_creates_the_automation_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["automation", "--name", "runwatch cli test"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["automation", "--name", "runwatch cli test"]) == 0
+    assert capsys.readouterr().out.strip() == first
+
+
+async def test_watcher_run_stops_when_told(saved: str) -> None:
+    stop = asyncio.Event()
+    watcher = Watcher(scan_interval=0.1)
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert watcher.watching == 0
