@@ -43,6 +43,7 @@ async def create_resume_automation(name: str = AUTOMATION_NAME) -> UUID:
         actions=[ResumeFlowRun()],
     )
     created = await automation.acreate()
+    assert created.id is not None
     return created.id
 
 

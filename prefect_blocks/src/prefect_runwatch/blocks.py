@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 import runwatch
 
 __all__ = ["DOCS_URL", "RunStatusApi"]
 
-DOCS_URL = "https://github.com/runwatch/runwatch/blob/main/docs/prefect.md"
+DOCS_URL = HttpUrl("https://github.com/runwatch/runwatch/blob/main/docs/prefect.md")
 
 
 class RunStatusApi(Block):

@@ -106,7 +106,7 @@ class RemoteRun(JobRun[dict[str, Any]]):
     def run_id(self) -> str:
         return self.started.id
 
-    async def wait_for_completion(self, *, release_infrastructure: bool = False) -> None:
+    async def wait_for_completion(self, *, release_infrastructure: bool = False) -> None:  # type: ignore[override]
         """Wait until the run ends, whatever its end. Raises only if it cannot be watched to its end.
 
         With `release_infrastructure` the flow run is suspended while the run goes on (see `wait_for_run`).

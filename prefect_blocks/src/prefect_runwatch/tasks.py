@@ -7,7 +7,7 @@ connection pool per API), or use `.submit(...).result()` in a sync flow.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -91,14 +91,17 @@ async def start_run_and_wait(
     return await _wait(block, started, chosen, release_infrastructure)
 
 
-async def _wait(block: RunStatusApi, run: str | StartedRun, policy: Policy, release: bool) -> Any:
+async def _wait(block: RunStatusApi, run: str | StartedRun, policy: Policy, release: bool) -> dict[str, Any]:
     observer = Observer(get_run_logger())
     if release:
         final = await wait_released(block, run, policy, observer)
-        if final is None:
-            return Completed(
-                name="Released",
-                message="the flow run is suspended while the remote run goes on; the watcher resumes it",
+        if final is None:  # Prefect takes a returned State as the task run's final state
+            return cast(
+                "dict[str, Any]",
+                Completed(
+                    name="Released",
+                    message="the flow run is suspended while the remote run goes on; the watcher resumes it",
+                ),
             )
         return final.to_dict()
     status = await watch(block, run, policy, observer)

@@ -75,15 +75,15 @@ class Watcher:
                     task.cancel()
                     del self._watches[flow_run_id]
             for flow_run in suspended.values():
-                key = _pause_key(flow_run)
-                if flow_run.id in self._watches or key is None:
+                pause_key = _pause_key(flow_run)
+                if flow_run.id in self._watches or pause_key is None:
                     continue
-                record = await read_record(client, flow_run.id, key)
+                record = await read_record(client, flow_run.id, pause_key)
                 if record is None:
                     log.warning("flow run %s is suspended by runwatch but has no watch record", flow_run.id)
                     continue
                 task = asyncio.create_task(self._watch(flow_run, record), name=f"runwatch-{flow_run.id}")
-                self._watches[flow_run.id] = (key, task)
+                self._watches[flow_run.id] = (pause_key, task)
 
     async def close(self) -> None:
         """Stop every watch. Their flow runs stay suspended for the next watcher."""
@@ -114,7 +114,9 @@ class Watcher:
             result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
         if result.status is SetStateStatus.ACCEPT:
             self.resumed += 1
-            logger.info("resumed by the runwatch watcher (%s)", answer.error or answer.status["status"])
+            logger.info(
+                "resumed by the runwatch watcher (%s)", answer.error or (answer.status or {}).get("status")
+            )
         else:  # resumed meanwhile by another watcher, an automation or a person
             log.info(
                 "flow run %s not resumed: %s", flow_run.id, getattr(result.details, "reason", result.status)
@@ -124,7 +126,7 @@ class Watcher:
 async def _outcome(record: WatchRecord, observer: Observer) -> RunOutcome:
     """Watch the run to its end; the run input that says how it ended."""
     try:
-        block = await RunStatusApi.aload_from_ref(record.api_block_id)
+        block: RunStatusApi = await RunStatusApi.aload_from_ref(record.api_block_id)
     except (ObjectNotFound, ValueError):
         name = record.api_block_name or record.api_block_id
         message = f"the runwatch watcher cannot load the RunStatusApi block {name!r}"
