@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.sdk import BaseHook, Connection
@@ -15,8 +13,6 @@ import runwatch
 from runwatch_airflow._connection import ProfileSpec, api_from_connection, run_link
 
 __all__ = ["RunStatusHook"]
-
-T = TypeVar("T")
 
 
 class RunStatusHook(BaseHook):
@@ -86,17 +82,17 @@ class RunStatusHook(BaseHook):
 
     def get_status(self, run: str, retry_for: float = 30.0) -> runwatch.RunStatus:
         """Read a run once (its id or full status URL), riding out transient errors for `retry_for` s."""
-        return _run_sync(self.get_api().get_status(run, retry_for=retry_for))
+        return runwatch.run_sync(self.get_api().get_status(run, retry_for=retry_for))
 
     def start_run(
         self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None
     ) -> runwatch.StartedRun:
         """Start a run; the same idempotency key always gives the same run."""
-        return _run_sync(self.get_api().start_run(body, idempotency_key=idempotency_key))
+        return runwatch.run_sync(self.get_api().start_run(body, idempotency_key=idempotency_key))
 
     def cancel_run(self, run_id: str) -> None:
         """Ask the remote to cancel a run (a run that already ended is not an error)."""
-        _run_sync(self.get_api().cancel_run(run_id))
+        runwatch.run_sync(self.get_api().cancel_run(run_id))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check that the connection's settings and profile load (no request is sent)."""
@@ -105,13 +101,3 @@ class RunStatusHook(BaseHook):
         except Exception as exc:
             return False, str(exc)
         return True, f"profile {api.profile.name!r} at {api.base_url or '(full run URLs)'}"
-
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a core coroutine from sync code, the way `runwatch.wait_for_run_sync` does."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runwatch") as pool:
-        return pool.submit(asyncio.run, coro).result()
