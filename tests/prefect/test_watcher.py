@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from prefect import flow
+from prefect import Flow, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import Pause
@@ -20,7 +20,7 @@ from prefect.states import State
 from prefect_harness import FAST, eventually
 
 import runwatch
-from prefect_runwatch import RunStatusApi, Watcher, wait_for_run
+from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, wait_for_run
 from prefect_runwatch.cli import main
 from runwatch.server import ReferenceServer
 
@@ -30,18 +30,26 @@ async def released(run: str, api_block: str, timeout: float | None = None) -> di
     return await wait_for_run(run, api_block, FAST, timeout=timeout, release_infrastructure=True)
 
 
-async def new_flow_run(**parameters: Any) -> FlowRun:
-    deployment_id = await (await released.ato_deployment(name="in-process")).aapply()
+@flow(persist_result=True)
+async def released_job(api_block: str, body: dict[str, Any]) -> dict[str, Any]:
+    job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
+    run = await job.trigger()
+    await run.wait_for_completion(release_infrastructure=True)  # in the flow body: suspends at once
+    return await run.fetch_result()
+
+
+async def new_flow_run(flow: Flow[..., Any] = released, **parameters: Any) -> FlowRun:
+    deployment_id = await (await flow.ato_deployment(name="in-process")).aapply()
     async with get_client() as client:
         return await client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
 
 
-async def execute(flow_run_id: UUID) -> State:
+async def execute(flow_run_id: UUID, flow: Flow[..., Any] = released) -> State:
     """Run (or rerun, after a resume) the flow run in this process, as a runner's subprocess would."""
     async with get_client() as client:
         flow_run = await client.read_flow_run(flow_run_id)
         try:
-            state = await run_flow_async(released, flow_run, flow_run.parameters, return_type="state")
+            state = await run_flow_async(flow, flow_run, flow_run.parameters, return_type="state")
         except Pause:  # the flow run suspended: its process would exit here (prefect.engine does)
             state = (await client.read_flow_run(flow_run_id)).state
     assert isinstance(state, State)
@@ -129,6 +137,17 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServer, saved: str) -> None:
+    flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
+    assert (await execute(flow_run.id, released_job)).name == "Suspended"
+    (run_id,) = server.stats()["runs"]
+    server.cancel_run(run_id)
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id, released_job)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+    assert server.stats()["runs_created"] == 1  # the rerun's trigger found the same run
 
 
 def test_cli_creates_the_automation_once(capsys: pytest.CaptureFixture[str]) -> None:
