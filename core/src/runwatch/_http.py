@@ -7,6 +7,7 @@ The async transport is aiohttp because it is the cheapest per poll at thousands 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
 import time
@@ -56,6 +57,9 @@ class Origin:
         )
         self.paused_until = 0.0  # loop time before which no request goes out
         self.leases = 0
+        # Polls queue here, as one future each, rather than as built requests inside aiohttp's connector:
+        # thousands of queued requests would be promoted to the old GC generation and stall the loop.
+        self.slots = asyncio.Semaphore(max_connections)
 
     def pause(self, seconds: float) -> None:
         until = asyncio.get_running_loop().time() + seconds
@@ -71,18 +75,18 @@ class Origin:
         timeout: float,
     ) -> Response:
         loop = asyncio.get_running_loop()
-        delay = self.paused_until - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        try:
-            async with self.session.request(
-                method, url, headers=headers, json=json, timeout=client_timeout, allow_redirects=False
-            ) as resp:
-                body = await resp.read()
-                response = Response(resp.status, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransientError(f"{method} {url}: {_describe(exc)}") from None
+        async with self.slots:
+            # A 429 may pause the origin while we queue, or again while we sleep.
+            while (delay := self.paused_until - loop.time()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+                await asyncio.sleep(delay)
+            try:
+                async with self.session.request(
+                    method, url, headers=headers, json=json, timeout=_timeout(timeout), allow_redirects=False
+                ) as resp:
+                    body = await resp.read()
+                    response = Response(resp.status, resp.headers, body)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise TransientError(f"{method} {url}: {_describe(exc)}") from None
         self._learn(response)
         if response.status in (408, 429) or response.status >= 500:
             raise TransientError(
@@ -99,6 +103,12 @@ class Origin:
         remaining, reset = _ratelimit(response.headers)
         if remaining == 0 and reset is not None:
             self.pause(reset)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    # One timer for the whole request (a per-read timeout reschedules a timer on every chunk received).
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 30.0))
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,7 +87,9 @@ def _is_older(new: RunStatus, cur: RunStatus) -> bool:
     return False
 
 
+_NOT_A_CHANGE = frozenset({"observed_at", "etag"})  # they change on every read, not with the run
+
+
 def _same(a: RunStatus, b: RunStatus) -> bool:
-    # observed_at and etag change on every read; they do not make a run change.
-    skip = {"observed_at", "etag"}
-    return a.model_dump(exclude=skip) == b.model_dump(exclude=skip)
+    mine, theirs = a.__dict__, b.__dict__
+    return all(mine[k] == theirs[k] for k in mine if k not in _NOT_A_CHANGE)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import jmespath
 import jmespath.exceptions
 import jmespath.parser
+import jmespath.visitor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from runwatch._errors import BadStatusPayload, ProfileError
@@ -29,6 +30,66 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["Profile", "builtin_profiles", "load_profile"]
 
 _TIMES = frozenset({"created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"})
+
+
+class _FieldPath:
+    """A path of plain keys (`a.b.c`), which most profile fields are: read without an interpreter."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _FieldPath) and other.keys == self.keys
+
+    def search(self, payload: Any) -> Any:
+        value = payload
+        for key in self.keys:
+            if not isinstance(value, dict):
+                return None  # as JMESPath answers for a field of a non-object
+            value = value.get(key)
+        return value
+
+
+class _Expression:
+    """Any other JMESPath expression, with one interpreter kept for it.
+
+    `ParsedResult.search` builds an interpreter per call, whose method cache makes a reference cycle: garbage
+    for the cyclic collector on every poll, which at thousands of waits turns into long loop stalls.
+    """
+
+    __slots__ = ("interpreter", "node")
+
+    def __init__(self, parsed: jmespath.parser.ParsedResult) -> None:
+        self.node = parsed.parsed
+        self.interpreter = jmespath.visitor.TreeInterpreter()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Expression) and other.node == self.node
+
+    def search(self, payload: Any) -> Any:
+        return self.interpreter.visit(self.node, payload)
+
+
+def _compile(expr: str) -> _FieldPath | _Expression:
+    parsed = jmespath.compile(expr)
+    keys = _plain_keys(parsed.parsed)
+    return _FieldPath(keys) if keys is not None else _Expression(parsed)
+
+
+def _plain_keys(node: Any) -> tuple[str, ...] | None:
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] == "subexpression":
+        keys: tuple[str, ...] = ()
+        for child in node["children"]:
+            more = _plain_keys(child)
+            if more is None:
+                return None
+            keys += more
+        return keys
+    return None
 
 
 class _Spec(BaseModel):
@@ -101,7 +162,7 @@ class Profile(_Spec):
     not_found: tuple[int, ...] = (404,)
     denied: tuple[int, ...] = (401, 403)
 
-    _compiled: dict[str, jmespath.parser.ParsedResult] = PrivateAttr(default_factory=dict)
+    _getters: dict[str, _FieldPath | _Expression] = PrivateAttr(default_factory=dict)
 
     @field_validator("states", mode="before")
     @classmethod
@@ -123,7 +184,7 @@ class Profile(_Spec):
         exprs = self.fields.model_dump(exclude_none=True)
         for key, expr in exprs.items():
             try:
-                self._compiled[key] = jmespath.compile(expr)
+                self._getters[key] = _compile(expr)
             except jmespath.exceptions.ParseError as exc:
                 reason = _first_line(exc).rstrip(":")
                 raise ProfileError(
@@ -145,14 +206,15 @@ class Profile(_Spec):
         """Read one status from the remote's JSON payload."""
         if not isinstance(payload, Mapping):
             raise BadStatusPayload(f"expected a JSON object, got {type(payload).__name__}")
-        raw = self._search("status", payload)
+        getters = self._getters  # a private attribute costs a __getattr__ call on every access
+        raw = getters["status"].search(payload)
         if raw is None:
             raise BadStatusPayload(f"no status at {self.fields.status!r} in the payload")
-        detail = self._search("status_detail", payload)
+        detail = getters["status_detail"].search(payload) if "status_detail" in getters else None
         raw_status, state = self._map_state(raw, detail)
         values: dict[str, Any] = {"id": run_id if run_id is not None else url, "url": url}
-        for key, expr in self._compiled.items():
-            found = expr.search(payload)
+        for key, getter in getters.items():
+            found = getter.search(payload)
             if found is None or key in ("status", "status_detail"):
                 continue
             try:
@@ -164,10 +226,6 @@ class Profile(_Spec):
         return RunStatus(
             status=state, raw_status=raw_status, observed_at=datetime.now(timezone.utc), etag=etag, **values
         )
-
-    def _search(self, key: str, payload: Mapping[str, Any]) -> Any:
-        expr = self._compiled.get(key)
-        return None if expr is None else expr.search(payload)
 
     def _map_state(self, raw: Any, detail: Any) -> tuple[str, State]:
         raw_s = _json_word(raw)
@@ -252,8 +310,14 @@ def _first_line(exc: Exception) -> str:
 
 def builtin_profiles() -> list[str]:
     """The names of the profiles shipped in the package."""
+    return sorted(_builtin_names())
+
+
+@cache
+def _builtin_names() -> frozenset[str]:
+    # Listed once: the package's files do not change while it runs, and an event loop should not wait on disk.
     files = resources.files("runwatch") / "profiles"
-    return sorted(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
+    return frozenset(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
 
 
 @cache
@@ -269,7 +333,7 @@ def load_profile(source: Profile | Mapping[str, Any] | str | Path) -> Profile:
     if isinstance(source, Mapping):
         return _validate(source, f"profile {source.get('name', '(unnamed)')!r}")
     text = str(source)
-    if text in builtin_profiles():
+    if text in _builtin_names():
         return _builtin(text)
     path = Path(text)
     if path.suffix not in (".json", ".toml"):
