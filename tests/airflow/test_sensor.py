@@ -195,10 +195,10 @@ def test_start_from_trigger_needs_deferral_and_a_string_run() -> None:
         sensor(run=["r-1"], start_from_trigger=True)
 
 
-def test_deferrable_defaults_to_operators_default_deferrable() -> None:
-    expected = conf.getboolean("operators", "default_deferrable", fallback=True)
-    assert RunStatusSensor(task_id="w", run="r").deferrable is expected
-    assert StartRunOperator(task_id="s").deferrable is expected
+def test_deferrable_by_default_whatever_airflow_ships() -> None:
+    assert conf.getboolean("operators", "default_deferrable") is False  # Airflow's shipped default
+    assert RunStatusSensor(task_id="w", run="r").deferrable is True
+    assert StartRunOperator(task_id="s").deferrable is True
 
 
 def test_a_policy_is_checked_when_the_dag_is_parsed() -> None:

@@ -7,8 +7,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from airflow.sdk import conf
-
 import runwatch
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
@@ -47,7 +45,7 @@ class StartRunOperator(RemoteRunTask):
     :param timeout: the longest wait (seconds or timedelta); `execution_timeout` and the policy's timeout
         bound it too. Enforced while deferred, where Airflow itself does not apply `execution_timeout`.
     :param wait_for_completion: wait for the run to end (default); else return once it is started.
-    :param deferrable: wait in the triggerer. Defaults to `[operators] default_deferrable`.
+    :param deferrable: wait in the triggerer (the default; no worker slot is held).
     :param cancel_on_kill: cancel the remote run when a user kills the task or the wait's deadline passes.
     :param end_from_trigger: on success the triggerer ends the task itself (final status to XCom): no
         worker slot is taken to resume it. Failures always resume on a worker.
@@ -70,7 +68,7 @@ class StartRunOperator(RemoteRunTask):
         idempotency_key: str | None = None,
         timeout: float | timedelta | None = None,
         wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        deferrable: bool = True,
         cancel_on_kill: bool = False,
         end_from_trigger: bool = True,
         **kwargs: Any,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
@@ -32,7 +32,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     :param policy: a `runwatch.Policy` (or its dict): poll pacing, heartbeat limit, tolerance of an
         unreadable status, partial success. Its `timeout`, the sensor's `timeout` and `execution_timeout`
         all bound the wait; the shortest wins.
-    :param deferrable: wait in the triggerer (no worker slot). Defaults to `[operators] default_deferrable`.
+    :param deferrable: wait in the triggerer (the default; no worker slot is held).
     :param start_from_trigger: start in the triggerer directly, so not even the first poll takes a worker
         slot. Needs `run` as a string (a Jinja template is fine: the triggerer renders it); ignored by mapped
         tasks, which defer from a worker.
@@ -60,7 +60,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         conn_id: str = RunStatusHook.default_conn_name,
         profile: ProfileSpec | runwatch.Profile | None = None,
         policy: runwatch.Policy | dict[str, Any] | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        deferrable: bool = True,
         start_from_trigger: bool = False,
         cancel_on_kill: bool = False,
         end_from_trigger: bool = True,
