@@ -100,7 +100,8 @@ class Observer:
             if status.is_terminal:
                 self._emit(TERMINAL_EVENT, status)
         percent = _percent(status)
-        if percent is not None and (percent, _message(status)) != self._progress:
+        # Artifacts belong to a run: outside one (a script using RemoteRunJob) there are none.
+        if self.flow_run_id and percent is not None and (percent, _message(status)) != self._progress:
             self._progress = (percent, _message(status))
             await self._show_progress(status, percent)
 
@@ -145,6 +146,8 @@ class Observer:
 
     async def finish(self, status: RunStatus) -> None:
         """The final artifact: a summary of the run and a link to its result."""
+        if self.flow_run_id is None:
+            return
         async with get_client() as client:
             await client.create_artifact(
                 ArtifactCreate(

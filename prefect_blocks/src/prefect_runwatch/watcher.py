@@ -25,6 +25,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.logging.loggers import flow_run_logger
+from pydantic import ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
@@ -78,9 +79,14 @@ class Watcher:
                 pause_key = _pause_key(flow_run)
                 if flow_run.id in self._watches or pause_key is None:
                     continue
-                record = await read_record(client, flow_run.id, pause_key)
+                try:
+                    record = await read_record(client, flow_run.id, pause_key)
+                except ValidationError as exc:
+                    record, problem = None, f"an unreadable watch record ({exc.error_count()} errors)"
+                else:
+                    problem = "no watch record"
                 if record is None:
-                    log.warning("flow run %s is suspended by runwatch but has no watch record", flow_run.id)
+                    log.warning("flow run %s is suspended by runwatch but has %s", flow_run.id, problem)
                     continue
                 task = asyncio.create_task(self._watch(flow_run, record), name=f"runwatch-{flow_run.id}")
                 self._watches[flow_run.id] = (pause_key, task)
@@ -109,9 +115,13 @@ class Watcher:
 
     async def _watch(self, flow_run: FlowRun, record: WatchRecord) -> None:
         logger = flow_run_logger(flow_run=flow_run)
-        answer = await _outcome(record, Observer(logger, flow_run_id=flow_run.id))
-        async with get_client() as client:
-            result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
+        try:
+            answer = await _outcome(record, Observer(logger, flow_run_id=flow_run.id))
+            async with get_client() as client:
+                result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
+        except Exception as exc:  # Prefect's API away, say: the next scan watches this flow run again
+            log.warning("watch of flow run %s failed (%s); the next scan starts it again", flow_run.id, exc)
+            return
         if result.status is SetStateStatus.ACCEPT:
             self.resumed += 1
             logger.info(
