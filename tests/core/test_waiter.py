@@ -241,6 +241,7 @@ async def test_start_is_idempotent_per_key(runwatch_server: ReferenceServer) -> 
     first = await api.start_run(body, idempotency_key="same")
     again = await api.start_run(body, idempotency_key="same")
     assert first.id == again.id
+    assert (first.replayed, again.replayed) == (False, True)
     assert runwatch_server.stats()["runs_created"] == 1
 
 

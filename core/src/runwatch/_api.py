@@ -68,6 +68,7 @@ class StartedRun:
     status: RunStatus
     status_url: str
     retry_after: float | None = None
+    replayed: bool = False  # the remote had seen this idempotency key: the same run, not a new one
 
     @property
     def id(self) -> str:
@@ -82,7 +83,12 @@ class StartedRun:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StartedRun:
-        return cls(RunStatus.from_dict(data["status"]), data["status_url"], data.get("retry_after"))
+        return cls(
+            RunStatus.from_dict(data["status"]),
+            data["status_url"],
+            data.get("retry_after"),
+            bool(data.get("replayed", False)),
+        )
 
 
 class RunApi:
@@ -207,7 +213,8 @@ class RunApi:
             status = self.profile.parse(payload, run_id=str(run_id), url=status_url)
         else:  # the answer says only where to look: the run is as good as queued
             status = RunStatus(id=str(run_id or status_url), status=State.QUEUED, url=status_url)
-        return StartedRun(status, status_url, retry_after(response.headers))
+        replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
+        return StartedRun(status, status_url, retry_after(response.headers), replayed)
 
     async def cancel_run(self, run: str, *, retry_for: float = 60.0, request_timeout: float = 30.0) -> None:
         """Ask the remote to cancel a run. A run that already ended is not an error."""
