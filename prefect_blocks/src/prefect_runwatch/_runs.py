@@ -38,7 +38,8 @@ async def start(
     started = await block.get_api().start_run(
         body, idempotency_key=key or idempotency_key(body), request_timeout=block.request_timeout
     )
-    logger.info("started remote run %s (%s)", started.id, started.status_url)
+    verb = "found again" if started.replayed else "started"  # an idempotency key the remote had seen
+    logger.info("%s remote run %s (%s)", verb, started.id, started.status_url)
     return started
 
 
