@@ -1,0 +1,267 @@
+"""runwatch benchmarks, side by side in one run: `./dev bench` (that is `python bench/run.py` in .venv/core).
+
+Sections (all by default, about 4 minutes on 2 cores):
+  transport  N concurrent waits polling every second, per client pattern: client CPU per poll, RSS per wait,
+             loop lag, requests served/asked; the reference server runs in another process.
+  waits      many waits on one API: requests per run and detection latency (polling, backoff, long polling)
+             and a 429 storm with Retry-After, runwatch against the Airflow trigger patterns.
+  profile    (only on request) cProfile of the waiter at 1,000 waits: where the client CPU goes.
+
+Examples:
+  ./dev bench                                         everything; rewrites docs/benchmarks.md
+  ./dev bench --only transport --sizes 100,1000       one section, two sizes (docs untouched)
+  ./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000
+  ./dev bench --only waits
+  ./dev bench --only profile --sizes 1000
+Results are ratios on the same machine in the same run; absolute figures move with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _clients import SUBJECTS
+from _report import Table, load_average, machine_facts
+from _server import BenchServer, create_runs
+from _tables import model_table, per_poll, profile_tables, targets_table, transport_table, waits_tables
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTIONS = ("transport", "waits", "profile")
+DEFAULT_SECTIONS = ("transport", "waits")
+RUN_POOL = 1000  # distinct runs per kind; wait i polls run i % RUN_POOL
+
+
+def _csv(kind: type, choices: tuple[str, ...] | None = None):  # -> argparse type
+    def parse(text: str) -> list[Any]:
+        values = [kind(v.strip().replace("_", "")) for v in text.split(",") if v.strip()]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices or ('numbers',))}")
+        return values
+
+    return parse
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", type=_csv(str, SECTIONS), default=list(DEFAULT_SECTIONS), help=f"of {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--sizes", type=_csv(int), default=[100, 1000, 10000], help="concurrent waits per cell"
+    )
+    parser.add_argument(
+        "--subjects", type=_csv(str, tuple(SUBJECTS)), default=list(SUBJECTS), help=f"of {','.join(SUBJECTS)}"
+    )
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of polling per transport cell")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between two polls of a wait")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each transport cell N times, keep the best"
+    )
+    parser.add_argument("--server", choices=("reference", "stub"), default="reference")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs 0 and 1")
+    parser.add_argument(
+        "--write", dest="write", action="store_true", default=None, help="rewrite docs/benchmarks.md"
+    )
+    parser.add_argument(
+        "--no-write", dest="write", action="store_false", help="leave docs/benchmarks.md alone"
+    )
+    args = parser.parse_args(argv)
+    if args.write is None:  # the committed page only ever holds complete runs
+        args.write = not argv
+    if args.server == "stub" and "waits" in args.only:
+        parser.error("the waits section needs the reference server (lifecycles, faults, long polling)")
+    return args
+
+
+def _cpus(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.no_pin or len(usable) < 2:
+        return None, None
+    return usable[0], usable[1]
+
+
+def _subprocess(script: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / script)],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=HERE,
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": f"no answer within {timeout:.0f} s"}
+    if done.returncode != 0 or not done.stdout.strip():
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        return {"failed": tail[0][:200]}
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- transport
+
+
+def run_transport(
+    server: BenchServer, args: argparse.Namespace, profile: bool = False
+) -> list[dict[str, Any]]:
+    body = {"script": [{"status": "RUNNING", "for": 86400}, {"status": "SUCCEEDED"}]}
+    pools = {
+        "quiet": create_runs(server.url, RUN_POOL, body),
+        "beating": create_runs(server.url, RUN_POOL, {**body, "heartbeat_every": 0.5}),
+    }
+    client_cpu, _ = _cpus(args)
+    smallest = min(args.sizes)
+    results = []
+    for n in args.sizes:
+        for name in args.subjects:
+            subject = SUBJECTS[name]
+            if subject.small_only and n > smallest:
+                continue
+            pool = pools[subject.runs]
+            spec = {
+                "subject": name,
+                "urls": [pool[i % len(pool)] for i in range(n)],
+                "interval": args.interval,
+                "duration": args.duration,
+                "server": server.url,
+                "cpu": client_cpu,
+                "profile": profile,
+            }
+            print(f"  transport: {name} x {n:,} ...", file=sys.stderr, flush=True)
+            runs = [
+                _subprocess("_cell.py", spec, timeout=args.duration + 2 * args.interval + 120)
+                for _ in range(max(1, args.repeat))
+            ]
+            # Other load on the machine only ever adds CPU: the least CPU per poll is the truest figure.
+            best = min(runs, key=lambda r: per_poll(r) if "failed" not in r else float("inf"))
+            results.append({"subject": name, "n": n, "runs": len(runs), **best})
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- waits
+
+
+def run_waits(server: BenchServer, args: argparse.Namespace) -> dict[str, Any]:
+    client_cpu, _ = _cpus(args)
+    spec = {
+        "server": server.url,
+        "cpu": client_cpu,
+        "phases": ["lifecycle", "storm"],
+        "lifecycle": {"run_length": 12.0, "runs_per_pattern": 10, "deadline": 45.0},
+        "storm": {"runs_per_pattern": 10, "warm_up": 3.0, "storm": 10.0, "after": 4.0, "retry_after": 5.0},
+    }
+    print("  waits: lifecycle and 429 storm ...", file=sys.stderr, flush=True)
+    return _subprocess("_waits.py", spec, timeout=180)
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def _commit() -> str:
+    """The checked-out commit, and whether core/ has uncommitted changes (the waiter measured is core/)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "core"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (core/ has uncommitted changes)" if dirty else "")
+
+
+def command_line(argv: list[str]) -> str:
+    return "./dev bench" + ("" if not argv else " " + shlex.join(argv))
+
+
+def write_doc(path: Path, facts: dict[str, str], command: str, tables: list[Table], elapsed: float) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Regenerated by `./dev bench` (`python bench/run.py` in `.venv/core`); do not edit by hand.",
+        "What the figures mean and what was decided from them: [transport.md](transport.md).",
+        "",
+        f"- Command: `{command}` ({elapsed:.0f} s)",
+        *[f"- {key}: {value}" for key, value in facts.items()],
+        f"- runwatch commit: {_commit()}",
+        "- Setup: the reference server (`runwatch.server.ReferenceServer`: uvicorn, with uvloop and",
+        "  httptools when installed) runs in its own process on 127.0.0.1, pinned to one CPU; each transport",
+        "  cell runs in a fresh client process (asyncio's default loop) pinned to the other, so that one",
+        "  subject's memory and caches never flatter the next.",
+        "",
+        "Absolute times move with the machine and with whatever else it runs (see the load averages and the",
+        "`waited for a CPU` column); compare rows of the same run (the `x` columns).",
+        "",
+        "Run one section or a few cells (these leave this page alone unless `--write` is given):",
+        "",
+        "```",
+        "./dev bench --only transport --sizes 100,1000                 # transport cells, two sizes",
+        "./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000 --repeat 3",
+        "./dev bench --only waits                                      # many waits on one API, 429 storm",
+        "./dev bench --only profile --sizes 1000                       # where the waiter's CPU goes",
+        "./dev bench --help                                            # every option",
+        "```",
+        "",
+    ]
+    for table in tables:
+        lines += [f"## {table.title}", "", table.markdown(), ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    started = time.monotonic()
+    facts = machine_facts()
+    _, server_cpu = _cpus(args)
+    tables: list[Table] = []
+    with BenchServer(args.server, server_cpu) as server:
+        if "transport" in args.only:
+            results = run_transport(server, args)
+            tables.append(transport_table(results, args.interval, args.duration))
+            target = targets_table(results)
+            if target is not None:
+                tables.append(target)
+        if "waits" in args.only:
+            tables += waits_tables(run_waits(server, args))
+            tables.append(model_table())
+        if "profile" in args.only:
+            profiled = argparse.Namespace(
+                **{**vars(args), "subjects": ["aiohttp-shared", "runwatch", "runwatch-changing"]}
+            )
+            tables += profile_tables(run_transport(server, profiled, profile=True))
+    elapsed = time.monotonic() - started
+    facts["Load average at the end"] = load_average()
+    print()
+    for key, value in facts.items():
+        print(f"{key}: {value}")
+    print(f"command: {command_line(argv)} ({elapsed:.0f} s)\n")
+    for table in tables:
+        print(table.text(), end="\n\n")
+    if args.write:
+        write_doc(DOC, facts, command_line(argv), tables, elapsed)
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
