@@ -58,7 +58,6 @@ class _Watch:
         self.etag: str | None = None
         self.quiet = 0
         self.unreadable_since: float | None = None
-        self.problem: Exception | None = None
         self.heartbeat: tuple[datetime | None, float] | None = None  # (value, when we first saw it)
 
     @property
@@ -122,13 +121,12 @@ class _Watch:
         return status, None, long_polling and self.etag is not None and (held or self.etag != previous)
 
     def readable(self) -> None:
-        self.unreadable_since, self.problem = None, None
+        self.unreadable_since = None
 
     def unreadable(self, problem: Exception) -> None:
         now = time.time()
         if self.unreadable_since is None:
             self.unreadable_since = now
-        self.problem = problem
         log.info("status of %s unreadable: %s", self.url, problem)
         if now - self.unreadable_since > self.policy.unavailable_after:
             since = datetime.fromtimestamp(self.unreadable_since, timezone.utc)
@@ -176,8 +174,8 @@ class _Watch:
         """`delay`, cut short so that no sleep runs past the deadline."""
         return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.time()))
 
-    def next_delay(self, hint: float | None, now: bool, push: bool) -> float:
-        if now:
+    def next_delay(self, hint: float | None, again: bool, push: bool) -> float:
+        if again:
             return 0.0  # long polling: the server holds the next request until something changes
         delay = self.policy.max_interval if push and self.quiet else self.policy.delay(self.quiet)
         if hint is not None:
@@ -209,7 +207,7 @@ async def watch_run(
                 await asyncio.sleep(watch.cap(watch.started.retry_after))
             while True:
                 watch.check_deadline(time.time())
-                status, hint, now = await watch.read(origin)
+                status, hint, again = await watch.read(origin)
                 if status is not None and watch.take(status):
                     watch.quiet = 0
                     yield status
@@ -221,7 +219,7 @@ async def watch_run(
                 watch.check_heartbeat()
                 if inbox is not None and mailbox is None and last is not None:
                     mailbox = inbox.subscribe(last.id)
-                delay = watch.next_delay(hint, now, mailbox is not None)
+                delay = watch.next_delay(hint, again, mailbox is not None)
                 if mailbox is None:
                     await asyncio.sleep(delay)
                     continue
