@@ -43,6 +43,17 @@ def test_policy_round_trips_and_rejects_nonsense() -> None:
         Policy(partial_success="maybe")  # type: ignore[arg-type]
 
 
+def test_policies_combine_and_the_right_side_wins_where_it_speaks() -> None:
+    base = Policy(interval=5, max_interval=120, partial_success="fail")
+    combined = base + Policy(timeout=3600) + Policy(heartbeat_timeout=300, partial_success="succeed")
+    assert combined == Policy(
+        interval=5, max_interval=120, timeout=3600, heartbeat_timeout=300, partial_success="succeed"
+    )
+    assert (Policy(timeout=10) + Policy()).timeout == 10  # defaults are not spoken
+    with pytest.raises(ValueError, match="max_interval"):
+        Policy(interval=1, max_interval=2) + Policy(interval=10)  # the combination is validated too
+
+
 def test_retry_after_in_seconds_decimals_dates_and_milliseconds() -> None:
     assert retry_after(CIMultiDict({"Retry-After": "120"})) == 120
     assert retry_after(CIMultiDict({"retry-after": "0.25"})) == 0.25

@@ -47,6 +47,16 @@ class Policy(BaseModel):
         floor = min(self.interval / 2, ceiling)
         return random.uniform(floor, ceiling)
 
+    def __add__(self, other: Policy) -> Policy:
+        """Combine policies as tenacity combines strategies: what `other` sets explicitly wins.
+
+        `Policy(interval=5, max_interval=120) + Policy(timeout=3600) + Policy(heartbeat_timeout=300)`
+        """
+        if not isinstance(other, Policy):
+            return NotImplemented
+        mine = self.model_dump(include=self.model_fields_set)
+        return Policy.model_validate(mine | other.model_dump(include=other.model_fields_set))
+
     def replace(self, **changes: Any) -> Policy:
         return Policy.model_validate(self.model_dump() | changes)
 
