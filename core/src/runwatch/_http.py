@@ -87,17 +87,15 @@ class Origin:
                     response = Response(resp.status, resp.headers, body)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 raise TransientError(f"{method} {url}: {_describe(exc)}") from None
-        self._learn(response)
+        hint = retry_after(response.headers)
+        self._learn(response, hint)
         if response.status in (408, 429) or response.status >= 500:
-            raise TransientError(
-                f"{method} {url}: HTTP {response.status}", retry_after=retry_after(response.headers)
-            )
+            raise TransientError(f"{method} {url}: HTTP {response.status}", retry_after=hint)
         return response
 
-    def _learn(self, response: Response) -> None:
+    def _learn(self, response: Response, hint: float | None) -> None:
         # Server hints slow every wait on this origin down together.
-        hint = retry_after(response.headers)
-        if hint is not None and (response.status in (429, 503)):
+        if hint is not None and response.status in (429, 503):
             self.pause(hint)
             return
         remaining, reset = _ratelimit(response.headers)
