@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import re
 import ssl
 import time
@@ -17,24 +18,57 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from runwatch._errors import RunwatchError
+from runwatch._errors import ConfigurationError, RunwatchError
+from runwatch._profile import RateLimitSpec
+from runwatch._urls import origin_of, redact
 
-__all__ = ["Response", "TransientError", "lease", "retry_after"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HINT",
+    "MAX_REDIRECTS",
+    "BodyTooLarge",
+    "Origin",
+    "Response",
+    "TransientError",
+    "lease",
+    "retry_after",
+]
 
 _USER_AGENT = "runwatch/0.1"
 
+MAX_HINT = 3600.0
+"""The longest server hint honoured, in seconds (`Retry-After`, a rate-limit reset): a longer or unbounded one
+(`Retry-After: Infinity`, a date in 9999) is read as this. A wait's deadline and its unavailable tolerance
+still end it sooner."""
+
+MAX_BODY = 4 * 1024 * 1024
+"""The largest response body read by default, in bytes (`RunApi(max_body=...)` sets another)."""
+
+MAX_REDIRECTS = 5
+"""Same-origin redirects followed for one request; a redirect to another origin is never followed."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_RATE_LIMIT = RateLimitSpec()
+
 
 class TransientError(RunwatchError):
-    """A failure that may pass: connect error, timeout, cut connection, 408, 429 or 5xx."""
+    """A failure that may pass: connect error, timeout, cut connection, 408, 429, 5xx or a rate limit.
+
+    `retry_after` is the server's hint in seconds (already capped at `MAX_HINT`), or None.
+    """
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BodyTooLarge(TransientError):
+    """The answer's body is larger than the API's cap (`RunApi(max_body=...)`); it was not read whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +81,7 @@ class Response:
 class Origin:
     """One origin's pool in one loop, and the pause every wait on it honours (Retry-After, RateLimit)."""
 
-    def __init__(self, verify: bool | str, max_connections: int) -> None:
+    def __init__(self, origin: str, verify: bool | str, max_connections: int) -> None:
         ssl_ctx: ssl.SSLContext | bool = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
@@ -55,6 +89,7 @@ class Origin:
         self.session = aiohttp.ClientSession(
             connector=connector, headers={"User-Agent": _USER_AGENT}, skip_auto_headers=("Accept-Encoding",)
         )
+        self.origin = origin
         self.paused_until = 0.0  # loop time before which no request goes out
         self.leases = 0
         # Polls queue here, as one future each, rather than as built requests inside aiohttp's connector:
@@ -62,8 +97,12 @@ class Origin:
         self.slots = asyncio.Semaphore(max_connections)
 
     def pause(self, seconds: float) -> None:
-        until = asyncio.get_running_loop().time() + seconds
+        until = asyncio.get_running_loop().time() + min(seconds, MAX_HINT)
         self.paused_until = max(self.paused_until, until)
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause a server hint put on this origin (0 when none)."""
+        return max(0.0, self.paused_until - asyncio.get_running_loop().time())
 
     async def request(
         self,
@@ -73,34 +112,122 @@ class Origin:
         headers: Mapping[str, str],
         json: Any = None,
         timeout: float,
+        deadline: float | None = None,
+        rate_limit: RateLimitSpec = _DEFAULT_RATE_LIMIT,
+        max_body: int = MAX_BODY,
     ) -> Response:
-        loop = asyncio.get_running_loop()
-        async with self.slots:
-            # A 429 may pause the origin while we queue, or again while we sleep.
-            while (delay := self.paused_until - loop.time()) > 0:  # noqa: ASYNC110 - a deadline, not an event
-                await asyncio.sleep(delay)
+        """Send one request, following same-origin redirects; the answer, or `TransientError`.
+
+        `timeout` bounds one exchange, in seconds; `deadline` (UNIX seconds) bounds the whole call, queueing
+        and server pauses included: past it, `TransientError` is raised without sending. A redirect to
+        another origin is returned as it is, for the caller to judge.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._exchange(method, url, headers, json, timeout, deadline, max_body)
+            self._learn(method, url, response, rate_limit)
+            location = response.headers.get("location")
+            if response.status not in _REDIRECTS or location is None:
+                return response
+            target = urljoin(url, location)
+            if origin_of(target) != self.origin:
+                return response
+            if method != "GET" and response.status not in (307, 308):
+                return response  # only GETs, and 307/308 (which keep the method and body), are replayed
+            url = target
+        raise TransientError(f"{method} {redact(url)}: more than {MAX_REDIRECTS} redirects")
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: Any,
+        timeout: float,
+        deadline: float | None,
+        max_body: int,
+    ) -> Response:
+        await self._take_slot(method, url, deadline)
+        try:
+            if deadline is not None:
+                timeout = min(timeout, max(0.001, deadline - time.time()))
             try:
                 async with self.session.request(
                     method, url, headers=headers, json=json, timeout=_timeout(timeout), allow_redirects=False
                 ) as resp:
-                    body = await resp.read()
-                    response = Response(resp.status, resp.headers, body)
+                    body = await _read(resp, max_body, f"{method} {redact(url)}")
+                    return Response(resp.status, resp.headers, body)
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise ConfigurationError(
+                    f"the TLS certificate of {exc.host} does not verify ({exc.certificate_error}): give the "
+                    "CA bundle that signed it (RunApi(verify='ca.pem'), runwatch watch --ca-bundle FILE)"
+                ) from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise TransientError(f"{method} {url}: {_describe(exc)}") from None
-        hint = retry_after(response.headers)
-        self._learn(response, hint)
-        if response.status in (408, 429) or response.status >= 500:
-            raise TransientError(f"{method} {url}: HTTP {response.status}", retry_after=hint)
-        return response
+                raise TransientError(f"{method} {redact(url)}: {_describe(exc)}") from None
+        finally:
+            self.slots.release()
 
-    def _learn(self, response: Response, hint: float | None) -> None:
-        # Server hints slow every wait on this origin down together.
-        if hint is not None and response.status in (429, 503):
+    async def _take_slot(self, method: str, url: str, deadline: float | None) -> None:
+        """Wait out the origin's pause, then for a free connection slot; never past `deadline`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            pause = self.paused_until - loop.time()
+            left = math.inf if deadline is None else deadline - time.time()
+            if pause > 0:
+                if pause >= left:
+                    await asyncio.sleep(max(0.0, left))
+                    raise TransientError(
+                        f"{method} {redact(url)}: the server asked for a pause of {pause:.0f}s more",
+                        retry_after=pause,
+                    )
+                await asyncio.sleep(pause)
+                continue
+            if not self.slots.locked() or deadline is None:
+                await self.slots.acquire()
+            else:
+                try:
+                    await asyncio.wait_for(self.slots.acquire(), max(0.0, left))
+                except asyncio.TimeoutError:
+                    raise TransientError(f"{method} {redact(url)}: no free connection in time") from None
+            if self.paused_until <= loop.time():
+                return
+            self.slots.release()  # a pause began while we queued: wait it out without holding a slot
+
+    def _learn(self, method: str, url: str, response: Response, rate_limit: RateLimitSpec) -> None:
+        """Turn the server's hints into a pause on the origin; raise for an answer worth retrying."""
+        status, headers = response.status, response.headers
+        hint = retry_after(headers)
+        remaining, reset = _ratelimit(headers, rate_limit)
+        limited = status == 429 or (status in rate_limit.statuses and (hint is not None or remaining == 0))
+        if limited:
+            wait = hint if hint is not None else reset
+            if wait is not None:
+                self.pause(wait)
+            raise TransientError(f"{method} {redact(url)}: HTTP {status} (rate limited)", retry_after=wait)
+        if hint is not None and status == 503:
             self.pause(hint)
-            return
-        remaining, reset = _ratelimit(response.headers)
-        if remaining == 0 and reset is not None:
+        elif remaining == 0 and reset is not None:
             self.pause(reset)
+        if status == 408 or status >= 500:
+            raise TransientError(f"{method} {redact(url)}: HTTP {status}", retry_after=hint)
+
+
+async def _read(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The body, refused while streaming once it passes `limit` bytes (the connection is then dropped)."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        resp.close()
+        raise BodyTooLarge(f"{what}: a body of {length} bytes is over the limit of {limit}")
+    if length is not None:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise BodyTooLarge(f"{what}: the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @functools.lru_cache(maxsize=64)
@@ -123,59 +250,85 @@ _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, boo
 @asynccontextmanager
 async def lease(url: str, verify: bool | str = True, max_connections: int = 100) -> AsyncIterator[Origin]:
     """The shared pool for `url`'s origin in the running loop; closed when its last user leaves."""
-    parts = urlsplit(url)
-    key = (f"{parts.scheme}://{parts.netloc}", verify)
+    origin = origin_of(url)
+    key = (origin, verify)
     pools = _pools.setdefault(asyncio.get_running_loop(), {})
-    origin = pools.get(key)
-    if origin is None:
-        origin = pools[key] = Origin(verify, max_connections)
-    origin.leases += 1
+    pool = pools.get(key)
+    if pool is None:
+        pool = pools[key] = Origin(origin, verify, max_connections)
+    pool.leases += 1
     try:
-        yield origin
+        yield pool
     finally:
-        origin.leases -= 1
-        if origin.leases == 0 and pools.get(key) is origin:
+        pool.leases -= 1
+        if pool.leases == 0 and pools.get(key) is pool:
             del pools[key]
-            await origin.session.close()
+            await pool.session.close()
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds or HTTP date), or the `-ms` spellings; None if absent."""
+    """Seconds to wait from `Retry-After` (seconds or HTTP date, RFC 9110 §10.2.3), or the `-ms` spellings.
+
+    None if absent or unreadable; never negative; capped at `MAX_HINT` (so `Infinity` is read as the cap).
+    """
     for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0)):
         value = headers.get(name)
         if value is not None:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                pass
+            seconds = _number(value)
+            if seconds is not None:
+                return _bounded(seconds / scale)
     value = headers.get("retry-after")
     if value is None:
         return None
+    seconds = _number(value)
+    if seconds is not None:
+        return _bounded(seconds)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        return _bounded(parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _bounded(seconds: float) -> float:
+    return min(MAX_HINT, max(0.0, seconds))
+
+
 _RATELIMIT_PARAM = re.compile(r"\b([rt])=(\d+(?:\.\d+)?)")
+_EPOCH = 1e9  # a reset larger than this is a UNIX time, not a number of seconds (GitLab sends one)
 
 
-def _ratelimit(headers: Mapping[str, str]) -> tuple[int | None, float | None]:
-    """(remaining, seconds to reset) from the IETF `RateLimit` field or the older `RateLimit-*` fields."""
+def _ratelimit(headers: Mapping[str, str], spec: RateLimitSpec) -> tuple[int | None, float | None]:
+    """(remaining, seconds to reset) from the IETF `RateLimit` field, `RateLimit-*` or the profile's."""
     field = headers.get("ratelimit")
     if field is not None:
         params = dict(_RATELIMIT_PARAM.findall(field))
         r, t = params.get("r"), params.get("t")
-        return (int(float(r)) if r else None, float(t) if t else None)
-    remaining, reset = headers.get("ratelimit-remaining"), headers.get("ratelimit-reset")
-    try:
+        return (int(float(r)) if r else None, _reset(float(t), "delta_s") if t else None)
+    for remaining_name, reset_name, style in (
+        ("ratelimit-remaining", "ratelimit-reset", "delta_s"),
+        (spec.remaining_header, spec.reset_header, spec.reset),
+    ):
+        remaining, reset = headers.get(remaining_name), headers.get(reset_name)
+        if remaining is None and reset is None:
+            continue
+        left = _number(remaining) if remaining is not None else None
+        seconds = _number(reset) if reset is not None else None
         return (
-            int(remaining) if remaining is not None else None,
-            float(reset) if reset is not None else None,
+            int(left) if left is not None and math.isfinite(left) else None,
+            _reset(seconds, style) if seconds is not None else None,
         )
-    except ValueError:
-        return None, None
+    return None, None
+
+
+def _reset(value: float, style: str) -> float:
+    if style == "epoch_s" or value > _EPOCH:
+        return _bounded(value - time.time())
+    return _bounded(value)

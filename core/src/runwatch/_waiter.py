@@ -42,13 +42,14 @@ OnChange = Callable[[RunStatus], "Awaitable[None] | None"]
 
 
 class _Watch:
-    """The state of one wait between two reads."""
+    """The state of one wait between two reads, and the rules that end it."""
 
     def __init__(self, api: RunApi, run: str | StartedRun, policy: Policy, deadline: float | None) -> None:
         self.api, self.policy = api, policy
         self.started = run if isinstance(run, StartedRun) else None
         self.url = run.status_url if isinstance(run, StartedRun) else api.status_url(run)
         self.run_id = run.id if isinstance(run, StartedRun) else (None if run == self.url else run)
+        self.headers = api.headers_for(self.url)
         now = time.time()
         self.begun = now
         self.deadline = (
@@ -56,9 +57,13 @@ class _Watch:
         )
         self.machine = RunMachine()
         self.etag: str | None = None
+        self.looked = False  # a first answer came back: from now on a long poll may be held
         self.quiet = 0
         self.unreadable_since: float | None = None
+        self.problem: Exception | None = None
         self.heartbeat: tuple[datetime | None, float] | None = None  # (value, when we first saw it)
+        self.dropped: list[str] = []
+        self.warned: set[str] = set()
 
     @property
     def last(self) -> RunStatus | None:
@@ -68,21 +73,56 @@ class _Watch:
         last = self.last
         return f"run {last.id} was last {last.status.value}" if last else f"{self.url} was never read"
 
-    def check_deadline(self, now: float) -> None:
+    def blind_limit(self) -> float | None:
+        """When being unable to read ends the wait: the unavailable tolerance, shorter for a first read."""
+        if self.unreadable_since is None:
+            return None
+        policy = self.policy
+        tolerance = policy.unavailable_after
+        if self.last is None:
+            first = max(policy.first_read_after, policy.not_found_grace if self.started else 0.0)
+            tolerance = min(tolerance, first)
+        return self.unreadable_since + tolerance
+
+    def limit(self) -> float | None:
+        """The earliest time (UNIX seconds) at which the wait ends without news: deadline or blindness."""
+        found = [t for t in (self.deadline, self.blind_limit()) if t is not None]
+        return min(found) if found else None
+
+    def check_limits(self) -> None:
+        """Raise the outcome of a limit that has passed: `WaitTimeout`, else `StatusUnavailable`."""
+        now = time.time()
         if self.deadline is not None and now >= self.deadline:
             waited = now - self.begun
             raise WaitTimeout(f"gave up waiting after {waited:.0f}s; {self.describe()}", self.last)
+        blind = self.blind_limit()
+        if blind is None or now < blind:
+            return
+        assert self.unreadable_since is not None
+        since = datetime.fromtimestamp(self.unreadable_since, timezone.utc)
+        message = (
+            f"status unreadable for {now - self.unreadable_since:.0f}s ({self.problem}); {self.describe()}"
+        )
+        if isinstance(self.problem, BadStatusPayload):
+            raise BadStatusPayload(message, self.last)
+        raise StatusUnavailable(message, self.last, since)
 
-    async def read(self, origin: Origin) -> tuple[RunStatus | None, float | None, bool]:
-        """One request: (status, None if unchanged or unreadable; the server's hint; ask again at once?)"""
-        policy, profile = self.policy, self.api.profile
+    def bound(self, delay: float) -> float:
+        """`delay`, cut short so that no sleep runs past a limit or the heartbeat's expiry."""
+        limit = self.limit()
+        if limit is not None:
+            delay = min(delay, limit - time.time())
+        if self.heartbeat is not None and self.policy.heartbeat_timeout is not None:
+            delay = min(delay, self.heartbeat[1] + self.policy.heartbeat_timeout - time.monotonic())
+        return max(0.0, delay)
+
+    async def read(self, api: RunApi, origin: Origin) -> tuple[RunStatus | None, float | None, bool]:
+        """One request: (status, None if unchanged or unreadable; the server's hint; was it held?)"""
+        policy, profile = self.policy, api.profile
         headers = {"If-None-Match": self.etag} if self.etag else {}
         url, timeout, hold = self.url, policy.request_timeout, 0.0
-        long_polling = bool(policy.long_poll and profile.long_poll)
-        if policy.long_poll and profile.long_poll and self.etag:  # the first look is never held
-            hold = min(policy.long_poll, profile.long_poll.max)
-            if self.deadline is not None:
-                hold = max(0.0, min(hold, self.deadline - time.time()))
+        if policy.long_poll and profile.long_poll and self.looked:  # the first look is never held
+            hold = self.bound(min(policy.long_poll, profile.long_poll.max))
             if hold >= 1:
                 if profile.long_poll.style == "query":
                     url = f"{url}{'&' if '?' in url else '?'}{profile.long_poll.param}={hold:g}"
@@ -92,16 +132,20 @@ class _Watch:
             else:
                 hold = 0.0
         sent = time.monotonic()
-        self.api.requests += 1
         try:
-            response = await origin.request(
-                "GET", url, headers=self.api.request_headers(headers), timeout=timeout
+            response = await api.send(
+                origin,
+                "GET",
+                url,
+                headers={**self.headers, **headers} if headers else self.headers,
+                timeout=timeout,
+                deadline=self.limit(),
             )
+            held = hold > 0 and time.monotonic() - sent >= hold / 2
             if response.status == 304:
                 self.readable()
-                # A 304 that came back early means the server does not hold requests: pace ourselves.
-                return None, None, long_polling and time.monotonic() - sent >= hold / 2
-            status = self.api.read_status(response, self.url, self.run_id)
+                return None, None, held
+            status = api.read_status(response, self.url, self.run_id, self.dropped)
         except TransientError as exc:
             self.unreadable(exc)
             return None, exc.retry_after, False
@@ -114,38 +158,41 @@ class _Watch:
             self.unreadable(exc)
             return None, None, False
         self.readable()
-        previous, self.etag = self.etag, response.headers.get("etag")
-        # Ask again at once only if the next request can be held: we have an ETag, and this answer was a
-        # change or a real hold (a server that ignores holds would otherwise be polled in a tight loop).
-        held = time.monotonic() - sent >= hold / 2 if hold else previous is None
-        return status, None, long_polling and self.etag is not None and (held or self.etag != previous)
+        self.etag = response.headers.get("etag")
+        if self.dropped:
+            self._warn_dropped()
+        return status, None, held
 
     def readable(self) -> None:
-        self.unreadable_since = None
+        self.looked = True
+        self.unreadable_since, self.problem = None, None
 
     def unreadable(self, problem: Exception) -> None:
-        now = time.time()
-        if self.unreadable_since is None:
-            self.unreadable_since = now
-        log.info("status of %s unreadable: %s", self.url, problem)
-        if now - self.unreadable_since > self.policy.unavailable_after:
-            since = datetime.fromtimestamp(self.unreadable_since, timezone.utc)
-            if isinstance(problem, BadStatusPayload):
-                raise BadStatusPayload(f"{problem} (for {now - self.unreadable_since:.0f}s)")
-            raise StatusUnavailable(
-                f"status unreadable for {now - self.unreadable_since:.0f}s ({problem}); {self.describe()}",
-                self.last,
-                since,
-            )
+        """Note a failed read; the limits decide when blindness ends the wait."""
+        first = self.unreadable_since is None
+        if first:
+            self.unreadable_since = time.time()
+        self.problem = problem
+        log.log(logging.WARNING if first else logging.INFO, "status of %s unreadable: %s", self.url, problem)
 
-    def take(self, status: RunStatus, delivery_id: str | None = None) -> bool:
-        """Apply one observation; True when the watch moved on."""
+    def _warn_dropped(self) -> None:
+        for problem in self.dropped:
+            name = problem.partition(":")[0]
+            if name not in self.warned:
+                self.warned.add(name)
+                log.warning("left out an unreadable field of %s: %s", self.url, problem)
+        self.dropped.clear()
+
+    def take(self, status: RunStatus, delivery_id: str | None = None) -> Verdict:
+        """Apply one observation; the machine's verdict (APPLIED or PROGRESSED are news)."""
         verdict = self.machine.observe(status, delivery_id)
         if verdict is Verdict.ILLEGAL and self.policy.on_illegal == "raise":
             raise IllegalTransition(str(self.machine.anomalies[-1]), self.last)
-        if verdict in (Verdict.APPLIED, Verdict.UNCHANGED):
+        if verdict in (Verdict.APPLIED, Verdict.PROGRESSED, Verdict.UNCHANGED):
             self._track_heartbeat()
-        return verdict is Verdict.APPLIED
+        if verdict is Verdict.APPLIED:
+            self.quiet = 0  # only a change of state, or of what decides the outcome, resets the pacing
+        return verdict
 
     def _track_heartbeat(self) -> None:
         last = self.last
@@ -170,20 +217,11 @@ class _Watch:
                 last,
             )
 
-    def cap(self, delay: float) -> float:
-        """`delay`, cut short so that no sleep runs past the deadline."""
-        return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.time()))
-
-    def next_delay(self, hint: float | None, again: bool, push: bool) -> float:
-        if again:
-            return 0.0  # long polling: the server holds the next request until something changes
+    def next_delay(self, hint: float | None, push: bool) -> float:
         delay = self.policy.max_interval if push and self.quiet else self.policy.delay(self.quiet)
         if hint is not None:
             delay = max(delay, hint)
-        delay = self.cap(delay)
-        if self.heartbeat is not None and self.policy.heartbeat_timeout is not None:
-            delay = min(delay, max(0.0, self.heartbeat[1] + self.policy.heartbeat_timeout - time.monotonic()))
-        return delay
+        return self.bound(delay)
 
 
 async def watch_run(
@@ -193,25 +231,42 @@ async def watch_run(
     policy: Policy | None = None,
     deadline: float | None = None,
     inbox: WebhookInbox | None = None,
+    on_unreadable: Callable[[Exception], None] | None = None,
 ) -> AsyncIterator[RunStatus]:
     """Each change of a run as it is observed, the last one terminal.
 
+    A change is news about the run: its state, what decides its outcome, or its progress; a heartbeat alone
+    is not one. `deadline` is absolute, in UNIX seconds (default: now + `policy.timeout`).
+    `on_unreadable(problem)` is called with each failed read as it happens (a live view shows it).
     Raises only when the run cannot be watched to its end: WaitTimeout, RunLost, StatusUnavailable,
-    IllegalTransition (by policy), RunNotFound, AccessDenied, ProfileError, BadStatusPayload.
+    BadStatusPayload, IllegalTransition (by policy), RunNotFound, AccessDenied, ProfileError,
+    ConfigurationError.
     """
     watch = _Watch(api, run, policy or Policy(), deadline)
+    policy = watch.policy
+    long_polling = bool(policy.long_poll and api.profile.long_poll)
     mailbox: Mailbox | None = None
     async with lease(watch.url, api.verify, api.max_connections) as origin:
         try:
             if watch.started and watch.started.retry_after:
-                await asyncio.sleep(watch.cap(watch.started.retry_after))
+                await asyncio.sleep(watch.bound(watch.started.retry_after))
             while True:
-                watch.check_deadline(time.time())
-                status, hint, again = await watch.read(origin)
-                if status is not None and watch.take(status):
-                    watch.quiet = 0
+                watch.check_limits()
+                pause = origin.paused_for()
+                if pause > 0:  # another wait on this origin was told to slow down: we are blind too
+                    watch.unreadable(TransientError(f"the server asked for a pause of {pause:.0f}s"))
+                    await asyncio.sleep(watch.bound(pause))
+                    continue
+                problem = watch.problem
+                status, hint, held = await watch.read(api, origin)
+                if watch.problem is not None and watch.problem is not problem and on_unreadable is not None:
+                    on_unreadable(watch.problem)
+                verdict = watch.take(status) if status is not None else None
+                news = verdict in (Verdict.APPLIED, Verdict.PROGRESSED)
+                if news:
+                    assert status is not None
                     yield status
-                else:
+                if verdict is not Verdict.APPLIED:
                     watch.quiet += 1
                 last = watch.last
                 if last is not None and last.is_terminal:
@@ -219,7 +274,11 @@ async def watch_run(
                 watch.check_heartbeat()
                 if inbox is not None and mailbox is None and last is not None:
                     mailbox = inbox.subscribe(last.id)
-                delay = watch.next_delay(hint, again, mailbox is not None)
+                # Long polling: ask again at once after a real hold or news; a server that answers at once
+                # with nothing new does not hold requests, so it is paced like any other.
+                if long_polling and watch.problem is None and (held or news):
+                    continue
+                delay = watch.next_delay(hint, mailbox is not None)
                 if mailbox is None:
                     await asyncio.sleep(delay)
                     continue
@@ -227,8 +286,7 @@ async def watch_run(
                 poll_at = time.monotonic() + delay
                 while (left := poll_at - time.monotonic()) > 0:
                     for pushed, delivery_id in await mailbox.wait(left):
-                        if watch.take(pushed, delivery_id):
-                            watch.quiet = 0
+                        if watch.take(pushed, delivery_id) in (Verdict.APPLIED, Verdict.PROGRESSED):
                             yield pushed
                             if pushed.is_terminal:
                                 return
@@ -267,10 +325,16 @@ async def wait_for_run(
     deadline: float | None = None,
     inbox: WebhookInbox | None = None,
     on_change: OnChange | None = None,
+    on_unreadable: Callable[[Exception], None] | None = None,
 ) -> RunStatus:
-    """Wait until the run ends; return its terminal status if it succeeded, else raise the typed outcome."""
+    """Wait until the run ends; return its terminal status if it succeeded, else raise the typed outcome.
+
+    `on_change(status)` (sync or async) is called with each change; see `watch_run` for the rest.
+    """
     last: RunStatus | None = None
-    async for status in watch_run(api, run, policy=policy, deadline=deadline, inbox=inbox):
+    async for status in watch_run(
+        api, run, policy=policy, deadline=deadline, inbox=inbox, on_unreadable=on_unreadable
+    ):
         last = status
         if on_change is not None:
             result = on_change(status)

@@ -9,6 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from runwatch._api import RunApi
 from runwatch._status import RunStatus
+from runwatch._urls import redact_text
 from runwatch.cli._outcomes import outcome_of
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Display:
         self.begun = time.monotonic()
         self.last: RunStatus | None = None
         self.changes = 0
+        self.problem: str | None = None  # why the last read failed, until the next change
 
     def __enter__(self) -> Display:
         return self
@@ -95,8 +97,17 @@ class Display:
         return time.monotonic() - self.begun
 
     def change(self, status: RunStatus) -> None:
-        self.last, self.changes = status, self.changes + 1
+        self.last, self.changes, self.problem = status, self.changes + 1, None
         self.show(status)
+
+    def unreadable(self, problem: Exception) -> None:
+        """A read failed. The live panel shows it at once; lines and JSON keep stderr for the final error
+        (with -v the log says it as it happens)."""
+        self.problem = redact_text(" ".join(str(problem).split()))
+        self.refresh()
+
+    def refresh(self) -> None:
+        return None
 
     def show(self, status: RunStatus) -> None:
         raise NotImplementedError
@@ -160,6 +171,10 @@ class LiveDisplay(Display):
         if self._live is not None:
             self._live.refresh()
 
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
     def succeeded(self, status: RunStatus) -> None:
         self.outcome = f"[green]{outcome_of(None)}[/]"
 
@@ -189,6 +204,8 @@ class LiveDisplay(Display):
             Text(progress_text(s)),
         )
         grid.add_row("progress", bar)
+        if self.problem:
+            grid.add_row("problem", Text(self.problem, style="yellow"))
         grid.add_row("elapsed", f"{self.elapsed:.1f}s")
         count = requests_of(self.api)
         if count is not None:
