@@ -5,6 +5,7 @@ from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, Start
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
+    ConfigurationError,
     IllegalTransition,
     ProfileError,
     RunCancelled,
@@ -35,6 +36,7 @@ __all__ = [
     "BadStatusPayload",
     "BasicAuth",
     "BearerAuth",
+    "ConfigurationError",
     "HeaderAuth",
     "IllegalTransition",
     "Phase",
