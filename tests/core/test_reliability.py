@@ -12,6 +12,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,11 +111,16 @@ async def test_a_long_poll_is_not_answered_for_a_heartbeat_and_zombies_are_still
 
 def test_the_cli_prints_a_line_per_change_not_per_heartbeat(runwatch_server: ReferenceServer) -> None:
     run = runwatch_server.create_run(
-        script=[{"status": "RUNNING", "for": 1.5}, {"status": "SUCCEEDED"}], heartbeat_every=0.05
+        script=[{"status": "RUNNING", "for": 60}, {"status": "SUCCEEDED"}], heartbeat_every=0.05
     )
+    ender = threading.Timer(2.0, runwatch_server.cancel_run, [run["id"]])
+    ender.start()  # once the CLI has watched RUNNING for a while, however slow its start
     proc = cli("watch", run["url"], "--json", "--interval", "0.1", "--max-interval", "0.2")
-    assert proc.returncode == 0, proc.stderr
-    assert [json.loads(line)["status"] for line in proc.stdout.splitlines()] == ["RUNNING", "SUCCEEDED"]
+    ender.join()
+    assert proc.returncode == 2, proc.stderr
+    states = [json.loads(line)["status"] for line in proc.stdout.splitlines()]
+    assert states[0] == "RUNNING" and states[-1] == "CANCELLED"
+    assert len(states) == len(set(states))  # a line per change: none for the 40 heartbeats in between
 
 
 def test_the_machine_refreshes_liveness_without_calling_it_news() -> None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity import AsyncRetrying, retry_if_exception_type
 
+from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
@@ -22,10 +23,11 @@ from runwatch._errors import (
     RunNotFound,
     RunwatchError,
 )
-from runwatch._http import MAX_BODY, Origin, Response, TransientError, lease, retry_after
+from runwatch._http import DEFAULT_TRANSPORT, MAX_BODY, Origin, lease, retry_after
 from runwatch._profile import Profile, load_profile
 from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
 
@@ -107,7 +109,8 @@ class RunApi:
     are sent only to the origin of `base_url`. A run URL on another origin is refused with
     `ConfigurationError`, or read without credentials when `other_origins="anonymous"`. `max_body` caps
     every answer's body, in bytes (a larger one is a retriable `BodyTooLarge`). `verify` is True, False, or
-    the path of a CA bundle.
+    the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
+    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests).
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class RunApi:
         max_connections: int = 100,
         max_body: int = MAX_BODY,
         other_origins: Literal["refuse", "anonymous"] = "refuse",
+        transport: Transport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         userinfo = None
         if base_url:
@@ -137,7 +142,8 @@ class RunApi:
         self.max_connections = max_connections
         self.max_body = max_body
         self.other_origins = other_origins
-        self.requests = 0  # HTTP requests sent on behalf of this API, retries and polls included
+        self.transport = transport or DEFAULT_TRANSPORT
+        self.clock = clock or SYSTEM_CLOCK
         self._anonymous = {"Accept": "application/json", **self.headers}
         self._request_headers = {
             **self._anonymous,
@@ -239,6 +245,10 @@ class RunApi:
         if not 200 <= status < 300:
             raise RunwatchError(f"{url}: unexpected HTTP {status}")
 
+    def lease(self, url: str) -> AbstractAsyncContextManager[Origin]:
+        """The loop's shared pool for `url`'s origin, on this API's transport and clock."""
+        return lease(url, self.verify, self.max_connections, self.transport, self.clock)
+
     async def send(
         self,
         origin: Origin,
@@ -250,8 +260,7 @@ class RunApi:
         timeout: float,
         deadline: float | None = None,
     ) -> Response:
-        """One request on `origin` with this API's limits (rate-limit rules, body cap), counted."""
-        self.requests += 1
+        """One request on `origin` with this API's limits (rate-limit rules, body cap)."""
         return await origin.request(
             method,
             url,
@@ -335,12 +344,15 @@ class RunApi:
         request_timeout: float,
     ) -> Response:
         request_headers = self.headers_for(url, headers)
-        deadline = time.time() + retry_for + request_timeout
-        async with lease(url, self.verify, self.max_connections) as origin:
+        clock = self.clock
+        begun = clock.monotonic()
+        deadline = clock.time() + retry_for + request_timeout
+        async with self.lease(url) as origin:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientError),
                 wait=wait_server_hint(1.0, 30.0),
-                stop=stop_after_delay(retry_for),
+                stop=lambda _: clock.monotonic() - begun >= retry_for,
+                sleep=clock.sleep,
                 reraise=True,
             ):
                 with attempt:

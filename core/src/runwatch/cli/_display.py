@@ -24,7 +24,6 @@ __all__ = [
     "percent_of",
     "pick_display",
     "progress_text",
-    "requests_of",
     "rich_ok",
     "state_style",
 ]
@@ -59,12 +58,6 @@ def percent_of(status: RunStatus | None) -> float | None:
     return None
 
 
-def requests_of(api: RunApi) -> int | None:
-    """Requests this client sent for the run, where the core counts them."""
-    count = getattr(api, "requests", None)
-    return count if isinstance(count, int) else None
-
-
 def rich_ok() -> bool:
     """True when the `runwatch[cli]` extra (rich) is installed."""
     try:
@@ -83,6 +76,7 @@ class Display:
         self.last: RunStatus | None = None
         self.changes = 0
         self.problem: str | None = None  # why the last read failed, until the next change
+        self.requests = 0  # status requests sent (told by the waiter's on_request hook)
 
     def __enter__(self) -> Display:
         return self
@@ -99,6 +93,9 @@ class Display:
     def change(self, status: RunStatus) -> None:
         self.last, self.changes, self.problem = status, self.changes + 1, None
         self.show(status)
+
+    def requested(self, method: str, url: str) -> None:
+        self.requests += 1
 
     def unreadable(self, problem: Exception) -> None:
         """A read failed. The live panel shows it at once; lines and JSON keep stderr for the final error
@@ -207,9 +204,7 @@ class LiveDisplay(Display):
         if self.problem:
             grid.add_row("problem", Text(self.problem, style="yellow"))
         grid.add_row("elapsed", f"{self.elapsed:.1f}s")
-        count = requests_of(self.api)
-        if count is not None:
-            grid.add_row("requests", str(count))
+        grid.add_row("requests", str(self.requests))
         grid.add_row("changes", str(self.changes))
         if s is not None and s.executor:
             grid.add_row("executor", Text(s.executor))

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from runwatch._api import Auth, BasicAuth, BearerAuth, RunApi
 from runwatch._errors import RunwatchError
+from runwatch._hooks import Hooks
 from runwatch._policy import Policy
 from runwatch._status import RunStatus
 from runwatch._urls import origin_of, split_userinfo
@@ -78,9 +79,10 @@ async def run_watch(args: argparse.Namespace) -> int:
     display: Display = pick_display(args.json, sys.stdout, api)
     with display:
         try:
-            final: RunStatus = await wait_for_run(
-                api, run, policy=policy, on_change=display.change, on_unreadable=display.unreadable
+            hooks = Hooks(
+                on_change=display.change, on_request=display.requested, on_unreadable=display.unreadable
             )
+            final: RunStatus = await wait_for_run(api, run, policy=policy, hooks=hooks)
         except RunwatchError as exc:
             display.failed(exc)
             raise
