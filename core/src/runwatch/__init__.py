@@ -20,6 +20,7 @@ from runwatch._errors import (
     WaitOutcome,
     WaitTimeout,
 )
+from runwatch._handoff import Outcome, WaitResult, WaitSpec, wait_result
 from runwatch._hooks import Hooks
 from runwatch._inbox import WebhookInbox
 from runwatch._machine import Anomaly, RunMachine, Verdict
@@ -57,6 +58,7 @@ __all__ = [
     "HttpxTransport",
     "IllegalTransition",
     "MockTransport",
+    "Outcome",
     "Phase",
     "Policy",
     "Profile",
@@ -82,6 +84,8 @@ __all__ = [
     "Transport",
     "Verdict",
     "WaitOutcome",
+    "WaitResult",
+    "WaitSpec",
     "WaitTimeout",
     "WebhookInbox",
     "builtin_profiles",
@@ -90,6 +94,7 @@ __all__ = [
     "run_sync",
     "wait_for_run",
     "wait_for_run_sync",
+    "wait_result",
     "watch_run",
     "webhooks",
 ]
