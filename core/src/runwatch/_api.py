@@ -8,19 +8,51 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
-from runwatch._errors import AccessDenied, BadStatusPayload, ProfileError, RunNotFound, RunwatchError
+from runwatch._errors import (
+    AccessDenied,
+    BadStatusPayload,
+    InvalidURL,
+    ProfileError,
+    RunNotFound,
+    RunwatchError,
+)
 from runwatch._http import Response, TransientError, lease, retry_after
 from runwatch._profile import Profile, load_profile
 from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._wait_strategy import wait_server_hint
 
-__all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun"]
+__all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun", "checked_url"]
+
+
+def checked_url(url: str, what: str) -> str:
+    """`url` if it can be a run API's address (http or https, a host, a valid port), else `InvalidURL`.
+
+    Checked when the API is made, so a typo is a usage error at once rather than minutes of retries.
+    """
+    shown = "(not shown: it holds credentials)" if "@" in url else repr(url)
+    if any(c.isspace() for c in url):
+        raise InvalidURL(f"{what} {shown} contains whitespace")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise InvalidURL(f"{what} {shown} is not a valid URL: {exc}") from None
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        raise InvalidURL(f"{what} {shown} has a bad port (expected a number 0-65535)") from None
+    if parts.scheme not in ("http", "https") or "://" not in url:
+        bare = parts.scheme not in ("http", "https") and "://" not in url and "@" not in url
+        hint = f": did you mean 'https://{url}'?" if bare else ""
+        raise InvalidURL(f"{what} {shown} must start with http:// or https://{hint}")
+    if not parts.hostname:
+        raise InvalidURL(f"{what} {shown} has no host")
+    return url
 
 
 class Auth:
@@ -105,7 +137,7 @@ class RunApi:
         verify: bool | str = True,
         max_connections: int = 100,
     ) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
+        self.base_url = checked_url(base_url, "base URL").rstrip("/") if base_url else None
         self.profile = load_profile(profile)
         self.auth = auth
         self.headers = dict(headers or {})
@@ -139,7 +171,7 @@ class RunApi:
     def status_url(self, run: str) -> str:
         """The URL of a run: `run` itself when it is a URL, else the profile's template."""
         if run.startswith(("http://", "https://")):
-            return run
+            return checked_url(run, "status URL")
         return self._url(self.profile.status_url, run_id=quote(run, safe=""))
 
     def _url(self, template: str, **values: str) -> str:
@@ -160,13 +192,16 @@ class RunApi:
         return self.profile.parse(payload, run_id=run_id, etag=response.headers.get("etag"), url=url)
 
     def check(self, response: Response, url: str) -> None:
-        """Raise the error a non-success answer means."""
+        """Raise the error a non-success answer means, with the server's own reason when it gives one."""
+        if 200 <= response.status < 300:
+            return
+        reason = _reason(response.body)
+        said = f"HTTP {response.status}: {reason}" if reason else f"HTTP {response.status}"
         if response.status in self.profile.not_found:
-            raise RunNotFound(f"no such run at {url} (HTTP {response.status})")
+            raise RunNotFound(f"no such run at {url} ({said})")
         if response.status in self.profile.denied:
-            raise AccessDenied(f"access denied to {url} (HTTP {response.status})")
-        if not 200 <= response.status < 300:
-            raise RunwatchError(f"{url}: unexpected HTTP {response.status}")
+            raise AccessDenied(f"access denied to {url} ({said})")
+        raise RunwatchError(f"{url}: {said}")
 
     async def get_status(
         self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0
@@ -248,3 +283,32 @@ class RunApi:
                         method, url, headers=self.request_headers(headers), json=body, timeout=request_timeout
                     )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_REASON_MAX = 200  # characters of the server's own reason kept in an error line
+
+
+def _reason(body: bytes) -> str:
+    """The server's own short reason for an error answer, on one line ('' if it gives none).
+
+    Read from the usual places of JSON error bodies (`error`, `message`, `detail`, `title`, or
+    `error.message`), else the body's text if it is short and not HTML.
+    """
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(text) if text else None
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        found: Any = None
+        for key in ("error", "message", "detail", "title"):
+            found = payload.get(key)
+            if isinstance(found, dict):
+                found = found.get("message")
+            if isinstance(found, str) and found.strip():
+                break
+        text = found if isinstance(found, str) else ""
+    elif payload is not None or text.startswith("<"):
+        text = ""
+    line = " ".join(text.split())
+    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

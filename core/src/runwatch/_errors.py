@@ -12,6 +12,7 @@ __all__ = [
     "AccessDenied",
     "BadStatusPayload",
     "IllegalTransition",
+    "InvalidURL",
     "ProfileError",
     "RunCancelled",
     "RunFailed",
@@ -34,6 +35,12 @@ class RunwatchError(Exception):
 
 class ProfileError(RunwatchError):
     """A profile is invalid, or the remote sent a value the profile does not map."""
+
+    exit_code = 64
+
+
+class InvalidURL(RunwatchError, ValueError):
+    """A base URL or status URL that cannot be a run API's address (no scheme, no host, a bad port)."""
 
     exit_code = 64
 
