@@ -50,6 +50,12 @@ def test_a_run_that_does_not_exist_ends_the_task_without_deferring(
     [
         ({}, {"profile": "no_such_profile"}, exceptions.RemoteProfileError, "no_such_profile"),
         ({"host": "http://127.0.0.1:99999"}, {}, exceptions.RunwatchAirflowError, "has a bad port"),
+        (
+            {},
+            {"run": ""},
+            exceptions.RunwatchAirflowError,
+            "the run id is empty",
+        ),  # a template that rendered ''
     ],
 )
 def test_a_bad_profile_or_url_ends_the_task_without_deferring(

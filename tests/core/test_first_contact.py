@@ -87,6 +87,13 @@ def test_cli_malformed_status_url_is_a_usage_error(capsys: pytest.CaptureFixture
     assert code == 64 and "status URL 'http://127.0.0.1:70000/runs/r-1' has a bad port" in err
 
 
+def test_an_empty_run_id_is_refused_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(runwatch.InvalidURL, match="the run id is empty"):
+        runwatch.RunApi("http://127.0.0.1:9").status_url(" ")
+    code, _, err = run_cli(capsys, "watch", "", "--base-url", "http://127.0.0.1:9")
+    assert (code, err) == (64, "runwatch: the run id is empty: give a run id or a full status URL\n")
+
+
 # ------------------------------------------------------------------------------------------ flags and secrets
 
 

@@ -172,6 +172,8 @@ class RunApi:
         """The URL of a run: `run` itself when it is a URL, else the profile's template."""
         if run.startswith(("http://", "https://")):
             return checked_url(run, "status URL")
+        if not run.strip():  # an empty template (`{{ params.run }}` with no value) would read the run list
+            raise InvalidURL("the run id is empty: give a run id or a full status URL")
         return self._url(self.profile.status_url, run_id=quote(run, safe=""))
 
     def _url(self, template: str, **values: str) -> str:
