@@ -188,13 +188,6 @@ def test_sync_errors_do_not_chain_no_running_event_loop(runwatch_server: Referen
     assert caught.value.__context__ is None and caught.value.__cause__ is None
 
 
-def test_the_readme_core_snippet_body_is_accepted(runwatch_server: ReferenceServer) -> None:
-    api = runwatch.RunApi(runwatch_server.url)
-    started = runwatch.run_sync(api.start_run({"metadata": {"job": "export"}}, idempotency_key="k-1"))
-    final = runwatch.wait_for_run_sync(api, started, policy=runwatch.Policy(interval=0.05, max_interval=0.2))
-    assert final.status is runwatch.State.SUCCEEDED
-
-
 # ------------------------------------------------------------------------------------------ live panel
 
 
