@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 
 import runwatch
-from runwatch import Policy, RunApi, RunwatchError, wait_for_run
+from runwatch import Policy, RunApi, RunwatchError, load_profile, wait_for_run
 from runwatch.server import ReferenceServer
 
 pytestmark = [
@@ -45,7 +45,9 @@ REQUEST_TIMEOUT = 2.0
 DEADLINE = 30.0  # every wait's own timeout
 TOO_LONG = 4.0  # the deadline of runs scripted to outlast it
 HANG_MARGIN = 20.0  # "ended by its deadline" means by deadline + this, on a loaded shared machine
-BOUNDED_TOLERANCE = 12.0  # bounded faults never blind a run this long
+BOUNDED_TOLERANCE = (
+    12.0  # bounded faults (a dozen faulted polls at most, in a row) never blind a run this long
+)
 BLIND_TOLERANCE = 1.5
 
 FINAL_OUTCOME = {
@@ -68,6 +70,11 @@ class Case:
     accept: frozenset[str]
     faults: list[str] = field(default_factory=list)
     push: bool = False
+
+    @property
+    def rate_limited_by_403(self) -> bool:
+        """Whether the run's API speaks rate limits as 403 too, as GitHub does (its profile must say so)."""
+        return any(label.startswith(("rate_limit:403", "blind:rate_limit:403")) for label in self.faults)
 
 
 # ------------------------------------------------------------------------------------------------ the mix
@@ -183,7 +190,9 @@ def make_case(rng: random.Random, index: int) -> Case:
         webhook = {"duplicate": rng.random() < 0.6, "out_of_order": rng.random() < 0.6}
         labels += [f"webhook_{k}" for k, on in webhook.items() if on]
         body = {"script": _lifecycle(rng, final), "faults": faults, "webhook": webhook}
-        policy = _policy(interval=0.5, max_interval=2.0)  # hybrid: pushes end the wait, polls are the net
+        # Hybrid: pushes end the wait, slower polls are the net; up to a dozen faulted polls in a row at this
+        # pace is a longer blind spot than at the others', hence a longer tolerance.
+        policy = _policy(interval=0.3, max_interval=1.0, unavailable_after=2 * BOUNDED_TOLERANCE)
         return Case(index, server, body, policy, frozenset({FINAL_OUTCOME[final]}), labels, push=True)
     if kind == "zombie":
         body = {
@@ -272,6 +281,10 @@ async def campaign(servers: list[ReferenceServer], cases: list[Case]) -> list[Re
     inbox = runwatch.WebhookInbox(secret)
     hook_server, hook_task, hook_url = await _serve(inbox.asgi)
     apis = [RunApi(server.url) for server in servers]
+    github_like = load_profile(
+        {**load_profile("standard").to_dict(), "name": "standard-403", "rate_limit": {"statuses": [429, 403]}}
+    )
+    apis_403 = [RunApi(server.url, github_like) for server in servers]
     gate = asyncio.Semaphore(CONCURRENT)
 
     async def one(case: Case) -> Result:
@@ -285,7 +298,10 @@ async def campaign(servers: list[ReferenceServer], cases: list[Case]) -> list[Re
             try:
                 result: runwatch.RunStatus | BaseException = await asyncio.wait_for(
                     wait_for_run(
-                        apis[case.server], run["id"], policy=case.policy, inbox=inbox if case.push else None
+                        (apis_403 if case.rate_limited_by_403 else apis)[case.server],
+                        run["id"],
+                        policy=case.policy,
+                        inbox=inbox if case.push else None,
                     ),
                     deadline + 3 * HANG_MARGIN,  # the test's own guard: never reached by a correct waiter
                 )

@@ -27,7 +27,7 @@ import pytest
 import uvicorn
 
 import runwatch
-from runwatch import Policy, RunApi, RunStatus, State, wait_for_run, webhooks
+from runwatch import Hooks, Policy, RunApi, RunStatus, State, wait_for_run, webhooks
 from runwatch.server import ReferenceServer
 
 pytestmark = pytest.mark.runwatch_server(retry_after=0)
@@ -150,7 +150,13 @@ async def test_webhook_campaign(runwatch_server: ReferenceServer) -> None:
     # Polling alone would take a minute: only pushes can move this wait on.
     policy = Policy(interval=60, max_interval=120, timeout=90)
     wait = asyncio.create_task(
-        wait_for_run(RunApi(runwatch_server.url), run_id, policy=policy, inbox=inbox, on_change=seen.append)
+        wait_for_run(
+            RunApi(runwatch_server.url),
+            run_id,
+            policy=policy,
+            inbox=inbox,
+            hooks=Hooks(on_change=seen.append),
+        )
     )
     answers: dict[str, int] = {}
     try:
