@@ -152,6 +152,7 @@ def test_any_stream_moves_forward_only_and_ends_in_the_true_terminal(stream: Str
         event(kind)
     m = RunMachine()
     seen_ids: set[str] = set()
+    refused: set[str] = set()
     for status, delivery in stream.items:
         before = m.current
         verdict = m.observe(status, delivery)
@@ -168,7 +169,10 @@ def test_any_stream_moves_forward_only_and_ends_in_the_true_terminal(stream: Str
             assert _decisive(now) == _decisive(before), "a terminal state was left"
         if verdict in (Verdict.ILLEGAL, Verdict.STALE, Verdict.DUPLICATE):
             assert now is before, f"{verdict.value}: the observation must not be taken"
+            refused.add(verdict.value)
     assert m.current is not None and m.current.status is stream.final
+    for verdict_name in sorted(refused):
+        event(f"refused as {verdict_name}")
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
