@@ -1,7 +1,18 @@
 """runwatch: wait for remote runs the right way."""
 
 from runwatch import webhooks
-from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, StartedRun
+from runwatch._api import RunApi, StartedRun
+from runwatch._auth import (
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    ClientCredentials,
+    HeaderAuth,
+    Token,
+    TokenAuth,
+    TokenFunction,
+    TokenProvider,
+)
 from runwatch._clock import Clock
 from runwatch._errors import (
     AccessDenied,
@@ -20,6 +31,7 @@ from runwatch._errors import (
     WaitOutcome,
     WaitTimeout,
 )
+from runwatch._handoff import Outcome, WaitResult, WaitSpec, wait_result
 from runwatch._hooks import Hooks
 from runwatch._inbox import WebhookInbox
 from runwatch._machine import Anomaly, RunMachine, Verdict
@@ -50,6 +62,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "BodyTooLarge",
+    "ClientCredentials",
     "Clock",
     "ConfigurationError",
     "HeaderAuth",
@@ -57,6 +70,7 @@ __all__ = [
     "HttpxTransport",
     "IllegalTransition",
     "MockTransport",
+    "Outcome",
     "Phase",
     "Policy",
     "Profile",
@@ -78,10 +92,16 @@ __all__ = [
     "StartedRun",
     "State",
     "StatusUnavailable",
+    "Token",
+    "TokenAuth",
+    "TokenFunction",
+    "TokenProvider",
     "TransientError",
     "Transport",
     "Verdict",
     "WaitOutcome",
+    "WaitResult",
+    "WaitSpec",
     "WaitTimeout",
     "WebhookInbox",
     "builtin_profiles",
@@ -90,6 +110,7 @@ __all__ = [
     "run_sync",
     "wait_for_run",
     "wait_for_run_sync",
+    "wait_result",
     "watch_run",
     "webhooks",
 ]

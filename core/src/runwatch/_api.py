@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -12,8 +11,9 @@ from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
-from tenacity import AsyncRetrying, retry_if_exception_type
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from runwatch._auth import Auth, BasicAuth, TokenAuth
 from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import (
     AccessDenied,
@@ -31,45 +31,7 @@ from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
 
-__all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun"]
-
-
-class Auth:
-    """Credentials. Their repr never shows the secret."""
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(***)"
-
-
-class BearerAuth(Auth):
-    """`Authorization: <profile's scheme> <token>` (the scheme is `Bearer` unless the profile says else)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {"Authorization": f"{profile.auth_scheme} {self._token}"}
-
-
-class BasicAuth(Auth):
-    def __init__(self, username: str, password: str) -> None:
-        self._value = base64.b64encode(f"{username}:{password}".encode()).decode()
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {"Authorization": f"Basic {self._value}"}
-
-
-class HeaderAuth(Auth):
-    """An API key in a header of its own (`X-Api-Key: ...`)."""
-
-    def __init__(self, header: str, value: str) -> None:
-        self._header, self._value = header, value
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {self._header: self._value}
+__all__ = ["RunApi", "StartedRun"]
 
 
 @dataclass(frozen=True)
@@ -260,7 +222,34 @@ class RunApi:
         timeout: float,
         deadline: float | None = None,
     ) -> Response:
-        """One request on `origin` with this API's limits (rate-limit rules, body cap)."""
+        """One request on `origin` with this API's limits (rate-limit rules, body cap).
+
+        With a `TokenAuth`, the token goes with requests to the API's own origin, and a 401 is answered once
+        with a fresh token (a second 401 stands).
+        """
+        auth = self.auth
+        if not isinstance(auth, TokenAuth) or origin.origin != self.origin:
+            return await self._request(origin, method, url, headers, json, timeout, deadline)
+        for attempt in (1, 2):
+            authorization = await auth.authorization(self)
+            response = await self._request(
+                origin, method, url, {**headers, "Authorization": authorization}, json, timeout, deadline
+            )
+            if response.status != 401 or attempt == 2:
+                return response
+            auth.refused(authorization)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self,
+        origin: Origin,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: Any,
+        timeout: float,
+        deadline: float | None,
+    ) -> Response:
         return await origin.request(
             method,
             url,
@@ -271,6 +260,22 @@ class RunApi:
             rate_limit=self.profile.rate_limit,
             max_body=self.max_body,
         )
+
+    async def post_form(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """POST a form (a token request) on this API's transport; a transient failure is tried 3 times."""
+        async with self.lease(url) as origin:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_server_hint(0.5, 5.0),
+                stop=stop_after_attempt(3),
+                sleep=self.clock.sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return await origin.request(
+                        "POST", url, headers=headers, data=body, timeout=30.0, max_body=self.max_body
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_status(
         self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0

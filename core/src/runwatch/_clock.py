@@ -8,23 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
 
 
-class Clock:
-    """The real clock: `time.time()`, `time.monotonic()`, `asyncio.sleep()`."""
+class Clock(Protocol):
+    """What the engine asks of time."""
 
     def time(self) -> float:
         """UNIX seconds, for absolute deadlines."""
-        return time.time()
 
     def monotonic(self) -> float:
         """Seconds on a clock that never jumps, for intervals."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Pause this task for `seconds`."""
+
+
+class SystemClock:
+    """The real clock: `time.time()`, `time.monotonic()`, `asyncio.sleep()`."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-SYSTEM_CLOCK = Clock()
+SYSTEM_CLOCK: Clock = SystemClock()

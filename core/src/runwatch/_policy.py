@@ -59,17 +59,19 @@ class Policy(BaseModel):
         return random.uniform(floor, ceiling)
 
     def __add__(self, other: Policy) -> Policy:
-        """Combine policies as tenacity combines strategies: what `other` sets explicitly wins.
+        """Combine policies as tenacity combines strategies: every field `other` set explicitly wins.
 
-        `Policy(interval=5, max_interval=120) + Policy(timeout=3600) + Policy(heartbeat_timeout=300)`
+        `Policy(interval=5, max_interval=120) + Policy(timeout=3600) + Policy(heartbeat_timeout=300)`.
+        A field is explicitly set when it was given to the constructor, to `replace`, or by an earlier `+`;
+        defaults never override.
         """
         if not isinstance(other, Policy):
             return NotImplemented
-        mine = self.model_dump(include=self.model_fields_set)
-        return Policy.model_validate(mine | other.model_dump(include=other.model_fields_set))
+        return self.replace(**other.model_dump(include=other.model_fields_set))
 
     def replace(self, **changes: Any) -> Policy:
-        return Policy.model_validate(self.model_dump() | changes)
+        """A copy with `changes` applied; the fields set here and in `changes` stay explicitly set."""
+        return Policy.model_validate(self.model_dump(include=self.model_fields_set) | changes)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)

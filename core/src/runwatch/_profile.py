@@ -163,6 +163,7 @@ class Profile(_Spec):
     URL templates may use `{base_url}`, `{run_id}` and any parameter given to the `RunApi`.
     """
 
+    format: Literal[1] = 1  # the profile format's version: a newer one is refused, by name
     name: str
     description: str = ""
     status_url: str
@@ -179,6 +180,13 @@ class Profile(_Spec):
     rate_limit: RateLimitSpec = RateLimitSpec()
 
     _getters: dict[str, _FieldPath | _Expression] = PrivateAttr(default_factory=dict)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            raise ValueError(f"format {value} is newer than this runwatch reads (1): upgrade runwatch")
+        return value
 
     @field_validator("states", mode="before")
     @classmethod

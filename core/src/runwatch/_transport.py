@@ -70,6 +70,7 @@ class Request:
     url: str
     headers: Mapping[str, str]
     json: Any = None
+    data: bytes | None = None  # a body already encoded (a form), instead of `json`
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,32 +139,36 @@ class _AiohttpChannel(Channel):
         )
 
     async def send(self, request: Request, *, timeout: float, max_body: int) -> Response:
-        what = f"{request.method} {redact(request.url)}"
         try:
             async with self.session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
                 json=request.json,
+                data=request.data,
                 timeout=_timeout(timeout),
                 allow_redirects=False,
             ) as resp:
-                return Response(resp.status, resp.headers, await _read_aiohttp(resp, max_body, what))
+                return Response(resp.status, resp.headers, await _read_aiohttp(resp, max_body, request))
         except aiohttp.ClientConnectorCertificateError as exc:
             raise _tls_error(exc.host, exc.certificate_error) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise TransientError(f"{what}: {_describe(exc)}") from None
+            raise TransientError(f"{_what(request)}: {_describe(exc)}") from None
 
     async def aclose(self) -> None:
         await self.session.close()
 
 
-async def _read_aiohttp(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+def _what(request: Request) -> str:
+    return f"{request.method} {redact(request.url)}"
+
+
+async def _read_aiohttp(resp: aiohttp.ClientResponse, limit: int, request: Request) -> bytes:
     """The body, refused while streaming once it passes `limit` bytes (the connection is then dropped)."""
     length = resp.content_length
     if length is not None and length > limit:
         resp.close()
-        raise BodyTooLarge(f"{what}: a body of {length} bytes is over the limit of {limit}")
+        raise BodyTooLarge(f"{_what(request)}: a body of {length} bytes is over the limit of {limit}")
     if length is not None:
         return await resp.read()
     chunks: list[bytes] = []
@@ -172,7 +177,7 @@ async def _read_aiohttp(resp: aiohttp.ClientResponse, limit: int, what: str) -> 
         size += len(chunk)
         if size > limit:
             resp.close()
-            raise BodyTooLarge(f"{what}: the body is over the limit of {limit} bytes")
+            raise BodyTooLarge(f"{_what(request)}: the body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -221,13 +226,14 @@ class _HttpxChannel(Channel):
     async def send(self, request: Request, *, timeout: float, max_body: int) -> Response:
         import httpx
 
-        what = f"{request.method} {redact(request.url)}"
+        what = _what(request)
         try:
             async with self.client.stream(
                 request.method,
                 request.url,
                 headers=request.headers,
                 json=request.json,
+                content=request.data,
                 timeout=timeout,
                 follow_redirects=False,
             ) as resp:
@@ -296,7 +302,7 @@ class _MockChannel(Channel):
         answer = self.transport.handler(request)
         response = await answer if inspect.isawaitable(answer) else answer
         if len(response.body) > max_body:
-            raise BodyTooLarge(f"{request.method} {redact(request.url)}: the body is over the limit")
+            raise BodyTooLarge(f"{_what(request)}: the body is over the limit")
         if not isinstance(response.headers, (CIMultiDict, CIMultiDictProxy)):
             response = Response(
                 response.status, CIMultiDictProxy(CIMultiDict(response.headers)), response.body

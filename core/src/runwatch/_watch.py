@@ -225,7 +225,7 @@ class Watch:
         if limit is None or beat is None or last is None or last.status is not State.RUNNING:
             return
         silent = self.clock.monotonic() - beat[1]
-        if silent > limit:
+        if silent >= limit:  # `>=`: the pause before this read ended exactly at the limit
             raise RunLost(
                 f"run {last.id} says RUNNING but its heartbeat has not moved for {silent:.0f}s "
                 f"(limit {limit:g}s); its process is likely gone",
