@@ -680,11 +680,11 @@ async def test_oversized_body_is_streamed_to_the_size(
 async def test_etag_lies_304_while_changed_and_stale_tag_on_new_content(
     http: aiohttp.ClientSession, runwatch_server: ReferenceServer
 ) -> None:
-    script = [{"status": "RUNNING", "for": 0.1}, {"status": "SUCCEEDED"}]
+    script = [{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}]
     _, run, _ = await create(http, runwatch_server, {"script": script, "faults": {"etag_lies": {"after": 1}}})
     status, _, headers = await call(http, "GET", run["url"])
     assert (status, headers["ETag"]) == (200, '"v1"')
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(1.1)
     status, _, headers = await call(http, "GET", run["url"], headers={"If-None-Match": '"v1"'})
     assert (status, headers["ETag"]) == (304, '"v1"')  # the run is SUCCEEDED (v2) by now
     status, body, headers = await call(http, "GET", run["url"])
