@@ -311,3 +311,29 @@ async def test_a_heartbeat_is_not_logged_as_a_change(
     logged = capsys.readouterr().out  # Airflow's structlog writes the trigger's log lines here
     said = [word for word in ("RUNNING", "SUCCEEDED") for _ in range(logged.count(f"{run['id']} is {word}"))]
     assert said == ["RUNNING", "SUCCEEDED"]  # a line per change, none per heartbeat
+
+
+async def test_client_credentials_outlive_a_long_wait_with_one_token_per_lifetime(
+    runwatch_server_factory: Callable[..., ReferenceServer], connection: Callable[..., str], canary: str
+) -> None:
+    """Ten triggers on one connection, over about four token lifetimes: tokens are renewed in time, once
+    per lifetime for all of them (counted at the server), and the client secret is in no kwarg or event."""
+    server = runwatch_server_factory(
+        retry_after=0, client_credentials=("af-client", canary), token_lifetime=1.0
+    )
+    connection(
+        host=server.url,
+        login="af-client",
+        password=canary,
+        extra={"auth_style": "client_credentials", "token_url": f"{server.url}/oauth/token"},
+    )
+    runs = [server.create_run(script=script(("RUNNING", 3.5))) for _ in range(10)]
+    triggers = [RunStatusTrigger(run=r["id"], policy=FAST) for r in runs]
+    results = await asyncio.wait_for(asyncio.gather(*(events(t) for t in triggers)), 60)
+    assert all(event["status"] == "success" for [event] in results)
+    tokens = server.stats()["tokens"]
+    assert (
+        3 <= tokens["issued"] <= 6 and tokens["expired_seen"] == 0
+    )  # ~one per lifetime (1 s, renewed early)
+    said = json.dumps([t.serialize() for t in triggers]) + json.dumps(results)
+    assert canary not in said

@@ -13,7 +13,7 @@ PUBLIC = {
     "State", "Phase", "RunStatus", "Progress", "RunError", "RunMachine", "Verdict", "Anomaly",
     # APIs, profiles, credentials, transports
     "RunApi", "StartedRun", "Auth", "BearerAuth", "BasicAuth", "HeaderAuth", "Profile", "load_profile",
-    "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
+    "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "auth_for", "AUTH_STYLES", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
     "Response",
     # push
     "WebhookInbox", "webhooks",

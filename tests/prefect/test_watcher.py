@@ -199,3 +199,38 @@ async def test_the_suspension_is_explained_before_prefects_error_line(
 
 async def _any(read: Callable[[], Awaitable[list[Log]]], test: Callable[[Log], bool]) -> bool:
     return any(test(log) for log in await read())
+
+
+async def test_the_watcher_renews_client_credentials_once_per_lifetime(
+    runwatch_server_factory: Callable[..., ReferenceServer],
+) -> None:
+    secret = "pf-secret-4c1d"
+    server: ReferenceServer = runwatch_server_factory(
+        retry_after=0, client_credentials=("pf-client", secret), token_lifetime=1.0
+    )
+    block = RunStatusApi(
+        base_url=server.url,
+        auth_style="client_credentials",
+        username="pf-client",
+        token=secret,
+        token_url=f"{server.url}/oauth/token",
+    )
+    await block.asave("oauth-api", overwrite=True)
+    runs = [
+        server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+        for _ in range(3)
+    ]
+    flow_runs = [await new_flow_run(run=r["id"], api_block="oauth-api") for r in runs]
+    for flow_run in flow_runs:
+        assert (await execute(flow_run.id)).name == "Suspended"
+    watcher = Watcher(scan_interval=0.2)
+    for flow_run in flow_runs:
+        await resumed_by(watcher, flow_run.id)
+    await watcher.close()
+    tokens = server.stats()["tokens"]
+    # Three flows' first looks and the watcher's waits over about four lifetimes of 1 s: renewed in time, a
+    # handful of tokens in all, never one per poll.
+    assert 2 <= tokens["issued"] <= 9 and tokens["expired_seen"] == 0
+    for flow_run in flow_runs:
+        state = await execute(flow_run.id)
+        assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"

@@ -17,17 +17,18 @@ __all__ = ["ProfileSpec", "api_from_connection", "base_url", "run_link"]
 ProfileSpec = str | Mapping[str, Any]
 """A built-in profile name, a path to a .json/.toml profile, an inline profile dict, or that dict as JSON."""
 
-_AUTH_STYLES = ("bearer", "basic", "header")
-
 
 def api_from_connection(
     conn: Connection, extra: Mapping[str, Any], profile: ProfileSpec | None = None
 ) -> runwatch.RunApi:
     """The run API a connection describes; `profile` (an operator's override) wins over the connection's."""
+    from runwatch_airflow import __version__  # the package is imported whole by now
+
     return runwatch.RunApi(
         base_url(conn.host, conn.schema, conn.port),
         _profile(profile if profile is not None else _field(extra, "profile")),
         auth=_auth(conn, extra),
+        product=f"runwatch-airflow/{__version__}",
         headers=_mapping(extra, "headers"),
         params=_mapping(extra, "params"),
         verify=_verify(_field(extra, "verify")),
@@ -88,15 +89,18 @@ def _verify(value: Any) -> bool | str:
 
 
 def _auth(conn: Connection, extra: Mapping[str, Any]) -> runwatch.Auth | None:
-    token = conn.password
-    style = str(_field(extra, "auth_style") or "bearer").lower()
-    if style not in _AUTH_STYLES:
-        allowed = ", ".join(_AUTH_STYLES)
-        raise ValueError(f"connection extra 'auth_style' must be one of {allowed} (got {style!r})")
-    if not token:
-        return None
-    if style == "basic":
-        return runwatch.BasicAuth(conn.login or "", token)
-    if style == "header":
-        return runwatch.HeaderAuth(str(_field(extra, "auth_header") or "X-Api-Key"), token)
-    return runwatch.BearerAuth(token)
+    """The core's rule (`runwatch.auth_for`): login is the user name (basic) or the client id (client
+    credentials), password the token, password or client secret."""
+    style = str(_field(extra, "auth_style") or "bearer")
+    try:
+        return runwatch.auth_for(
+            style,
+            conn.password,
+            username=conn.login,
+            header=_field(extra, "auth_header"),
+            token_url=_field(extra, "token_url"),
+            scope=_field(extra, "scope"),
+            audience=_field(extra, "audience"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"connection {conn.conn_id!r}: {exc}") from None

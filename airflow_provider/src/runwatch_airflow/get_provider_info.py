@@ -41,13 +41,17 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "runwatch (remote run API)",
                 "ui-field-behaviour": {
                     "hidden-fields": [],
-                    "relabeling": {"host": "Base URL", "password": "Token", "login": "User (basic auth)"},
+                    "relabeling": {
+                        "host": "Base URL",
+                        "password": "Token, password or client secret",
+                        "login": "User (basic) or client id (client credentials)",
+                    },
                     "placeholders": {
                         "host": "https://api.example.com",
                         "schema": "https (optional when the base URL has a scheme)",
                         "port": "optional when the base URL has a port",
-                        "login": "only for auth_style basic",
-                        "password": "API token or password",
+                        "login": "only for auth styles basic and client_credentials",
+                        "password": "API token, password or OAuth client secret",
                         "extra": '{"profile": "standard"}',
                     },
                 },
@@ -61,12 +65,29 @@ def get_provider_info() -> dict[str, Any]:
                     "auth_style": {
                         "label": "Auth style",
                         "description": "How the token is sent: bearer (Authorization: <scheme> <token>), "
-                        "basic (login + token) or header (the header named below).",
+                        "basic (login + token), header (the header named below), or client_credentials "
+                        "(OAuth 2.0: login is the client id, password the client secret, tokens from the token "
+                        "URL below, renewed before they expire).",
                         "schema": {
                             "type": "string",
-                            "enum": ["bearer", "basic", "header"],
+                            "enum": ["bearer", "basic", "header", "client_credentials"],
                             "default": "bearer",
                         },
+                    },
+                    "token_url": {
+                        "label": "Token URL",
+                        "description": "OAuth 2.0 token endpoint, for auth style client_credentials.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "scope": {
+                        "label": "Scope",
+                        "description": "OAuth 2.0 scope (e.g. api://<app>/.default), if the provider wants one.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "audience": {
+                        "label": "Audience",
+                        "description": "OAuth 2.0 audience (Auth0, Okta), if the provider wants one.",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "auth_header": {
                         "label": "Auth header",

@@ -3,6 +3,7 @@
 from runwatch import webhooks
 from runwatch._api import RunApi, StartedRun
 from runwatch._auth import (
+    AUTH_STYLES,
     Auth,
     BasicAuth,
     BearerAuth,
@@ -12,6 +13,7 @@ from runwatch._auth import (
     TokenAuth,
     TokenFunction,
     TokenProvider,
+    auth_for,
 )
 from runwatch._clock import Clock
 from runwatch._errors import (
@@ -55,6 +57,7 @@ from runwatch._waiter import outcome, run_sync, wait_for_run, wait_for_run_sync,
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTH_STYLES",
     "AccessDenied",
     "AiohttpTransport",
     "Anomaly",
@@ -106,6 +109,7 @@ __all__ = [
     "WaitSpec",
     "WaitTimeout",
     "WebhookInbox",
+    "auth_for",
     "builtin_profiles",
     "load_profile",
     "outcome",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import inspect
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlencode
 
 from runwatch._errors import AccessDenied, BadStatusPayload
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from runwatch._profile import Profile
 
 __all__ = [
+    "AUTH_STYLES",
     "Auth",
     "BasicAuth",
     "BearerAuth",
@@ -37,6 +39,7 @@ __all__ = [
     "TokenAuth",
     "TokenFunction",
     "TokenProvider",
+    "auth_for",
 ]
 
 log = logging.getLogger("runwatch")
@@ -103,19 +106,34 @@ class TokenProvider(Protocol):
 class TokenAuth(Auth):
     """A token from a `TokenProvider`, sent as `Authorization: <profile's scheme> <token>`, renewed in time.
 
-    `refresh_before` (seconds) renews a token that expires within it; `fetches` counts the tokens fetched.
+    `refresh_before` (seconds) renews a token that expires within it, or within a quarter of its lifetime
+    when that is shorter (a token that lives a minute is renewed 15 s early); `fetches` counts the tokens
+    fetched.
     Raises what the provider raises: `AccessDenied` when the token endpoint refuses the credentials, a
     `TransientError` when it cannot be reached (a wait counts that as unreadable, and goes on).
     """
+
+    _shared: ClassVar[dict[Hashable, TokenAuth]] = {}
 
     def __init__(self, provider: TokenProvider, *, refresh_before: float = 60.0) -> None:
         self.provider = provider
         self.refresh_before = refresh_before
         self.fetches = 0
         self._token: Token | None = None
+        self._margin = refresh_before  # seconds before expiry at which the held token counts as stale
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+
+    @classmethod
+    def shared(cls, provider: ClientCredentials, *, refresh_before: float = 60.0) -> TokenAuth:
+        """The one `TokenAuth` of this process for these client credentials, so that every wait that builds
+        its own API from the same settings (each Airflow trigger, each Prefect task) shares one token."""
+        key = provider.key
+        found = cls._shared.get(key)
+        if found is None:
+            found = cls._shared[key] = cls(provider, refresh_before=refresh_before)
+        return found
 
     def headers(self, profile: Profile) -> dict[str, str]:
         return {}
@@ -124,7 +142,7 @@ class TokenAuth(Auth):
         token = self._token
         if token is None:
             return None
-        if token.expires_at is not None and token.expires_at - self.refresh_before <= api.clock.time():
+        if token.expires_at is not None and token.expires_at - self._margin <= api.clock.time():
             return None
         return token.value
 
@@ -136,9 +154,14 @@ class TokenAuth(Auth):
             async with lock:
                 value = self._fresh(api)  # another wait may have fetched one while we queued
                 if value is None:
-                    self._token = await self.provider.fetch(api)
+                    fetched_at = api.clock.time()
+                    token = self._token = await self.provider.fetch(api)
                     self.fetches += 1
-                    value = self._token.value
+                    lifetime = None if token.expires_at is None else token.expires_at - fetched_at
+                    self._margin = (
+                        self.refresh_before if lifetime is None else min(self.refresh_before, lifetime / 4)
+                    )
+                    value = token.value
         return f"{api.profile.auth_scheme} {value}"
 
     def refused(self, authorization: str) -> None:
@@ -170,6 +193,12 @@ class ClientCredentials:
 
     def __repr__(self) -> str:
         return f"ClientCredentials({redact(self.token_url)!r}, client_id={self.client_id!r}, secret=***)"
+
+    @property
+    def key(self) -> Hashable:
+        """Equal for equal settings; holds a digest of the secret, never the secret."""
+        digest = hashlib.sha256(self._secret.encode()).hexdigest()
+        return (self.token_url, self.client_id, digest, self.scope, self.audience, self.auth_method)
 
     async def fetch(self, api: RunApi) -> Token:
         form = {"grant_type": "client_credentials"}
@@ -226,3 +255,43 @@ class TokenFunction:
             if inspect.isawaitable(result):
                 result = await result
         return result if isinstance(result, Token) else Token(str(result))
+
+
+AUTH_STYLES = ("bearer", "basic", "header", "client_credentials")
+
+
+def auth_for(
+    style: str,
+    secret: str | None,
+    *,
+    username: str | None = None,
+    header: str | None = None,
+    token_url: str | None = None,
+    scope: str | None = None,
+    audience: str | None = None,
+) -> Auth | None:
+    """The credential that an integration's settings describe: one rule for the Airflow connection, the
+    Prefect block and the CLI. None without a secret.
+
+    `bearer`: `secret` is the token; `basic`: `username` (may be empty) and `secret` the password; `header`:
+    `secret` in the header named `header` (default `X-Api-Key`); `client_credentials`: OAuth 2.0 with
+    `username` as the client id, `secret` as the client secret, at `token_url` (shared per process, see
+    `TokenAuth.shared`). Raises `ValueError` naming a setting that is missing or unknown.
+    """
+    style = style.strip().lower()
+    if style not in AUTH_STYLES:
+        raise ValueError(f"auth style must be one of {', '.join(AUTH_STYLES)} (got {style!r})")
+    if not secret:
+        return None
+    if style == "basic":
+        return BasicAuth(username or "", secret)
+    if style == "header":
+        return HeaderAuth(header or "X-Api-Key", secret)
+    if style == "client_credentials":
+        if not token_url or not username:
+            raise ValueError("auth style client_credentials needs a token URL and a client id")
+        provider = ClientCredentials(
+            token_url, username, secret, scope=scope or None, audience=audience or None
+        )
+        return TokenAuth.shared(provider)
+    return BearerAuth(secret)

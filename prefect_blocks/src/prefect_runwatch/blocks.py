@@ -43,12 +43,18 @@ api = api_block.get_api()  # a runwatch.RunApi
         description="Secret sent with every request as auth_style says: a bearer token, a password "
         "or an API key.",
     )
-    auth_style: Literal["bearer", "basic", "header"] = Field(
+    auth_style: Literal["bearer", "basic", "header", "client_credentials"] = Field(
         default="bearer",
         description="How the token is sent: bearer (Authorization header, the profile's scheme), basic "
-        "(with username) or header (in auth_header).",
+        "(with username), header (in auth_header), or client_credentials (OAuth 2.0: username is the client "
+        "id, token the client secret; access tokens come from token_url and are renewed before they expire).",
     )
-    username: str | None = Field(default=None, description="User name for basic auth.")
+    username: str | None = Field(
+        default=None, description="User name for basic auth, or the client id for client_credentials."
+    )
+    token_url: str | None = Field(default=None, description="OAuth 2.0 token endpoint (client_credentials).")
+    scope: str | None = Field(default=None, description="OAuth 2.0 scope, if the provider wants one.")
+    audience: str | None = Field(default=None, description="OAuth 2.0 audience, if the provider wants one.")
     auth_header: str = Field(
         default="X-Api-Key", description="Header that carries the token when auth_style is header."
     )
@@ -86,10 +92,13 @@ api = api_block.get_api()  # a runwatch.RunApi
 
     def get_api(self) -> runwatch.RunApi:
         """A runwatch client for this API; it shares the event loop's connection pool."""
+        from prefect_runwatch import __version__  # the package is imported whole by now
+
         return runwatch.RunApi(
             self.base_url,
             self.profile,
             auth=self._auth(),
+            product=f"prefect-runwatch/{__version__}",
             headers=self.headers,
             params=self.params,
             verify=self.verify,
@@ -105,13 +114,13 @@ api = api_block.get_api()  # a runwatch.RunApi
         return runwatch.Policy.from_dict({"request_timeout": self.request_timeout, **given, **chosen})
 
     def _auth(self) -> runwatch.Auth | None:
-        if self.token is None:
-            return None
-        secret = self.token.get_secret_value()
-        if self.auth_style == "basic":
-            if not self.username:
-                raise ValueError("auth_style 'basic' needs a username")
-            return runwatch.BasicAuth(self.username, secret)
-        if self.auth_style == "header":
-            return runwatch.HeaderAuth(self.auth_header, secret)
-        return runwatch.BearerAuth(secret)
+        # The core's rule, shared with the Airflow connection (an empty user name is a valid basic user).
+        return runwatch.auth_for(
+            self.auth_style,
+            self.token.get_secret_value() if self.token is not None else None,
+            username=self.username,
+            header=self.auth_header,
+            token_url=self.token_url,
+            scope=self.scope,
+            audience=self.audience,
+        )
