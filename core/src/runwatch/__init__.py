@@ -2,6 +2,7 @@
 
 from runwatch import webhooks
 from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, StartedRun
+from runwatch._attempts import generation_key, start_attempt
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
@@ -61,9 +62,11 @@ __all__ = [
     "WaitTimeout",
     "WebhookInbox",
     "builtin_profiles",
+    "generation_key",
     "load_profile",
     "outcome",
     "run_sync",
+    "start_attempt",
     "wait_for_run",
     "wait_for_run_sync",
     "watch_run",

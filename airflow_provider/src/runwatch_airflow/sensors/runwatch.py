@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferralError
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
+from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -31,17 +35,20 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     :param profile: overrides the connection's profile: a built-in name or an inline dict. Templated.
     :param policy: a `runwatch.Policy` (or its dict): poll pacing, heartbeat limit, tolerance of an
         unreadable status, partial success. Its `timeout`, the sensor's `timeout` and `execution_timeout`
-        all bound the wait; the shortest wins.
+        all bound the wait; the shortest wins, in every mode (in reschedule mode `execution_timeout` keeps
+        Airflow's meaning, the running time of each poke, and the others count from the first try's
+        start, as Airflow's sensor timeout does).
     :param deferrable: wait in the triggerer (the default; no worker slot is held).
     :param start_from_trigger: start in the triggerer directly, so not even the first poll takes a worker
         slot. Needs `run` as a string (a Jinja template is fine: the triggerer renders it); ignored by mapped
         tasks, which defer from a worker.
     :param cancel_on_kill: cancel the remote run when a user kills the task (mark failed/success, clear)
-        or when the wait's deadline passes. Never on a triggerer restart.
+        or when the wait's deadline passes, in every mode. Never on a triggerer restart.
     :param end_from_trigger: on success the triggerer ends the task itself, pushing the final status to
         XCom, so no worker slot is taken to resume it. Failures always resume on a worker.
 
-    Failures raise one exception per outcome (`runwatch_airflow.exceptions`); `soft_fail` skips instead.
+    Failures raise one exception per outcome (`runwatch_airflow.exceptions`); `soft_fail` and
+    `never_fail` skip instead, whichever path (first look, poke, resume) ends the task.
     In poke and reschedule modes each poke is one read of the run; heartbeat (`RunLost`) and illegal
     transition checks need the history that only the deferred wait keeps.
     """
@@ -52,6 +59,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     ui_color = "#d9ecf2"
     start_from_trigger = False
     start_trigger_args: StartTriggerArgs | None = None
+    _deadline: float | None = None  # poke and reschedule modes: when this wait gives up (UNIX time)
 
     def __init__(
         self,
@@ -94,25 +102,90 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         )
 
     def wait_seconds(self) -> float | None:
-        limits = [limit for limit in (self.timeout, super().wait_seconds()) if limit is not None]
+        if self.reschedule and not self.deferrable:
+            # Airflow applies execution_timeout to each reschedule-mode poke's running time itself.
+            own = [self.timeout, runwatch.Policy.from_dict(self.policy).timeout]
+        else:
+            own = [self.timeout, super().wait_seconds()]
+        limits = [limit for limit in own if limit is not None]
         return min(limits) if limits else None
 
+    def take_arguments(self) -> None:
+        super().take_arguments()
+        self.run = _arguments.text("run", self.run)
+
     def execute(self, context: Context) -> Any:
+        self.take_arguments()
         if not self.deferrable:
+            self._deadline = self._poke_deadline(context)
             return super().execute(context)
-        status = self.peek(self.run)
-        if status is not None and status.is_terminal:
-            return self.judge(context, status)
+        with self._ends_as_sensor():
+            status = self.peek(self.run)
+            if status is not None and status.is_terminal:
+                return self.judge(context, status)
         self.defer_wait(context, self.run)
 
-    def poke(self, context: Context) -> PokeReturnValue:
-        """One read of the run, judged by the core (poke and reschedule modes)."""
+    @contextmanager
+    def _ends_as_sensor(self) -> Iterator[None]:
+        """A first look that ends the task ends it as a resume would (BaseSensorOperator's rule there):
+        skipped under `soft_fail` or `never_fail`."""
         try:
-            status = self.hook.get_status(self.run)
+            yield
+        except AirflowSkipException:
+            raise
+        except (AirflowException, TaskDeferralError) as exc:
+            if self.soft_fail or self.never_fail:
+                flag = "soft_fail" if self.soft_fail else "never_fail"
+                raise AirflowSkipException(f"{flag}: {exc}") from exc
+            raise
+
+    def _poke_deadline(self, context: Context) -> float | None:
+        """When a poke or reschedule wait gives up: from this execute, or (reschedule mode) from the first
+        try's first poke, which Airflow keeps across reschedules."""
+        seconds = self.wait_seconds()
+        if seconds is None:
+            return None
+        begun = time.time()
+        if self.reschedule:
+            first: datetime | None = context["ti"].get_first_reschedule_date(context)
+            begun = first.timestamp() if first is not None else begun
+        return begun + seconds
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # Airflow's pacing, but never past our deadline: the last poke happens when it passes.
+        interval: float = super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        if self._deadline is None:
+            return interval
+        return max(0.0, min(interval, self._deadline - time.time()))
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One read of the run, judged by the core (poke and reschedule modes); our deadline ends it."""
+        left = None if self._deadline is None else self._deadline - time.time()
+        try:
+            status = self.hook.get_status(
+                self.run, retry_for=30.0 if left is None else min(30.0, max(0.0, left))
+            )
         except runwatch.RunwatchError as exc:
             self.raise_outcome(type(exc).__name__, str(exc), None)
-        if not status.is_terminal:
-            self._remote_run_id = status.id
-            self.log.info("run %s is %s", status.id, status.status.value)
-            return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
+        if status.is_terminal:
+            return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
+        self._remote_run_id = status.id
+        self.log.info("run %s is %s", status.id, status.status.value)
+        if self._deadline is not None and time.time() >= self._deadline:
+            waited = self.wait_seconds() or 0.0
+            message = (
+                f"gave up waiting after {waited:g}s (our deadline); run {status.id} is {status.status.value}"
+            )
+            self.raise_outcome("WaitTimeout", message, status.id)
+        return PokeReturnValue(is_done=False)
+
+    def deferred_run_id(self, context: Context) -> str | None:
+        if not self.run.startswith(("http://", "https://")):
+            return self.run
+        try:  # the cancel endpoint takes an id: read the run once for it
+            return self.hook.get_status(self.run, retry_for=10.0).id
+        except runwatch.RunwatchError as exc:
+            self.log.warning("could not read %s for its id: %s", self.run, exc)
+            return None
