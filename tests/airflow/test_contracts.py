@@ -223,5 +223,82 @@ def test_the_trigger_renders_a_numeric_id_and_refuses_an_empty_one() -> None:
     trigger.render_template_fields({"params": {"run_id": 4711}})
     assert trigger.run_ref == "4711"
     refused = RunStatusTrigger(**task.start_trigger_args.trigger_kwargs)
-    with pytest.raises(exceptions.RunwatchArgumentError, match="^run is empty$"):
+    with pytest.raises(exceptions.RunwatchArgumentError, match=r"^run is empty$"):
         refused.render_template_fields({"params": {"run_id": ""}})
+
+
+# Whole DAGs through dag.test(): reschedule mode across reschedules, and retries of StartRunOperator.
+
+CONTRACTS_DAG = """
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag
+
+from runwatch_airflow.operators.runwatch import StartRunOperator
+from runwatch_airflow.sensors.runwatch import RunStatusSensor
+
+POLICY = {"interval": 0.2, "max_interval": 0.5}
+
+
+@dag(schedule=None, start_date=datetime(2025, 1, 1), catchup=False, params={"running": ""})
+def rw_contracts():
+    RunStatusSensor(
+        task_id="rescheduled",
+        run="{{ params.running }}",
+        deferrable=False,
+        mode="reschedule",
+        poke_interval=1,
+        policy={"timeout": 3},
+        timeout=600,
+        cancel_on_kill=True,
+    )
+    StartRunOperator(
+        task_id="failed_then_new",
+        body={"script": [{"status": "FAILED", "errors": [{"message": "disk full"}]}]},
+        policy=POLICY,
+        retries=1,
+        retry_delay=timedelta(0),
+    )
+    StartRunOperator(
+        task_id="lost_then_found",
+        body={"script": [{"status": "RUNNING", "for": 6}, {"status": "SUCCEEDED"}]},
+        policy=POLICY,
+        deferrable=False,
+        execution_timeout=timedelta(seconds=3),  # the first try is killed while the run goes on
+        retries=1,
+        retry_delay=timedelta(0),
+    )
+
+
+rw_contracts()
+"""
+
+
+def test_reschedule_deadline_retries_and_the_remote_run(
+    server: ReferenceServer, dag_file: Callable[..., Path], airflow_db: Path
+) -> None:
+    running = server.create_run(script=RUNNING)
+    path = dag_file("rw_contracts.py", CONTRACTS_DAG)
+    dag = DagBag(dag_folder=str(path)).get_dag("rw_contracts")
+    assert dag is not None
+    run: DagRun = dag.test(run_conf={"running": running["id"]})
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+
+    # Reschedule mode: the policy's 3 s count from the first poke across reschedules, then the cancel.
+    assert str(tis["rescheduled"].state) == "failed"
+    assert status_soon(server, running["id"], "CANCELLED") == "CANCELLED"
+    assert 2 <= gets(server, running["id"]) <= 10  # about one read a second for 3 s, not for 600
+
+    # A retry after the remote run failed starts a new run; each try reported its own run.
+    stats = server.stats()["runs"]
+    assert str(tis["failed_then_new"].state) == "failed" and tis["failed_then_new"].try_number == 2
+    failed = [run_id for run_id, counters in stats.items() if run_id != running["id"] and counters]
+    bodies = {run_id: server.get_run(run_id) for run_id in failed}
+    assert sum(1 for status in bodies.values() if status["status"] == "FAILED") == 2
+
+    # A retry after the first try lost a live run (killed at its execution_timeout) finds that run again.
+    assert str(tis["lost_then_found"].state) == "success" and tis["lost_then_found"].try_number == 2
+    final = tis["lost_then_found"].xcom_pull(task_ids="lost_then_found")
+    assert final["status"] == "SUCCEEDED"
+    assert sum(1 for status in bodies.values() if status["status"] == "SUCCEEDED") == 1
+    assert server.stats()["runs_created"] == 4  # the sensor's run, two failed ones, one found again
