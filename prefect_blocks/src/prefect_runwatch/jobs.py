@@ -90,7 +90,7 @@ status = await run.fetch_result()  # the final status, or the typed outcome rais
 
     async def trigger(self) -> RemoteRun:
         """Start the run; the `RemoteRun` to wait on."""
-        started = await start(self.api, self.body, self.idempotency_key, self.logger)
+        started = await start(self.api, self.body, self.idempotency_key, self.logger, self.policy())
         return RemoteRun(self, started)
 
 

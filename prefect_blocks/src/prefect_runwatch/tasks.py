@@ -18,6 +18,7 @@ import runwatch
 from prefect_runwatch._observe import Observer
 from prefect_runwatch._release import wait_released
 from prefect_runwatch._runs import RunRef, api_block, start, target, watch
+from prefect_runwatch._stop import runner_stop_signal, until_stopped
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, StartedRun
 
@@ -44,8 +45,9 @@ async def start_run(
 ) -> dict[str, Any]:
     """Start a remote run; returns `{"id", "status", "status_url", "retry_after"}` for `wait_for_run`.
 
-    The idempotency key defaults to one derived from the flow run, its attempt and the body, so task retries
-    and reruns after a resume get the same remote run.
+    The idempotency key defaults to one derived from the flow run, its attempt and the body, so reruns after
+    a resume, and task retries while that run is live or succeeded, get the same remote run; a task retry
+    after it ended unsuccessfully starts a new one.
     """
     started = await start(await api_block(api), body, idempotency_key, get_run_logger())
     return {"id": started.id, **started.to_dict()}
@@ -87,7 +89,7 @@ async def start_run_and_wait(
     """`start_run` then `wait_for_run` in one task run: the final status, or the typed outcome raised."""
     block = await api_block(api)
     chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
-    started = await start(block, body, idempotency_key, get_run_logger())
+    started = await start(block, body, idempotency_key, get_run_logger(), chosen)
     return await _wait(block, started, chosen, release_infrastructure)
 
 
@@ -104,7 +106,10 @@ async def _wait(block: RunStatusApi, run: str | StartedRun, policy: Policy, rele
                 ),
             )
         return final.to_dict()
-    status = await watch(block, run, policy, observer)
+    name = run.id if isinstance(run, StartedRun) else run
+    status = await until_stopped(
+        watch(block, run, policy, observer), runner_stop_signal(), observer.logger, name
+    )
     return runwatch.outcome(status, policy).to_dict()
 
 
