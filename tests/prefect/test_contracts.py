@@ -1,5 +1,5 @@
-"""Prefect's own contracts (issue 16): what a task retry does with the remote run, timeouts and cancellation
-stop our polling, and a malformed resume input."""
+"""Prefect's own contracts (issue 16): what a task retry does with the remote run; a timeout, a cancellation
+or a failure of the flow run stops our polling. (A malformed resume input: test_watcher.py.)"""
 
 from __future__ import annotations
 
