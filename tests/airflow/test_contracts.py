@@ -12,7 +12,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.dagrun import DagRun
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 import runwatch
 from runwatch.server import ReferenceServer
@@ -302,3 +302,18 @@ def test_reschedule_deadline_retries_and_the_remote_run(
     assert final["status"] == "SUCCEEDED"
     assert sum(1 for status in bodies.values() if status["status"] == "SUCCEEDED") == 1
     assert server.stats()["runs_created"] == 4  # the sensor's run, two failed ones, one found again
+
+
+@pytest.mark.parametrize("flags", [{}, {"soft_fail": True}])
+def test_airflows_own_trigger_timeout_cancels_with_cancel_on_kill(
+    server: ReferenceServer, flags: dict[str, bool]
+) -> None:
+    # With start_from_trigger Airflow's trigger timeout is the deadline: it resumes the task with no event.
+    kept, cancelled = (server.create_run(script=RUNNING) for _ in range(2))
+    for run, cancel in ((kept, False), (cancelled, True)):
+        task = sensor(run=run["id"], cancel_on_kill=cancel, **flags)
+        failure = {"error": "Trigger timeout"}  # what the scheduler stores when a trigger times out
+        with pytest.raises(AirflowSkipException if flags else AirflowSensorTimeout):
+            task.resume_execution("__fail__", failure, CONTEXT)
+    assert status_soon(server, cancelled["id"], "CANCELLED") == "CANCELLED"
+    assert server.get_run(kept["id"])["status"] == "RUNNING"
