@@ -133,3 +133,45 @@ async def test_a_task_timeout_stops_the_wait(api: RunStatusApi, server: Referenc
     at_return, later = polls_stop(server, run["id"])
     assert at_return == later and at_return <= 30
     assert server.get_run(run["id"])["status"] == "RUNNING"
+
+
+def status_soon(server: ReferenceServer, run_id: str, wanted: str) -> str:
+    """The run's status once it is `wanted`, or the last one seen after 10 s (a cancel is asynchronous)."""
+    status = ""
+    for _ in range(50):
+        status = str(server.get_run(run_id)["status"])
+        if status == wanted:
+            break
+        time.sleep(0.2)
+    return status
+
+
+def test_cancel_on_stop_cancels_the_remote_run_when_the_flow_times_out(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    run = server.create_run(script=LONG)
+
+    @flow(timeout_seconds=2)
+    def pipeline() -> dict[str, Any]:
+        return wait_for_run.submit(run["id"], api, FAST, cancel_on_stop=True).result()
+
+    assert pipeline(return_state=True).name == "TimedOut"
+    assert status_soon(server, run["id"], "CANCELLED") == "CANCELLED"
+
+
+async def test_cancel_on_stop_at_a_task_timeout_and_at_our_deadline(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    by_task, by_us = (server.create_run(script=LONG) for _ in range(2))
+
+    @flow
+    async def pipeline() -> None:
+        timed = wait_for_run.with_options(timeout_seconds=2)
+        state = await timed(by_task["id"], api, FAST, cancel_on_stop=True, return_state=True)
+        assert state.name == "TimedOut"
+        with pytest.raises(runwatch.WaitTimeout):
+            await wait_for_run(by_us["id"], api, FAST, timeout=1, cancel_on_stop=True)
+
+    await pipeline()
+    assert status_soon(server, by_task["id"], "CANCELLED") == "CANCELLED"
+    assert status_soon(server, by_us["id"], "CANCELLED") == "CANCELLED"

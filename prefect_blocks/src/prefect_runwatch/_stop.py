@@ -12,6 +12,8 @@ One more case: where Prefect cannot use SIGALRM for a sync flow's timeout (the f
 thread, or something else owns the alarm), its timeout is only delivered to the flow's thread once the
 `.result()` it blocks in returns, which is when the wait ends. So a wait also stops a second after its
 flow run's timeout has passed; the flow run then ends `TimedOut` as it should.
+
+The remote run is left running, unless the task was told `cancel_on_stop=True` (`cancel_remote`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Protocol, TypeVar
 
+import anyio
 from prefect.context import FlowRunContext, TaskRunContext
 
+import runwatch
 from prefect_runwatch._observe import Logger
 
-__all__ = ["StopSignal", "runner_stop_signal", "until_stopped"]
+__all__ = ["StopSignal", "cancel_remote", "runner_stop_signal", "until_stopped"]
 
 T = TypeVar("T")
 CHECK_EVERY = 0.25  # seconds between two looks at the signal
+CANCEL_FOR = 30.0  # seconds a cancel may take, retries included, while the task run is being stopped
 TIMEOUT_GRACE = 1.0  # seconds past the flow run's timeout: Prefect's own timeout goes first
 
 
@@ -87,3 +92,18 @@ async def until_stopped(work: Awaitable[T], signal: StopSignal | None, logger: L
             logger.info("the flow run stopped: no longer watching remote run %s, which goes on", run)
             raise asyncio.CancelledError(f"the flow run stopped; remote run {run} goes on")
     return running.result()
+
+
+async def cancel_remote(api: runwatch.RunApi, run_id: str, logger: Logger) -> None:
+    """Ask the remote to cancel a run while the task run is being stopped (shielded from that stop).
+
+    A cancel that fails or takes longer than `CANCEL_FOR` seconds is logged, never raised: the reason the
+    wait stopped is what the task run reports.
+    """
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_FOR):
+        try:
+            await api.cancel_run(run_id, retry_for=CANCEL_FOR / 2)
+        except runwatch.RunwatchError as exc:
+            logger.warning("could not cancel remote run %s: %s", run_id, exc)
+        else:
+            logger.info("asked the remote to cancel run %s (cancel_on_stop)", run_id)
