@@ -12,7 +12,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models.dagrun import DagRun
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 import runwatch
 from runwatch.server import ReferenceServer
@@ -317,3 +317,14 @@ def test_airflows_own_trigger_timeout_cancels_with_cancel_on_kill(
             task.resume_execution("__fail__", failure, CONTEXT)
     assert status_soon(server, cancelled["id"], "CANCELLED") == "CANCELLED"
     assert server.get_run(kept["id"])["status"] == "RUNNING"
+
+
+def test_silent_fail_keeps_poking_past_a_failed_read_but_not_past_a_failed_run(
+    server: ReferenceServer,
+) -> None:
+    run = server.create_run(script=[{"status": "FAILED", "errors": [{"message": "disk full"}]}])
+    task = sensor(run=run["id"], deferrable=False, silent_fail=True, poke_interval=0.1, timeout=30)
+    with pytest.raises(AirflowFailException, match="disk full") as failed:
+        task.execute(CONTEXT)
+    assert isinstance(failed.value.__cause__, exceptions.RemoteRunFailed)
+    assert gets(server, run["id"]) == 1  # not re-read until the sensor's timeout

@@ -9,13 +9,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferralError
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    TaskDeferralError,
+)
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
+from runwatch_airflow.exceptions import RunwatchAirflowError
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RemoteRunLink
 from runwatch_airflow.triggers.runwatch import RunStatusTrigger
@@ -48,7 +54,9 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         XCom, so no worker slot is taken to resume it. Failures always resume on a worker.
 
     Failures raise one exception per outcome (`runwatch_airflow.exceptions`); `soft_fail` and
-    `never_fail` skip instead, whichever path (first look, poke, resume) ends the task.
+    `never_fail` skip instead, whichever path (first look, poke, resume) ends the task. `silent_fail`
+    keeps poking past a read that failed, but a run that has ended unsuccessfully ends the task
+    (`AirflowFailException`, with the typed outcome as its cause).
     In poke and reschedule modes each poke is one read of the run; heartbeat (`RunLost`) and illegal
     transition checks need the history that only the deferred wait keeps.
     """
@@ -170,7 +178,12 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         except runwatch.RunwatchError as exc:
             self.raise_outcome(type(exc).__name__, str(exc), None)
         if status.is_terminal:
-            return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
+            try:
+                return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
+            except RunwatchAirflowError as exc:
+                if self.silent_fail:  # it covers a poke that could not tell, not a run that has ended
+                    raise AirflowFailException(str(exc)) from exc
+                raise
         self._remote_run_id = status.id
         self.log.info("run %s is %s", status.id, status.status.value)
         if self._deadline is not None and time.time() >= self._deadline:
