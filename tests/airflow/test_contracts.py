@@ -328,3 +328,13 @@ def test_silent_fail_keeps_poking_past_a_failed_read_but_not_past_a_failed_run(
         task.execute(CONTEXT)
     assert isinstance(failed.value.__cause__, exceptions.RemoteRunFailed)
     assert gets(server, run["id"]) == 1  # not re-read until the sensor's timeout
+
+
+def test_a_read_that_fails_past_the_deadline_is_our_timeout_and_cancels(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING, faults={"errors_5xx": {"every": 1, "status": 503}})
+    task = sensor(
+        run=run["id"], deferrable=False, poke_interval=0.2, policy={"timeout": 1}, cancel_on_kill=True
+    )
+    with pytest.raises(exceptions.RemoteWaitTimeout, match="the last read failed"):
+        task.execute(CONTEXT)
+    assert status_soon(server, run["id"], "CANCELLED") == "CANCELLED"

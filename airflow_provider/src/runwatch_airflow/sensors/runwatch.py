@@ -9,12 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowFailException,
-    AirflowSkipException,
-    TaskDeferralError,
-)
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
@@ -141,7 +136,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
             yield
         except AirflowSkipException:
             raise
-        except (AirflowException, TaskDeferralError) as exc:
+        except AirflowException as exc:
             if self.soft_fail or self.never_fail:
                 flag = "soft_fail" if self.soft_fail else "never_fail"
                 raise AirflowSkipException(f"{flag}: {exc}") from exc
@@ -176,6 +171,11 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
                 self.run, retry_for=30.0 if left is None else min(30.0, max(0.0, left))
             )
         except runwatch.RunwatchError as exc:
+            if self._past_deadline():
+                message = f"{self._gave_up()}; the last read failed: {exc}"
+                self.raise_outcome(
+                    "WaitTimeout", message, self._remote_run_id or self.deferred_run_id(context)
+                )
             self.raise_outcome(type(exc).__name__, str(exc), None)
         if status.is_terminal:
             try:
@@ -186,13 +186,17 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
                 raise
         self._remote_run_id = status.id
         self.log.info("run %s is %s", status.id, status.status.value)
-        if self._deadline is not None and time.time() >= self._deadline:
-            waited = self.wait_seconds() or 0.0
-            message = (
-                f"gave up waiting after {waited:g}s (our deadline); run {status.id} is {status.status.value}"
+        if self._past_deadline():
+            self.raise_outcome(
+                "WaitTimeout", f"{self._gave_up()}; run {status.id} is {status.status.value}", status.id
             )
-            self.raise_outcome("WaitTimeout", message, status.id)
         return PokeReturnValue(is_done=False)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.time() >= self._deadline
+
+    def _gave_up(self) -> str:
+        return f"gave up waiting after {self.wait_seconds() or 0.0:g}s (our deadline)"
 
     def deferred_run_id(self, context: Context) -> str | None:
         if not self.run.startswith(("http://", "https://")):
