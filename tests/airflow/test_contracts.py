@@ -331,10 +331,12 @@ def test_silent_fail_keeps_poking_past_a_failed_read_but_not_past_a_failed_run(
 
 
 def test_a_read_that_fails_past_the_deadline_is_our_timeout_and_cancels(server: ReferenceServer) -> None:
-    run = server.create_run(script=RUNNING, faults={"errors_5xx": {"every": 1, "status": 503}})
+    run = server.create_run(script=RUNNING)
+    server.set_faults(errors_5xx={"every": 1, "status": 503})  # every status read fails from now on
     task = sensor(
         run=run["id"], deferrable=False, poke_interval=0.2, policy={"timeout": 1}, cancel_on_kill=True
     )
     with pytest.raises(exceptions.RemoteWaitTimeout, match="the last read failed"):
         task.execute(CONTEXT)
+    server.set_faults()  # the cancel went through; now the test can read the run
     assert status_soon(server, run["id"], "CANCELLED") == "CANCELLED"

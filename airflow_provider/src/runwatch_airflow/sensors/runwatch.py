@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunStatusSensor"]
 
+READ_RETRY_FOR = 30.0  # seconds a poke's read rides out transient errors, if the deadline allows
+
 
 class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     """Wait until a remote run ends; return its final status (XCom) or raise its outcome.
@@ -166,12 +168,13 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         """One read of the run, judged by the core (poke and reschedule modes); our deadline ends it."""
         left = None if self._deadline is None else self._deadline - time.time()
+        budget = READ_RETRY_FOR if left is None else min(READ_RETRY_FOR, max(0.0, left))
         try:
-            status = self.hook.get_status(
-                self.run, retry_for=30.0 if left is None else min(30.0, max(0.0, left))
-            )
+            status = self.hook.get_status(self.run, retry_for=budget)
         except runwatch.RunwatchError as exc:
-            if self._past_deadline():
+            # Transient failures retried until the deadline: our deadline ended this read, not the remote.
+            cut_short = budget < READ_RETRY_FOR and isinstance(exc, runwatch.TransientError)
+            if cut_short or self._past_deadline():
                 message = f"{self._gave_up()}; the last read failed: {exc}"
                 self.raise_outcome(
                     "WaitTimeout", message, self._remote_run_id or self.deferred_run_id(context)
