@@ -1,14 +1,26 @@
 """runwatch: wait for remote runs the right way."""
 
 from runwatch import webhooks
-from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, StartedRun
+from runwatch._api import RunApi, StartedRun
 from runwatch._attempts import start_attempt
+from runwatch._auth import (
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    ClientCredentials,
+    HeaderAuth,
+    Token,
+    TokenAuth,
+    TokenFunction,
+    TokenProvider,
+)
 from runwatch._clock import Clock
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
     ConfigurationError,
     IllegalTransition,
+    InvalidURL,
     ProfileError,
     RunCancelled,
     RunFailed,
@@ -52,12 +64,14 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "BodyTooLarge",
+    "ClientCredentials",
     "Clock",
     "ConfigurationError",
     "HeaderAuth",
     "Hooks",
     "HttpxTransport",
     "IllegalTransition",
+    "InvalidURL",
     "MockTransport",
     "Outcome",
     "Phase",
@@ -81,6 +95,10 @@ __all__ = [
     "StartedRun",
     "State",
     "StatusUnavailable",
+    "Token",
+    "TokenAuth",
+    "TokenFunction",
+    "TokenProvider",
     "TransientError",
     "Transport",
     "Verdict",
