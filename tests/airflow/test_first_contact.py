@@ -53,8 +53,8 @@ def test_a_run_that_does_not_exist_ends_the_task_without_deferring(
         (
             {},
             {"run": ""},
-            exceptions.RunwatchAirflowError,
-            "the run id is empty",
+            exceptions.RunwatchArgumentError,  # refused by the task's argument check, naming `run`
+            "^run is empty$",
         ),  # a template that rendered ''
     ],
 )

@@ -7,6 +7,8 @@ import runwatch
 PUBLIC = {
     # waiting
     "watch_run", "wait_for_run", "wait_for_run_sync", "run_sync", "outcome", "Policy", "Hooks", "Clock",
+    # starting runs from tasks that may be retried
+    "start_attempt",
     # the hand-off
     "WaitSpec", "WaitResult", "Outcome", "wait_result",
     # the model

@@ -143,6 +143,48 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
+# A resume by hand with an input that is not a well-formed outcome (issue 16, item 9).
+
+
+@pytest.mark.parametrize(
+    "run_input",
+    [
+        {"status": {"status": "SUCCEEDED"}},  # no id: not a status object
+        {"status": {"id": "r-x", "status": "RUNNING"}},  # a status, but not a final one
+        {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
+    ],
+)
+async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
+    server: ReferenceServer, saved: str, run_input: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    reads = server.stats()["runs"][run["id"]]["GET"]
+    async with get_client() as client:
+        await client.resume_flow_run(flow_run.id, run_input=run_input)
+    state = await execute(flow_run.id)  # reads the run again: still going, so it suspends again
+    assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
+    assert server.stats()["runs"][run["id"]]["GET"] == reads + 1
+    assert "not a runwatch outcome" in caplog.text
+
+    server.cancel_run(run["id"])  # and the watcher still ends the wait with the real outcome
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+async def test_a_well_formed_outcome_given_by_hand_is_taken(server: ReferenceServer, saved: str) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    final = runwatch.RunStatus(id=run["id"], status=runwatch.State.SUCCEEDED).to_dict()
+    async with get_client() as client:
+        await client.resume_flow_run(flow_run.id, run_input={"status": final})
+    state = await execute(flow_run.id)
+    assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+
+
 async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServer, saved: str) -> None:
     flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(flow_run.id, released_job)).name == "Suspended"

@@ -8,9 +8,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferralTimeout
 
 import runwatch
+from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -53,6 +54,14 @@ class RemoteRunTask(BaseOperator):
     @cached_property
     def hook(self) -> RunStatusHook:
         return RunStatusHook(self.conn_id, self.profile)
+
+    def take_arguments(self) -> None:
+        """Make the rendered templated fields the types they must be (native rendering gives any object).
+
+        Raises `RunwatchArgumentError` naming a field of the wrong kind. Subclasses add their own fields.
+        """
+        self.conn_id = _arguments.text("conn_id", self.conn_id)
+        self.profile = _arguments.profile_value(self.profile)
 
     def wait_seconds(self) -> float | None:
         """How long this task may wait: the shortest of the policy's timeout and the task's own limits."""
@@ -119,6 +128,7 @@ class RemoteRunTask(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the final status (XCom `return_value`), or the outcome's exception."""
+        self.take_arguments()
         if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
             raise RunwatchAirflowError(f"unexpected event from RunStatusTrigger: {event!r}")
         run: dict[str, Any] | None = event.get("run")
@@ -137,13 +147,40 @@ class RemoteRunTask(BaseOperator):
 
         Past our deadline, the run is cancelled first if `cancel_on_kill`.
         """
-        if error == "WaitTimeout" and self.cancel_on_kill and run_id:
-            self.log.info("deadline passed: cancelling run %s", run_id)
-            self.hook.cancel_run(run_id)
+        if error == "WaitTimeout":
+            self.cancel_at_deadline(run_id)
         exc = for_outcome(error)(message)
         if getattr(self, "soft_fail", False):
             raise AirflowSkipException(f"soft_fail: {message}") from exc
         raise exc
+
+    def cancel_at_deadline(self, run_id: str | None) -> None:
+        """Our deadline passed: cancel the run if `cancel_on_kill` (a timeout is a kill), in every mode.
+
+        A cancel that fails is logged: it must not hide the timeout itself.
+        """
+        if not (self.cancel_on_kill and run_id):
+            return
+        self.log.info("deadline passed: cancelling run %s", run_id)
+        try:
+            self.hook.cancel_run(run_id)
+        except Exception as exc:
+            self.log.warning("could not cancel run %s: %s", run_id, exc)
+
+    def deferred_run_id(self, context: Context) -> str | None:
+        """The id of the run a resumed try was waiting for (subclasses know where it is)."""
+        return self._remote_run_id
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        # Airflow's own trigger timeout (the deadline of `start_from_trigger`, or the backstop after ours)
+        # fails the task without an event: the run is cancelled as at our own deadline.
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowException as exc:
+            if _caused_by(exc, TaskDeferralTimeout):
+                self.take_arguments()
+                self.cancel_at_deadline(self.deferred_run_id(context))
+            raise
 
     def push_link(self, context: Context, run: str, status_url: str | None) -> None:
         """Push the run's URL to XCom for the "Remote run" link. A link never fails the task."""
@@ -160,3 +197,14 @@ class RemoteRunTask(BaseOperator):
         if self.cancel_on_kill and self._remote_run_id:
             self.log.info("task killed: cancelling run %s", self._remote_run_id)
             self.hook.cancel_run(self._remote_run_id)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: skip <- sensor timeout <- deferral timeout
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__
+    return False

@@ -19,12 +19,17 @@ __all__ = [
     "RemoteStatusUnavailable",
     "RemoteWaitTimeout",
     "RunwatchAirflowError",
+    "RunwatchArgumentError",
     "for_outcome",
 ]
 
 
 class RunwatchAirflowError(AirflowException):
     """Base of the provider's errors; also raised for an unexpected error while waiting."""
+
+
+class RunwatchArgumentError(RunwatchAirflowError, ValueError):
+    """A task argument (as rendered) is not of a kind the task can use; the message names it."""
 
 
 class RemoteRunFailed(RunwatchAirflowError):

@@ -2,6 +2,7 @@
 
 from runwatch import webhooks
 from runwatch._api import RunApi, StartedRun
+from runwatch._attempts import start_attempt
 from runwatch._auth import (
     AUTH_STYLES,
     Auth,
@@ -114,6 +115,7 @@ __all__ = [
     "load_profile",
     "outcome",
     "run_sync",
+    "start_attempt",
     "wait_for_run",
     "wait_for_run_sync",
     "wait_result",

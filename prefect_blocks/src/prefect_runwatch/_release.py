@@ -22,7 +22,7 @@ from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Suspended
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
@@ -119,8 +119,8 @@ async def wait_released(
         fired = _fired(base, current.empirical_policy.pause_keys or set())
         previous = await read_record(client, flow_run_id, fired[-1]) if fired else None
     if fired:
-        answer = await RunOutcome.aload(_keyset(fired[-1]), flow_run_id=flow_run_id)
-        if answer.status is not None or answer.error is not None:
+        answer = await _resume_input(fired[-1], flow_run_id, observer)
+        if answer is not None:
             observer.logger.info("resumed by the runwatch watcher: remote run %s has ended", url)
             return settle(answer, policy)
         observer.logger.info(
@@ -155,6 +155,38 @@ async def wait_released(
     observer.logger.info(SUSPENDED_NOTE)
     await asuspend_flow_run(wait_for_input=RunOutcome, timeout=timeout, key=key)  # raises Pause
     raise AssertionError("unreachable: suspending the current flow run raises Pause")
+
+
+async def _resume_input(pause_key: str, flow_run_id: UUID, observer: Observer) -> RunOutcome | None:
+    """The outcome the flow run was resumed with, if it is a well-formed one.
+
+    Well-formed: an `error` (with the last status, if any, as a status object), or a terminal status
+    object. No input (a resume by hand or by an automation) and anything else (a malformed input given by
+    hand) give None, the latter with a warning: the run is then read again, never guessed from the input.
+    """
+    try:
+        answer = await RunOutcome.aload(_keyset(pause_key), flow_run_id=flow_run_id)
+        status = RunStatus.from_dict(answer.status) if answer.status is not None else None
+    except (ValidationError, TypeError) as exc:
+        problem = _one_line(exc)
+    else:
+        if answer.error is None and status is None:
+            return None  # resumed without any input
+        if answer.error is not None or (status is not None and status.is_terminal):
+            return answer
+        problem = f"the status is {status.status.value if status else None}, not a final one"
+    observer.logger.warning(
+        "the flow run was resumed with an input that is not a runwatch outcome (%s): ignoring it", problem
+    )
+    return None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "input"
+        return f"{where}: {first['msg']}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 async def _first_look(api: runwatch.RunApi, run: str | StartedRun, url: str, policy: Policy) -> RunStatus:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from prefect.context import TaskRunContext
+
 import runwatch
 from prefect_runwatch._ids import idempotency_key
 from prefect_runwatch._observe import Logger, Observer
@@ -32,11 +34,25 @@ def target(run: RunRef) -> str | StartedRun:
 
 
 async def start(
-    block: RunStatusApi, body: Mapping[str, Any] | None, key: str | None, logger: Logger
+    block: RunStatusApi,
+    body: Mapping[str, Any] | None,
+    key: str | None,
+    logger: Logger,
+    policy: Policy | None = None,
 ) -> StartedRun:
-    """Start a run with an idempotency key (by default one that survives retries and resumes)."""
-    started = await block.get_api().start_run(
-        body, idempotency_key=key or idempotency_key(body), request_timeout=block.request_timeout
+    """Start a run with an idempotency key (by default one that survives retries and resumes).
+
+    A task run's retry finds the run an earlier attempt started while it is live or succeeded, and starts
+    a new one when it ended unsuccessfully under `policy` (`runwatch.start_attempt`).
+    """
+    task_context = TaskRunContext.get()
+    started = await runwatch.start_attempt(
+        block.get_api(),
+        body,
+        idempotency_key=key or idempotency_key(body),
+        attempt=max(1, task_context.task_run.run_count) if task_context else 1,
+        policy=policy,
+        request_timeout=block.request_timeout,
     )
     verb = "found again" if started.replayed else "started"  # an idempotency key the remote had seen
     logger.info("%s remote run %s (%s)", verb, started.id, started.status_url)

@@ -11,6 +11,7 @@ import runwatch
 from prefect_runwatch._observe import Observer
 from prefect_runwatch._release import wait_released
 from prefect_runwatch._runs import start, watch
+from prefect_runwatch._stop import runner_stop_signal, until_stopped
 from prefect_runwatch.blocks import DOCS_URL, RunStatusApi
 from runwatch import Policy, RunStatus, StartedRun
 
@@ -90,7 +91,7 @@ status = await run.fetch_result()  # the final status, or the typed outcome rais
 
     async def trigger(self) -> RemoteRun:
         """Start the run; the `RemoteRun` to wait on."""
-        started = await start(self.api, self.body, self.idempotency_key, self.logger)
+        started = await start(self.api, self.body, self.idempotency_key, self.logger, self.policy())
         return RemoteRun(self, started)
 
 
@@ -114,7 +115,8 @@ class RemoteRun(JobRun[dict[str, Any]]):
         observer = Observer(self.logger)
         policy = self.job.policy()
         if not release_infrastructure:
-            self.status = await watch(self.job.api, self.started, policy, observer)
+            watching = watch(self.job.api, self.started, policy, observer)
+            self.status = await until_stopped(watching, runner_stop_signal(), self.logger, self.run_id)
             return
         try:
             final = await wait_released(self.job.api, self.started, policy, observer)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import runwatch
+from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -34,9 +35,10 @@ class StartRunOperator(RemoteRunTask):
     """Start a remote run through the profile's start endpoint, then wait for it to end.
 
     The start carries an idempotency key built from the dag id, task id, dag run id and map index (not
-    the try number), so a retry, or a worker lost after the start, finds the run it already started
-    instead of starting a second one. Pass `idempotency_key` (templated) to choose another scope, e.g.
-    `"{{ ti.try_number }}"` in it for one run per try.
+    the try number), so a retry after a lost worker finds the live run it already started instead of
+    starting a second one; a retry after the remote run ended unsuccessfully starts a new run (the key
+    moves on a generation, `runwatch.start_attempt`). Pass `idempotency_key` (templated) to choose
+    another scope, e.g. `"{{ ti.try_number }}"` in it for one run per try.
 
     :param body: the start request's JSON body. Templated.
     :param conn_id: a connection of type `runwatch`. Templated.
@@ -89,7 +91,14 @@ class StartRunOperator(RemoteRunTask):
         limits = [limit for limit in (self.timeout, super().wait_seconds()) if limit is not None]
         return min(limits) if limits else None
 
+    def take_arguments(self) -> None:
+        super().take_arguments()
+        self.body = _arguments.json_object("body", self.body)
+        if self.idempotency_key is not None:
+            self.idempotency_key = _arguments.text("idempotency_key", self.idempotency_key)
+
     def execute(self, context: Context) -> dict[str, Any]:
+        self.take_arguments()
         started = self.start(context)
         if not self.wait_for_completion:
             return status_payload(started.status)
@@ -100,14 +109,27 @@ class StartRunOperator(RemoteRunTask):
         return self._wait_here(started)
 
     def start(self, context: Context) -> runwatch.StartedRun:
-        """Start the run (or find the one this task instance already started) and push its id."""
+        """Start the run (or find the one an earlier try started and may carry on with) and push its id."""
         key = self.idempotency_key or default_idempotency_key(context)
-        started = self.hook.start_run(self.body, idempotency_key=key)
+        attempt = runwatch.start_attempt(
+            self.hook.get_api(),
+            self.body,
+            idempotency_key=key,
+            attempt=max(1, context["ti"].try_number),
+            policy=runwatch.Policy.from_dict(self.policy),
+        )
+        started = runwatch.run_sync(attempt)
         self._remote_run_id = started.id
-        self.log.info("run %s started (idempotency key %s)", started.id, key)
+        verb = "found again" if started.replayed else "started"
+        self.log.info("run %s %s (idempotency key %s)", started.id, verb, key)
         context["ti"].xcom_push(key=RUN_ID_KEY, value=started.id)
         self.push_link(context, started.id, started.status_url)
         return started
+
+    def deferred_run_id(self, context: Context) -> str | None:
+        ti = context["ti"]
+        run_id = ti.xcom_pull(task_ids=ti.task_id, key=RUN_ID_KEY, map_indexes=ti.map_index)
+        return str(run_id) if run_id is not None else None
 
     def _wait_here(self, started: runwatch.StartedRun) -> dict[str, Any]:
         """The blocking wait, on this worker (deferrable=False)."""

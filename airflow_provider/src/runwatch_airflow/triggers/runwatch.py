@@ -9,6 +9,7 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 import runwatch
+from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY, RemoteRunLink
@@ -76,11 +77,14 @@ class RunStatusTrigger(BaseTrigger):
         )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        """Render the task's templated `run`, `conn_id` and `profile` (a task started from the triggerer)."""
+        """Render the task's templated `run`, `conn_id` and `profile` (a task started from the triggerer).
+
+        Raises `RunwatchArgumentError` naming a field that rendered to a value of the wrong kind.
+        """
         env = jinja_env or self.get_template_env()
-        self.run_ref = str(self.render_template(self.run_ref, context, env))
-        self.conn_id = str(self.render_template(self.conn_id, context, env))
-        self.profile = self.render_template(self.profile, context, env)
+        self.run_ref = _arguments.text("run", self.render_template(self.run_ref, context, env))
+        self.conn_id = _arguments.text("conn_id", self.render_template(self.conn_id, context, env))
+        self.profile = _arguments.profile_value(self.render_template(self.profile, context, env))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield await self._wait()
