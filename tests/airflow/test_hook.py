@@ -70,7 +70,7 @@ def test_auth_styles(extra: dict[str, Any], fields: dict[str, Any], header: str,
 
 def test_no_password_means_no_auth_and_a_bad_style_is_named() -> None:
     assert "Authorization" not in api({}).request_headers()
-    with pytest.raises(ValueError, match=r"auth_style.*'oauth'"):
+    with pytest.raises(ValueError, match=r"auth style.*'oauth'"):
         api({"auth_style": "oauth"}, password="t")
 
 

@@ -64,7 +64,7 @@ def test_connection_type_and_form_load_declaratively_without_deprecated_hooks() 
     )
     for field in ("profile", "auth_style", "auth_header", "verify", "headers", "params", "run_link"):
         assert f"extra__runwatch__{field}" in widgets
-    assert behaviour["relabeling"]["password"] == "Token"
+    assert behaviour["relabeling"]["password"] == "Token, password or client secret"
     assert "get_ui_field_behaviour" not in vars(RunStatusHook)
     assert "get_connection_form_widgets" not in vars(RunStatusHook)
     assert RunStatusHook.default_conn_name == "runwatch_default"
