@@ -1,0 +1,113 @@
+"""Our three distributions as the packaging suite sees them: where their sources are, how their built files
+are named, and fresh environments that hold one from its wheel. Scripts run in those environments by their
+own Python, from a directory outside the repository, so nothing can be imported from the source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+UV = os.environ.get("RUNWATCH_UV") or str(ROOT / ".venv" / "bootstrap" / "bin" / "uv")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One of our distributions: where its source is, what it installs, which lock it is tested with."""
+
+    name: str  # the distribution name users pip-install
+    folder: str  # its folder in the repository
+    package: str  # the import package
+    lock: str  # locks/<lock>.txt: the versions its fresh environment is installed with
+
+    @property
+    def src(self) -> Path:
+        return ROOT / self.folder / "src" / self.package
+
+    @property
+    def version(self) -> str:
+        """`__version__` in the package's __init__.py: the one place a version is written."""
+        match = re.search(r'^__version__ = "([^"]+)"$', (self.src / "__init__.py").read_text(), re.M)
+        assert match, f"no __version__ in {self.src / '__init__.py'}"
+        return match.group(1)
+
+    @property
+    def stem(self) -> str:
+        """The file name prefix of its sdist and wheel (normalized name, version)."""
+        return f"{re.sub(r'[-_.]+', '_', self.name).lower()}-{self.version}"
+
+
+CORE = Dist("runwatch", "core", "runwatch", "core")
+PROVIDER = Dist("airflow-provider-runwatch", "airflow_provider", "runwatch_airflow", "airflow")
+COLLECTION = Dist("prefect-runwatch", "prefect_blocks", "prefect_runwatch", "prefect")
+DISTS = (CORE, PROVIDER, COLLECTION)
+
+
+def run(*args: str | Path, timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a command, failing the test with its output when it fails."""
+    done = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
+    assert done.returncode == 0, (
+        f"{args[0]} {args[1]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    )
+    return done
+
+
+def built_files(dist_dir: Path) -> list[Path]:
+    """The sdists and wheels in dist_dir (uv build also leaves a .gitignore there)."""
+    return sorted(p for p in dist_dir.iterdir() if p.name.endswith((".tar.gz", ".whl")))
+
+
+def wheel(dist_dir: Path, dist: Dist) -> Path:
+    return dist_dir / f"{dist.stem}-py3-none-any.whl"
+
+
+def requirement(dist_dir: Path, dist: Dist, extras: str = "") -> str:
+    """A requirement on the built wheel itself: never the editable tree, never a same-named index package."""
+    return f"{dist.name}{extras} @ {wheel(dist_dir, dist).as_uri()}"
+
+
+@dataclass(frozen=True)
+class FreshEnv:
+    """A virtual environment holding one distribution from its wheel, and what it needs."""
+
+    path: Path
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    def site_packages(self) -> Path:
+        return Path(
+            run(self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip()
+        )
+
+    def installed(self) -> set[str]:
+        """The normalized names of every distribution installed in it."""
+        code = "import json, importlib.metadata as m; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+        names = json.loads(run(self.python, "-c", code).stdout)
+        return {re.sub(r"[-_.]+", "-", n).lower() for n in names}
+
+    def script(self, name: str, workdir: Path, **env: str) -> dict[str, object]:
+        """Run tests/packaging/<name> with this environment's Python; the JSON line it prints last."""
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"PYTHONPATH", "VIRTUAL_ENV", "RUNWATCH_ENV"}
+            and not k.startswith(("AIRFLOW", "PREFECT"))
+        }
+        clean |= {
+            "VIRTUAL_ENV": str(self.path),
+            "PATH": f"{self.path / 'bin'}{os.pathsep}{clean['PATH']}",
+            **env,
+        }
+        done = run(self.python, HERE / name, cwd=workdir, env=clean, timeout=300)
+        result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
