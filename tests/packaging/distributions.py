@@ -25,6 +25,7 @@ class Dist:
     folder: str  # its folder in the repository
     package: str  # the import package
     lock: str  # locks/<lock>.txt: the versions its fresh environment is installed with
+    pythons: tuple[str, ...]  # the Python versions it declares, of those this project can resolve for
 
     @property
     def src(self) -> Path:
@@ -43,9 +44,9 @@ class Dist:
         return f"{re.sub(r'[-_.]+', '_', self.name).lower()}-{self.version}"
 
 
-CORE = Dist("runwatch", "core", "runwatch", "core")
-PROVIDER = Dist("airflow-provider-runwatch", "airflow_provider", "runwatch_airflow", "airflow")
-COLLECTION = Dist("prefect-runwatch", "prefect_blocks", "prefect_runwatch", "prefect")
+CORE = Dist("runwatch", "core", "runwatch", "core", ("3.10", "3.11"))
+PROVIDER = Dist("airflow-provider-runwatch", "airflow_provider", "runwatch_airflow", "airflow", ("3.11",))
+COLLECTION = Dist("prefect-runwatch", "prefect_blocks", "prefect_runwatch", "prefect", ("3.10", "3.11"))
 DISTS = (CORE, PROVIDER, COLLECTION)
 
 

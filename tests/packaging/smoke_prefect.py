@@ -8,6 +8,7 @@ as a flow run by hand does. PREFECT_HOME is set by the test. Prints one JSON lin
 
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib import metadata, resources
 from typing import Any
@@ -28,7 +29,7 @@ async def pipeline(url: str) -> dict[str, Any]:
 
 
 with ReferenceServer(retry_after=0) as server:
-    final = pipeline(server.url)
+    final = asyncio.run(pipeline(server.url))
 
 print(
     json.dumps(

@@ -43,8 +43,9 @@ def resolve(dist_dir: Path, tmp_path: Path, dist: Dist, core_extras: str, python
     return names
 
 
-@pytest.mark.parametrize("python", ["3.10", "3.11"])
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize(
+    ("name", "python"), [(name, python) for name, case in CASES.items() for python in case[0].pythons]
+)
 def test_the_resolved_tree_keeps_the_orchestrators_apart(
     dist_dir: Path, tmp_path: Path, name: str, python: str
 ) -> None:

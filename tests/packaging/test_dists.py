@@ -93,7 +93,7 @@ def test_entry_points_are_declared(dist_dir: Path, dist: Dist) -> None:
 def test_metadata_names_version_python_license_and_readme(dist_dir: Path, dist: Dist) -> None:
     meta = metadata(dist_dir, dist)
     assert (meta["Name"], meta["Version"]) == (dist.name, dist.version)
-    assert meta["Requires-Python"] == ">=3.10"
+    assert meta["Requires-Python"] == f">={dist.pythons[0]}"
     assert meta["License-Expression"] == "Apache-2.0"
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta.get_payload() == (ROOT / dist.folder / "README.md").read_text()

@@ -49,6 +49,8 @@ def test_the_collection_wheel_loads_in_prefect_and_waits_in_a_flow(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
+        # Prefect's default of 20 s is too short on a loaded 2-core machine (seen: a timeout at 20 s).
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
     )
     assert Path(str(out["file"])).is_relative_to(prefect_env.site_packages())
     assert out["version"] == out["dist_version"] == COLLECTION.version
