@@ -128,7 +128,8 @@ class _Gate:
             client = scope.get("client")
             if client:
                 store.clients.add(tuple(client))
-        if self.expected is not None and not self._authorized(scope):
+        guarded = self.expected is not None or store.tokens is not None
+        if guarded and scope["path"] != "/oauth/token" and not self._authorized(scope):
             response = _error(
                 401, "missing or invalid bearer token", {"www-authenticate": 'Bearer realm="runwatch"'}
             )
@@ -137,11 +138,16 @@ class _Gate:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        assert self.expected is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+                if scheme.lower() != b"bearer":
+                    return False
+                credentials = credentials.strip()
+                if self.expected is not None and hmac.compare_digest(credentials, self.expected):
+                    return True
+                tokens = self.store.tokens
+                return tokens is not None and tokens.valid(credentials)
         return False
 
 
@@ -249,26 +255,25 @@ class _Api:
         return Response(snap.body, 200, extra, JSON)
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
-        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes.
+        """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
+        `wait` passes. A client whose ETag is already out of date is answered at once.
 
         Without If-None-Match, a terminal run answers at once: there is nothing left to wait for.
         """
         if if_none_match is None and snap.terminal:
             return snap
+        if if_none_match is not None and not _etag_matches(if_none_match, snap.etag):
+            return snap
         store = self.store
         deadline = time.monotonic() + wait
-        baseline = snap.version
-        while True:
-            if if_none_match is not None:
-                if not _etag_matches(if_none_match, snap.etag):
-                    return snap
-            elif snap.version != baseline:
-                return snap
+        baseline = snap.news
+        while snap.news == baseline:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or store.closing:
                 return snap
             await run.wait_change(remaining)
             snap = run.view(time.monotonic())
+        return snap
 
     def _fault_response(
         self,
@@ -294,6 +299,16 @@ class _Api:
         if fault.shape == "wrong":
             return _json(200, {"id": run.id, "state": "who knows", "version": "seven"}, headers)
         return Response(b"<html><body>200 OK, or so they say</body></html>", 200, headers, JSON)
+
+    async def issue_token(self, request: Request) -> Response:
+        issuer = self.store.tokens
+        if issuer is None:
+            return _error(404, "this server issues no tokens (start it with client_credentials)")
+        counted = request.headers.get("x-runwatch-helper") != "1"
+        status, body = issuer.issue(
+            await request.body(), request.headers.get("authorization"), counted=counted
+        )
+        return _json(status, body, {"cache-control": "no-store"})
 
     async def cancel_run(self, request: Request) -> Response:
         run = self.store.runs.get(request.path_params["run_id"])
@@ -374,6 +389,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
         Route("/runs", api.create_run, methods=["POST"]),
         Route("/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
+        Route("/oauth/token", api.issue_token, methods=["POST"]),
         Route("/webhooks", api.subscribe, methods=["POST"]),
         Route("/webhooks/{sub_id}", api.unsubscribe, methods=["DELETE"]),
         Route("/_control/stats", api.stats, methods=["GET"]),
