@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 UV = os.environ.get("RUNWATCH_UV") or str(ROOT / ".venv" / "bootstrap" / "bin" / "uv")
@@ -42,6 +44,12 @@ class Dist:
     def stem(self) -> str:
         """The file name prefix of its sdist and wheel (normalized name, version)."""
         return f"{re.sub(r'[-_.]+', '_', self.name).lower()}-{self.version}"
+
+
+def extras(dist: Dist) -> str:
+    """All the distribution's extras, as `[a,b]`: read from its pyproject so that a new one is covered."""
+    project = tomllib.loads((ROOT / dist.folder / "pyproject.toml").read_text())["project"]
+    return f"[{','.join(sorted(project.get('optional-dependencies', {})))}]"
 
 
 CORE = Dist("runwatch", "core", "runwatch", "core", ("3.10", "3.11"))
