@@ -8,11 +8,23 @@ into a fresh environment of its own with the versions of the matching lock (`-c 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from distributions import COLLECTION, CORE, DISTS, PROVIDER, ROOT, UV, Dist, FreshEnv, requirement, run
+from distributions import (
+    COLLECTION,
+    CORE,
+    DISTS,
+    PROVIDER,
+    ROOT,
+    UV,
+    Dist,
+    FreshEnv,
+    declared_floors,
+    requirement,
+    run,
+    wheel,
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,36 +36,45 @@ def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def fresh_env(dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., FreshEnv]:
-    """fresh_env(dist, *requirements): a new environment with those requirements, constrained by dist's lock."""
-    made: dict[Dist, FreshEnv] = {}
+def fresh_env(
+    tmp_path_factory: pytest.TempPathFactory, name: str, constraints: Path, *requirements: str
+) -> FreshEnv:
+    """A new environment holding `requirements`, with the versions `constraints` names."""
+    env = FreshEnv(tmp_path_factory.mktemp(f"venv-{name}"))
+    run(UV, "venv", "--quiet", "--python", sys.executable, env.path)
+    run(UV, "pip", "install", "--quiet", "--python", env.python, "-c", constraints, *requirements)
+    return env
 
-    def make(dist: Dist, *requirements: str) -> FreshEnv:
-        if dist not in made:
-            env = FreshEnv(tmp_path_factory.mktemp(f"venv-{dist.lock}"))
-            run(UV, "venv", "--quiet", "--python", sys.executable, env.path)
-            lock = ROOT / "locks" / f"{dist.lock}.txt"
-            run(UV, "pip", "install", "--quiet", "--python", env.python, "-c", lock, *requirements)
-            made[dist] = env
-        return made[dist]
 
-    return make
+def lock(dist: Dist) -> Path:
+    return ROOT / "locks" / f"{dist.lock}.txt"
 
 
 @pytest.fixture(scope="session")
-def core_env(fresh_env: Callable[..., FreshEnv], dist_dir: Path) -> FreshEnv:
+def core_env(tmp_path_factory: pytest.TempPathFactory, dist_dir: Path) -> FreshEnv:
     """runwatch[server,cli] from its wheel (the server extra runs the reference server for the wait)."""
-    return fresh_env(CORE, requirement(dist_dir, CORE, "[server,cli]"))
+    return fresh_env(tmp_path_factory, "core", lock(CORE), requirement(dist_dir, CORE, "[server,cli]"))
 
 
 @pytest.fixture(scope="session")
-def airflow_env(fresh_env: Callable[..., FreshEnv], dist_dir: Path) -> FreshEnv:
+def core_floors_env(tmp_path_factory: pytest.TempPathFactory, dist_dir: Path) -> FreshEnv:
+    """runwatch[server,cli] from its wheel with each of its dependencies at the floor its metadata declares."""
+    floors = tmp_path_factory.mktemp("floors") / "floors.txt"
+    floors.write_text(
+        "".join(f"{name}=={version}\n" for name, version in declared_floors(wheel(dist_dir, CORE)))
+    )
+    return fresh_env(tmp_path_factory, "core-floors", floors, requirement(dist_dir, CORE, "[server,cli]"))
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory, dist_dir: Path) -> FreshEnv:
     """The provider from its wheel, with Airflow and runwatch[server] (from its wheel) under it."""
-    return fresh_env(PROVIDER, requirement(dist_dir, PROVIDER), requirement(dist_dir, CORE, "[server]"))
+    wheels = requirement(dist_dir, PROVIDER), requirement(dist_dir, CORE, "[server]")
+    return fresh_env(tmp_path_factory, "airflow", lock(PROVIDER), *wheels)
 
 
 @pytest.fixture(scope="session")
-def prefect_env(fresh_env: Callable[..., FreshEnv], dist_dir: Path) -> FreshEnv:
+def prefect_env(tmp_path_factory: pytest.TempPathFactory, dist_dir: Path) -> FreshEnv:
     """The collection from its wheel, with Prefect and runwatch[server] (from its wheel) under it."""
-    return fresh_env(COLLECTION, requirement(dist_dir, COLLECTION), requirement(dist_dir, CORE, "[server]"))
+    wheels = requirement(dist_dir, COLLECTION), requirement(dist_dir, CORE, "[server]")
+    return fresh_env(tmp_path_factory, "prefect", lock(COLLECTION), *wheels)

@@ -9,10 +9,15 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 from dataclasses import dataclass
+from email.parser import Parser
 from pathlib import Path
 
 import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -98,11 +103,18 @@ class FreshEnv:
             run(self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip()
         )
 
+    def versions(self) -> dict[str, Version]:
+        """The version of every distribution installed in it, by normalized name."""
+        code = (
+            "import json, importlib.metadata as m; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+        )
+        found: dict[str, str] = json.loads(run(self.python, "-c", code).stdout)
+        return {canonicalize_name(name): Version(version) for name, version in found.items()}
+
     def installed(self) -> set[str]:
         """The normalized names of every distribution installed in it."""
-        code = "import json, importlib.metadata as m; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
-        names = json.loads(run(self.python, "-c", code).stdout)
-        return {re.sub(r"[-_.]+", "-", n).lower() for n in names}
+        return set(self.versions())
 
     def script(self, name: str, workdir: Path, **env: str) -> dict[str, object]:
         """Run tests/packaging/<name> with this environment's Python; the JSON line it prints last."""
@@ -120,3 +132,22 @@ class FreshEnv:
         done = run(self.python, HERE / name, cwd=workdir, env=clean, timeout=300)
         result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
+
+
+def declared_floors(
+    whl: Path, extras: frozenset[str] = frozenset({"server", "cli"})
+) -> list[tuple[str, Version]]:
+    """(name, lowest version allowed) of each dependency the wheel declares for Python 3.11 with `extras`."""
+    with zipfile.ZipFile(whl) as archive:
+        meta_name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = Parser().parsestr(archive.read(meta_name).decode())
+    floors = []
+    for line in meta.get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        envs = [{"extra": e, "python_version": "3.11", "sys_platform": "linux"} for e in ("", *extras)]
+        if req.marker is not None and not any(req.marker.evaluate(env) for env in envs):
+            continue
+        lows = [spec.version for spec in req.specifier if spec.operator in {">=", "~="}]
+        assert len(lows) == 1, f"{req}: no single floor"
+        floors.append((canonicalize_name(req.name), Version(lows[0])))
+    return floors

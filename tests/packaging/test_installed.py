@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from distributions import COLLECTION, CORE, PROVIDER, FreshEnv, run
+from distributions import COLLECTION, CORE, PROVIDER, FreshEnv, declared_floors, run, wheel
 
 # Builds, resolutions and installs of Airflow or Prefect take minutes on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(900)
@@ -17,6 +17,19 @@ def test_the_core_wheel_waits_for_a_run_with_its_built_in_profile(core_env: Fres
     assert out["version"] == out["dist_version"] == CORE.version
     assert out["profiles"] == sorted(p.stem for p in (CORE.src / "profiles").glob("*.toml"))
     assert out["py_typed"] is True
+    assert (out["profile_used"], out["status"], out["run_id"]) == ("standard", "SUCCEEDED", True)
+
+
+def test_the_core_wheel_waits_with_every_dependency_at_its_declared_floor(
+    core_floors_env: FreshEnv, dist_dir: Path, tmp_path: Path
+) -> None:
+    floors = declared_floors(wheel(dist_dir, CORE))
+    assert {"aiohttp", "pydantic", "tenacity", "jmespath", "starlette", "uvicorn", "rich"} <= {
+        n for n, _ in floors
+    }
+    installed = core_floors_env.versions()
+    assert [(name, installed[name]) for name, _ in floors] == floors
+    out = core_floors_env.script("smoke_core.py", tmp_path)
     assert (out["profile_used"], out["status"], out["run_id"]) == ("standard", "SUCCEEDED", True)
 
 
