@@ -27,6 +27,7 @@ from runwatch._http import DEFAULT_TRANSPORT, MAX_BODY, Origin, lease, retry_aft
 from runwatch._profile import Profile, load_profile
 from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._trace import trace_headers
 from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
@@ -72,7 +73,9 @@ class RunApi:
     `ConfigurationError`, or read without credentials when `other_origins="anonymous"`. `max_body` caps
     every answer's body, in bytes (a larger one is a retriable `BodyTooLarge`). `verify` is True, False, or
     the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
-    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests).
+    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests). `product` names the
+    integration in the `User-Agent` after runwatch's own (`runwatch/0.1.0 runwatch-airflow/0.1.0`, RFC 9110
+    §10.1.5), so API owners can see who polls them.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class RunApi:
         other_origins: Literal["refuse", "anonymous"] = "refuse",
         transport: Transport | None = None,
         clock: Clock | None = None,
+        product: str | None = None,
     ) -> None:
         userinfo = None
         if base_url:
@@ -106,7 +110,11 @@ class RunApi:
         self.other_origins = other_origins
         self.transport = transport or DEFAULT_TRANSPORT
         self.clock = clock or SYSTEM_CLOCK
-        self._anonymous = {"Accept": "application/json", **self.headers}
+        from runwatch import __version__  # the package is imported whole by the time an API is made
+
+        agent = f"runwatch/{__version__}" + (f" {product}" if product else "")
+        self.product = product
+        self._anonymous = {"Accept": "application/json", "User-Agent": agent, **self.headers}
         self._request_headers = {
             **self._anonymous,
             **(self.auth.headers(self.profile) if self.auth else {}),
@@ -125,6 +133,7 @@ class RunApi:
             "verify": self.verify,
             "max_body": self.max_body,
             "other_origins": self.other_origins,
+            "product": self.product,
         }
 
     @classmethod
@@ -292,16 +301,20 @@ class RunApi:
         idempotency_key: str | None = None,
         retry_for: float = 60.0,
         request_timeout: float = 30.0,
+        trace: Mapping[str, str] | None = None,
     ) -> StartedRun:
-        """Start a run. With an idempotency key, a retried start returns the same run, never a second one."""
+        """Start a run. With an idempotency key, a retried start returns the same run, never a second one.
+
+        `trace` is a W3C Trace Context carrier sent along (see `watch_run`).
+        """
         spec = self.profile.start
         if spec is None:
             raise ProfileError(f"profile {self.profile.name!r} has no [start] section")
         if idempotency_key is None and retry_for > 0:
             retry_for = 0.0  # without a key, a retry could start a second run
-        headers = (
-            {spec.idempotency_header: idempotency_key} if spec.idempotency_header and idempotency_key else {}
-        )
+        headers = trace_headers(trace)
+        if spec.idempotency_header and idempotency_key:
+            headers[spec.idempotency_header] = idempotency_key
         url = self._url(spec.url)
         response = await self._send(spec.method, url, dict(body or {}), headers, retry_for, request_timeout)
         self.check(response, url)
@@ -329,13 +342,20 @@ class RunApi:
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
         return StartedRun(status, status_url, retry_after(response.headers), replayed)
 
-    async def cancel_run(self, run: str, *, retry_for: float = 60.0, request_timeout: float = 30.0) -> None:
+    async def cancel_run(
+        self,
+        run: str,
+        *,
+        retry_for: float = 60.0,
+        request_timeout: float = 30.0,
+        trace: Mapping[str, str] | None = None,
+    ) -> None:
         """Ask the remote to cancel a run. A run that already ended is not an error."""
         spec = self.profile.cancel
         if spec is None:
             raise ProfileError(f"profile {self.profile.name!r} has no [cancel] section")
         url = self._url(spec.url, run_id=quote(run, safe=""))
-        response = await self._send(spec.method, url, None, {}, retry_for, request_timeout)
+        response = await self._send(spec.method, url, None, trace_headers(trace), retry_for, request_timeout)
         if response.status != 409:  # 409: already terminal
             self.check(response, url)
 
