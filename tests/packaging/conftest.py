@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from distributions import (
+    BUILD_PINS,
     COLLECTION,
     CORE,
     DISTS,
@@ -32,7 +33,7 @@ def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist and wheel of each distribution, freshly built."""
     out = tmp_path_factory.mktemp("dist")
     for dist in DISTS:
-        run(UV, "build", "--quiet", "--out-dir", out, ROOT / dist.folder)
+        run(UV, "build", "--quiet", "--build-constraints", BUILD_PINS, "--out-dir", out, ROOT / dist.folder)
     return out
 
 

@@ -22,6 +22,9 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 UV = os.environ.get("RUNWATCH_UV") or str(ROOT / ".venv" / "bootstrap" / "bin" / "uv")
+BUILD_PINS = (
+    ROOT / "locks" / "packaging.txt"
+)  # pins hatchling, the build backend (`uv build --build-constraints`)
 
 
 @dataclass(frozen=True)

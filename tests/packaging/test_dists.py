@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import tarfile
 import zipfile
@@ -10,7 +11,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from distributions import COLLECTION, CORE, DISTS, PROVIDER, ROOT, Dist, built_files, run, wheel
+from distributions import BUILD_PINS, COLLECTION, CORE, DISTS, PROVIDER, ROOT, Dist, built_files, run, wheel
 from packaging.requirements import Requirement
 
 # What each wheel must declare to Python's tooling and to Airflow / Prefect / pytest.
@@ -79,6 +80,15 @@ def test_the_sdist_holds_the_sources_readme_and_pyproject(dist_dir: Path, dist: 
         names = {n.removeprefix(f"{dist.stem}/") for n in sdist.getnames()}
     assert {"pyproject.toml", "README.md", "PKG-INFO"} <= names
     assert {f"src/{f}" for f in source_files(dist)} <= names
+
+
+@pytest.mark.parametrize("dist", DISTS, ids=lambda d: d.name)
+def test_the_wheel_is_built_by_the_locked_hatchling(dist_dir: Path, dist: Dist) -> None:
+    locked = re.search(r"^hatchling==(\S+)$", BUILD_PINS.read_text(), re.M)
+    assert locked
+    with zipfile.ZipFile(wheel(dist_dir, dist)) as whl:
+        generator = Parser().parsestr(whl.read(f"{dist.stem}.dist-info/WHEEL").decode())["Generator"]
+    assert generator == f"hatchling {locked.group(1)}"
 
 
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: d.name)
