@@ -164,7 +164,7 @@ def test_what_we_could_not_tell_never_exits_1(
     assert code == 7
     assert "not JSON" in one_error_line(err)
     illegal = server.create_run(
-        script=[{"status": "RUNNING", "for": 0.2}, {"status": "QUEUED", "for": 0.2}, {"status": "SUCCEEDED"}]
+        script=[{"status": "RUNNING", "for": 1.0}, {"status": "QUEUED", "for": 30}, {"status": "SUCCEEDED"}]
     )
     argv = ["watch", illegal["url"], "--token-env", "RW_TOKEN", *FAST, "--on-illegal", "raise"]
     code, _, err = run_cli(capsys, *argv)

@@ -279,7 +279,7 @@ async def test_long_polling_sees_each_change_with_one_request(runwatch_server: R
 
 
 async def test_concurrent_waits_share_one_pool(runwatch_server: ReferenceServer) -> None:
-    runs = [runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=0.5)) for _ in range(50)]
+    runs = [runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=1.5)) for _ in range(50)]
     api = RunApi(runwatch_server.url)
     finals = await asyncio.gather(*(wait_for_run(api, r["id"], policy=FAST) for r in runs))
     assert {f.status for f in finals} == {State.SUCCEEDED}

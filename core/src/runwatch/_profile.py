@@ -255,7 +255,13 @@ class Profile(_Spec):
                 continue
             try:
                 values[key] = self._read(key, found)
-            except (ValidationError, ValueError, TypeError, OverflowError) as exc:
+            except (
+                ValidationError,
+                ValueError,
+                TypeError,
+                OverflowError,
+                OSError,
+            ) as exc:  # OSError: a year past 9999
                 if key == "id":
                     raise BadStatusPayload(f"unreadable id {found!r}: {_first_line(exc)}") from None
                 problems.append(f"{key}: {_first_line(exc)}")
