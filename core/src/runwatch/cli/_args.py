@@ -70,6 +70,14 @@ def parse_header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _param(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` as (NAME, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
 def read_token(var: str | None) -> str | None:
     """The token from the environment variable named by --token-env (never from argv)."""
     if var is None:
@@ -106,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|FILE",
         default="standard",
         help="a built-in profile or a .json/.toml file (default: standard)",
+    )
+    watch.add_argument(
+        "--param",
+        metavar="NAME=VALUE",
+        type=_param,
+        action="append",
+        default=[],
+        help="a URL parameter of the profile, e.g. --param account_id=7 (repeatable; also from the "
+        "environment as RUNWATCH_PARAM_<NAME>; 'runwatch profiles NAME' lists a profile's parameters)",
     )
     watch.add_argument("--token-env", metavar="VAR", help="read the API token from this environment variable")
     watch.add_argument(
@@ -149,8 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-env", metavar="VAR", help="require this environment variable's value as a bearer token"
     )
 
-    profiles = subs.add_parser("profiles", parents=[common], help="list the built-in profiles")
-    profiles.add_argument("--json", action="store_true", help="one JSON object per profile")
+    profiles = subs.add_parser(
+        "profiles",
+        parents=[common],
+        help="list the built-in profiles, or show one whole",
+        description="Without NAME, list the built-in profiles; with NAME (a built-in name or a file), show "
+        "that profile whole, with its URL parameters.",
+    )
+    profiles.add_argument("name", metavar="NAME", nargs="?", help="a built-in profile or a .json/.toml file")
+    profiles.add_argument("--json", action="store_true", help="JSON: one object per profile, or the profile")
 
     demo = subs.add_parser("demo", parents=[common], help="watch a dozen runs through every lifecycle")
     demo.add_argument(

@@ -8,14 +8,17 @@ import socket
 import sys
 
 from runwatch._errors import RunwatchError
-from runwatch._profile import builtin_profiles, load_profile
+from runwatch._profile import Profile, builtin_profiles, load_profile
 from runwatch.cli._args import UsageError, read_token
+from runwatch.cli._params import param_env, parameter_names
 
 __all__ = ["run_profiles", "run_serve"]
 
 
 def run_profiles(args: argparse.Namespace) -> int:
-    """List the built-in profiles: name and description (JSON lines with --json)."""
+    """List the built-in profiles: name and description (JSON lines with --json); or show one whole."""
+    if args.name is not None:
+        return _show_profile(load_profile(args.name), args.json)
     profiles = [load_profile(name) for name in builtin_profiles()]
     if args.json:
         for p in profiles:
@@ -32,6 +35,34 @@ def run_profiles(args: argparse.Namespace) -> int:
     width = max((len(p.name) for p in profiles), default=0)
     for p in profiles:
         print(f"{p.name:<{width}}  {p.description}".rstrip())
+    return 0
+
+
+def _show_profile(profile: Profile, as_json: bool) -> int:
+    """One profile: a readable head (what, where from, its parameters), then the profile itself as JSON."""
+    data = profile.to_dict()
+    if as_json:
+        print(json.dumps(data, indent=2), flush=True)
+        return 0
+    needed = profile.required_parameters(profile.status_url)
+    print(f"{profile.name}: {profile.description}".rstrip(": "))
+    if profile.source:
+        print(f"source: {profile.source}")
+    if profile.aliases:
+        print(f"also known as: {', '.join(profile.aliases)}")
+    names = parameter_names(profile)
+    if names:
+        print("parameters (--param NAME=VALUE, or the environment variable shown):")
+        width = max(len(n) for n in names)
+        for name in names:
+            spec = profile.parameters.get(name)
+            notes = [spec.description] if spec and spec.description else []
+            if spec and spec.default is not None:
+                notes.append(f"default {spec.default!r}")
+            elif name in needed:
+                notes.append("needed for a run id")
+            print(f"  {name:<{width}}  {param_env(name)}  {'; '.join(notes)}".rstrip())
+    print(json.dumps(data, indent=2), flush=True)
     return 0
 
 

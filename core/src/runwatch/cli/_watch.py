@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -11,10 +12,12 @@ from pydantic import ValidationError
 from runwatch._api import BearerAuth, RunApi
 from runwatch._errors import RunwatchError
 from runwatch._policy import Policy
+from runwatch._profile import load_profile
 from runwatch._status import RunStatus
 from runwatch._waiter import wait_for_run
 from runwatch.cli._args import UsageError, parse_header, read_token
 from runwatch.cli._display import Display, pick_display
+from runwatch.cli._params import param_env, url_params
 
 __all__ = ["make_api", "make_policy", "run_watch"]
 
@@ -23,11 +26,19 @@ def make_api(args: argparse.Namespace) -> RunApi:
     """The RunApi the flags describe. The token comes from the environment only."""
     token = read_token(args.token_env)
     headers = dict(parse_header(h) for h in args.header)
-    api = RunApi(args.base_url, args.profile, auth=BearerAuth(token) if token else None, headers=headers)
+    profile = load_profile(args.profile)
     is_url = args.run.startswith(("http://", "https://"))
-    if not is_url and not args.base_url and "{base_url}" in api.profile.status_url:
-        raise UsageError(f"RUN {args.run!r} is not a URL: give --base-url, or the run's full status URL")
-    return api
+    params = url_params(profile, args.param, os.environ)
+    if not is_url:
+        if not args.base_url and "{base_url}" in profile.status_url:
+            raise UsageError(f"RUN {args.run!r} is not a URL: give --base-url, or the run's full status URL")
+        missing = [name for name in profile.required_parameters(profile.status_url) if name not in params]
+        if missing:
+            needs = ", ".join(f"--param {name}=... (or {param_env(name)})" for name in missing)
+            raise UsageError(f"profile {profile.name!r} needs {needs} to make the URL of run {args.run!r}")
+    return RunApi(
+        args.base_url, profile, auth=BearerAuth(token) if token else None, headers=headers, params=params
+    )
 
 
 def make_policy(args: argparse.Namespace) -> Policy:
