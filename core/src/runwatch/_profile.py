@@ -155,7 +155,7 @@ class ListSpec(_Spec):
 
     `url` and `body` are templates like the others; `page_limit` is the most runs one answer may hold (None:
     the vendor documents no limit); `runs` is a JMESPath to the list of runs in the answer, each shaped as one
-    run's status payload.
+    run's status payload (an expression may reshape them: `data[].{data: @}`).
     """
 
     url: str
@@ -411,7 +411,7 @@ def _check_body(body: Any) -> None:
         whole = _whole_placeholder(body)
         for name, spec in found:
             if spec and not (spec == "int" and whole == (name, spec)):
-                raise ValueError(f"{body!r}: only a whole '{{{name}:int}}' may carry a format")
+                raise ValueError(f"{body!r}: the only format is a whole '{{{name}:int}}'")
 
 
 def _json_word(value: Any) -> str:

@@ -54,6 +54,7 @@ def _show_profile(profile: Profile, as_json: bool) -> int:
     if names:
         print("parameters (--param NAME=VALUE, or the environment variable shown):")
         width = max(len(n) for n in names)
+        env_width = max(len(param_env(n)) for n in names)
         for name in names:
             spec = profile.parameters.get(name)
             notes = [spec.description] if spec and spec.description else []
@@ -61,7 +62,7 @@ def _show_profile(profile: Profile, as_json: bool) -> int:
                 notes.append(f"default {spec.default!r}")
             elif name in needed:
                 notes.append("needed for a run id")
-            print(f"  {name:<{width}}  {param_env(name)}  {'; '.join(notes)}".rstrip())
+            print(f"  {name:<{width}}  {param_env(name):<{env_width}}  {'; '.join(notes)}".rstrip())
     print(json.dumps(data, indent=2), flush=True)
     return 0
 
