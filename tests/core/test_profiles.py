@@ -237,3 +237,43 @@ def test_parse_list_reads_each_run_of_a_list_answer() -> None:
         profile.parse_list({"page": {}})
     with pytest.raises(ProfileError, match="has no \\[list_runs\\]"):
         load_profile(MINIMAL).parse_list([])
+
+
+@pytest.mark.parametrize("name", builtin_profiles())
+def test_every_builtin_declares_the_parameters_its_templates_use(name: str) -> None:
+    # So that `runwatch profiles NAME` explains each one.
+    from runwatch.cli._params import parameter_names
+
+    profile = load_profile(name)
+    assert set(parameter_names(profile)) == set(profile.parameters)
+
+
+def test_the_worked_example_in_the_docs_reads_its_sample() -> None:
+    import re
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.S)
+    example = next(text for lang, text in blocks if lang == "toml" and 'name = "batch"' in text)
+    sample = next(text for lang, text in blocks if lang == "json" and '"Partial"' in text)
+    profile = load_profile(tomllib.loads(example))
+    status = profile.parse(json.loads(sample))
+    assert (status.id, status.status, status.raw_status) == ("981", State.PARTIAL_SUCCESS, "Finished/Partial")
+    assert (
+        status.error_message == "3 of 40 files rejected"
+        and status.output_ref == "s3://batch-reports/981.html"
+    )
+    assert status.ended_at == datetime(2026, 1, 1, 10, 15, tzinfo=timezone.utc)
+    assert profile.cancel is not None and profile.render_body(profile.cancel.body, run_id="981") == {
+        "job": 981
+    }
+    assert profile.rate_limit.reset == "delta_s" and profile.required_parameters(profile.status_url) == [
+        "team"
+    ]
+    reference = next(text for lang, text in blocks if lang == "toml" and 'name = "acme-batch"' in text)
+    assert load_profile(tomllib.loads(reference)).list_runs is not None  # the format reference loads too
