@@ -124,3 +124,12 @@ def test_profiles_lists_every_builtin_with_one_line(capsys: pytest.CaptureFixtur
     assert code == 0 and len(rows) == 13
     assert rows["kubernetes-job"].startswith("Kubernetes batch/v1 Jobs")
     assert all(description.strip() for description in rows.values())
+
+
+def test_profiles_json_lines_say_what_each_profile_offers(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "profiles", "--json")
+    rows = {row["name"]: row for row in map(json.loads, out.splitlines())}
+    assert code == 0
+    assert rows["dbt-cloud"]["parameters"] == ["account_id", "job_id"]
+    assert (rows["kubernetes-job"]["cancel"], rows["kubernetes-job"]["list_runs"]) == (False, True)
+    assert rows["airflow"]["source"].startswith("Apache Airflow 3.3.2 REST API v2")

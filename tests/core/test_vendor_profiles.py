@@ -521,3 +521,16 @@ async def test_azure_monitors_send_retry_after_until_done(server: ReferenceServe
     assert (
         no_version.status_code == 400 and no_version.json()["error"]["code"] == "MissingApiVersionParameter"
     )
+
+
+async def test_an_azure_start_is_followed_through_azure_asyncoperation(server: ReferenceServer) -> None:
+    # ARM answers 202 with no body: the monitor is in Azure-AsyncOperation (preferred over Location, whose
+    # URL is the final result), and Retry-After is the first delay.
+    base_url = f"{server.url}/vendors/azure-lro"
+    start_url = f"{base_url}/resources/vm-1/start"
+    api = RunApi(base_url, "azure-lro", params={"api_version": "2024-01-01", "start_url": start_url})
+    started = await api.start_run({}, idempotency_key="k-1")
+    assert started.status_url.startswith(f"{base_url}/operations/") and started.retry_after == 1
+    assert started.status.status is Q
+    final = await wait_for_run(api, started, policy=FAST)
+    assert (final.status, final.id) == (OK, started.status_url.rsplit("/", 1)[-1].partition("?")[0])

@@ -25,10 +25,13 @@ def run_profiles(args: argparse.Namespace) -> int:
             row = {
                 "name": p.name,
                 "description": p.description,
+                "source": p.source,
                 "status_url": p.status_url,
+                "parameters": parameter_names(p),
                 "long_poll": p.long_poll is not None,
                 "start": p.start is not None,
                 "cancel": p.cancel is not None,
+                "list_runs": p.list_runs is not None,
             }
             print(json.dumps(row), flush=True)
         return 0

@@ -64,6 +64,11 @@ class Vendor:
     cancel_body: Callable[[Any, str], bool] | None = None  # does the cancel request's body name this run?
     active_words: frozenset[str] = field(default_factory=frozenset)  # the run has started (for started_at)
     retry_after_while_running: bool = False  # Azure's status monitors send Retry-After until done
+    # A start route (POST) that makes a run with `start_script` and answers (status, headers, body), given
+    # the new run's id and the vendor's base URL.
+    start_path: str | None = None
+    start_script: tuple[tuple[str, float | None], ...] = ()
+    start_answer: Callable[[str, str], tuple[int, dict[str, str], Any]] | None = None
 
 
 JSON = "application/json"
@@ -392,6 +397,19 @@ def _azure_lro(run_id: str, word: str, t: Times, opts: dict[str, Any]) -> Any:
     return payload
 
 
+def _azure_started(run_id: str, base_url: str) -> tuple[int, dict[str, str], Any]:
+    # ARM: 202, no body; Azure-AsyncOperation names the status monitor, Location the final result.
+    return (
+        202,
+        {
+            "azure-asyncoperation": f"{base_url}/operations/{run_id}?api-version=2024-01-01",
+            "location": f"{base_url}/operationresults/{run_id}?api-version=2024-01-01",
+            "retry-after": "1",
+        },
+        None,
+    )
+
+
 AZURE_LRO = Vendor(
     name="azure-lro",
     id_kind="uuid",
@@ -402,6 +420,9 @@ AZURE_LRO = Vendor(
     rate_limited=_retry_after_429,
     active_words=frozenset({"Running", "Creating", "Updating", "Deleting", "Provisioning", "Canceling"}),
     retry_after_while_running=True,
+    start_path="/resources/{name}/start",
+    start_script=(("NotStarted", 0.1), ("Running", 0.3), ("Succeeded", None)),
+    start_answer=_azure_started,
 )
 
 # ------------------------------------------------------------------------------------------------ Google LRO

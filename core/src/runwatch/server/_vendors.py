@@ -132,8 +132,10 @@ def _steps(script: Any) -> list[tuple[str, float | None]]:
 
 
 class _VendorApi:
-    def __init__(self, vendor: Vendor, store: VendorStore) -> None:
+    def __init__(self, vendor: Vendor, store: VendorStore, base_url: str | None) -> None:
         self.vendor = vendor
+        self.store = store
+        self.base_url = base_url
         self.runs = store.runs[vendor.name]
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -180,6 +182,16 @@ class _VendorApi:
             return self._error(409, f"run {run.id} has already ended")
         return Response(b"{}", 202 if self.vendor.name == "github-actions" else 200, None, JSON)
 
+    async def start(self, request: Request) -> Response:
+        vendor = self.vendor
+        assert vendor.start_answer is not None
+        run_id = self.store.new_id(vendor)
+        self.runs[run_id] = VendorRun(vendor, run_id, list(vendor.start_script), {})
+        base_url = self.base_url or str(request.base_url).rstrip("/")
+        status, headers, body = vendor.start_answer(run_id, f"{base_url}/vendors/{vendor.name}")
+        raw = b"" if body is None else _dumps(body).encode()
+        return Response(raw, status, headers, JSON if body is not None else None)
+
     async def list_runs(self, request: Request) -> Response:
         assert self.vendor.wrap_list is not None
         now = time.monotonic()
@@ -190,9 +202,11 @@ class _VendorApi:
         return Response(_dumps(self.vendor.wrap_list(items)).encode(), 200, None, JSON)
 
 
-def _routes(vendor: Vendor, store: VendorStore) -> list[BaseRoute]:
-    api = _VendorApi(vendor, store)
+def _routes(vendor: Vendor, store: VendorStore, base_url: str | None) -> list[BaseRoute]:
+    api = _VendorApi(vendor, store, base_url)
     routes: list[BaseRoute] = []
+    if vendor.start_path is not None:
+        routes.append(Route(vendor.start_path, api.start, methods=["POST"]))
     if vendor.cancel_path is not None and vendor.cancel_method is not None:
         # First: a cancel path may extend the status path (Google's `{name}:cancel`).
         routes.append(Route(vendor.cancel_path, api.cancel, methods=[vendor.cancel_method]))
@@ -224,5 +238,7 @@ def vendor_routes(store: VendorStore, base_url: str | None) -> list[BaseRoute]:
         return Response(_dumps(answer).encode(), 201, None, JSON)
 
     routes: list[BaseRoute] = [Route("/_control/vendors/{vendor}/runs", create, methods=["POST"])]
-    routes += [Mount(f"/vendors/{name}", routes=_routes(vendor, store)) for name, vendor in VENDORS.items()]
+    routes += [
+        Mount(f"/vendors/{name}", routes=_routes(vendor, store, base_url)) for name, vendor in VENDORS.items()
+    ]
     return routes
