@@ -123,3 +123,14 @@ async def test_wait_for_run_with_the_airflow_profile_waits_on_real_dag_runs(
     with pytest.raises(runwatch.RunFailed, match="failed"):
         await bad.result()
     assert [proc.returncode for proc in procs.values()] == [0, 1]  # `dags test` of a failing DAG exits 1
+    # The batch read the profile records answers both runs, in the shape the profile reads.
+    profile = runwatch.load_profile("airflow")
+    assert profile.list_runs is not None
+    values = {"base_url": airflow.url, "dag_id": "rw_cross_ok"}
+    body = profile.render_body(profile.list_runs.body, **values)
+    body["dag_ids"].append("rw_cross_bad")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        answer = await client.post(profile.url(profile.list_runs.url, **values), json=body)
+    assert answer.status_code == 200
+    listed = {status.id: status.status for status in profile.parse_list(answer.json())}
+    assert listed[run_id] is runwatch.State.SUCCEEDED and sorted(listed.values()) == ["FAILED", "SUCCEEDED"]
