@@ -5,19 +5,30 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urljoin
+from typing import Any, Literal
+from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity import AsyncRetrying, retry_if_exception_type
 
-from runwatch._errors import AccessDenied, BadStatusPayload, ProfileError, RunNotFound, RunwatchError
-from runwatch._http import Response, TransientError, lease, retry_after
+from runwatch._clock import SYSTEM_CLOCK, Clock
+from runwatch._errors import (
+    AccessDenied,
+    BadStatusPayload,
+    ConfigurationError,
+    ProfileError,
+    RunNotFound,
+    RunwatchError,
+)
+from runwatch._http import DEFAULT_TRANSPORT, MAX_BODY, Origin, lease, retry_after
 from runwatch._profile import Profile, load_profile
 from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._transport import Response, TransientError, Transport
+from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
 
 __all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun"]
@@ -92,7 +103,15 @@ class StartedRun:
 
 
 class RunApi:
-    """How to reach one run API. Holds no socket: requests share the loop's pool for the origin."""
+    """How to reach one run API. Holds no socket: requests share the loop's pool for the origin.
+
+    Credentials (`auth`, or `user:password@` in `base_url`, which becomes Basic auth and is never shown)
+    are sent only to the origin of `base_url`. A run URL on another origin is refused with
+    `ConfigurationError`, or read without credentials when `other_origins="anonymous"`. `max_body` caps
+    every answer's body, in bytes (a larger one is a retriable `BodyTooLarge`). `verify` is True, False, or
+    the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
+    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests).
+    """
 
     def __init__(
         self,
@@ -104,19 +123,31 @@ class RunApi:
         params: Mapping[str, str] | None = None,
         verify: bool | str = True,
         max_connections: int = 100,
+        max_body: int = MAX_BODY,
+        other_origins: Literal["refuse", "anonymous"] = "refuse",
+        transport: Transport | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
+        userinfo = None
+        if base_url:
+            base_url, userinfo = split_userinfo(base_url.rstrip("/"))
+            _check_url(base_url, "base_url")
+        self.base_url = base_url or None
+        self.origin = origin_of(base_url) if base_url else None
         self.profile = load_profile(profile)
-        self.auth = auth
+        self.auth = auth if auth is not None or userinfo is None else BasicAuth(*userinfo)
         self.headers = dict(headers or {})
         self.params = dict(params or {})
         self.verify = verify
         self.max_connections = max_connections
-        self.requests = 0  # HTTP requests sent on behalf of this API, retries and polls included
+        self.max_body = max_body
+        self.other_origins = other_origins
+        self.transport = transport or DEFAULT_TRANSPORT
+        self.clock = clock or SYSTEM_CLOCK
+        self._anonymous = {"Accept": "application/json", **self.headers}
         self._request_headers = {
-            "Accept": "application/json",
-            **self.headers,
-            **(auth.headers(self.profile) if auth else {}),
+            **self._anonymous,
+            **(self.auth.headers(self.profile) if self.auth else {}),
         }
 
     def __repr__(self) -> str:
@@ -130,6 +161,8 @@ class RunApi:
             "headers": self.headers,
             "params": self.params,
             "verify": self.verify,
+            "max_body": self.max_body,
+            "other_origins": self.other_origins,
         }
 
     @classmethod
@@ -137,10 +170,40 @@ class RunApi:
         return cls(auth=auth, **data)
 
     def status_url(self, run: str) -> str:
-        """The URL of a run: `run` itself when it is a URL, else the profile's template."""
+        """The URL of a run: `run` itself when it is a URL, else the profile's template.
+
+        Raises `ConfigurationError` for a URL that holds credentials (give them as `auth`).
+        """
         if run.startswith(("http://", "https://")):
-            return run
+            clean, userinfo = split_userinfo(run)
+            if userinfo is not None:
+                raise ConfigurationError(
+                    f"the run URL {redact(run)} holds credentials: give them as RunApi(auth=...) instead"
+                )
+            _check_url(clean, "the run URL")
+            return clean
         return self._url(self.profile.status_url, run_id=quote(run, safe=""))
+
+    def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers of a request to `url`: credentials only on the API's own origin.
+
+        Raises `ConfigurationError` for a URL on another origin, unless `other_origins="anonymous"`.
+        """
+        if self.auth is None:
+            return {**self._anonymous, **extra} if extra else self._anonymous
+        if self.origin is None:
+            raise ConfigurationError(
+                f"credentials are sent only to the origin of the API's base URL, and none is set: give "
+                f"base_url (the origin of {redact(url)}, say)"
+            )
+        if origin_of(url) == self.origin:
+            return self.request_headers(extra)
+        if self.other_origins == "anonymous":
+            return {**self._anonymous, **extra} if extra else self._anonymous
+        raise ConfigurationError(
+            f"{redact(url)} is not on {self.origin}, the origin the credentials are for: runwatch does not "
+            "send them elsewhere (RunApi(other_origins='anonymous') reads such URLs without credentials)"
+        )
 
     def _url(self, template: str, **values: str) -> str:
         if "{base_url}" in template and not self.base_url:
@@ -150,23 +213,64 @@ class RunApi:
     def request_headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**self._request_headers, **extra} if extra else self._request_headers
 
-    def read_status(self, response: Response, url: str, run_id: str | None = None) -> RunStatus:
-        """Turn one answer to a status request into a RunStatus, or the error it means."""
+    def read_status(
+        self, response: Response, url: str, run_id: str | None = None, dropped: list[str] | None = None
+    ) -> RunStatus:
+        """Turn one answer to a status request into a RunStatus, or the error it means.
+
+        Auxiliary fields that do not parse are left out and named in `dropped` (see `Profile.parse`).
+        """
         self.check(response, url)
         try:
             payload = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadStatusPayload(f"GET {url}: the body is not JSON") from None
-        return self.profile.parse(payload, run_id=run_id, etag=response.headers.get("etag"), url=url)
+        return self.profile.parse(
+            payload, run_id=run_id, etag=response.headers.get("etag"), url=url, dropped=dropped
+        )
 
     def check(self, response: Response, url: str) -> None:
         """Raise the error a non-success answer means."""
-        if response.status in self.profile.not_found:
-            raise RunNotFound(f"no such run at {url} (HTTP {response.status})")
-        if response.status in self.profile.denied:
-            raise AccessDenied(f"access denied to {url} (HTTP {response.status})")
-        if not 200 <= response.status < 300:
-            raise RunwatchError(f"{url}: unexpected HTTP {response.status}")
+        status = response.status
+        if status in self.profile.not_found:
+            raise RunNotFound(f"no such run at {url} (HTTP {status})")
+        if status in self.profile.denied:
+            raise AccessDenied(f"access denied to {url} (HTTP {status})")
+        if 300 <= status < 400 and "location" in response.headers:
+            target = redact(urljoin(url, response.headers["location"]))
+            raise ConfigurationError(
+                f"{url} redirects (HTTP {status}) to {target}, on another origin: runwatch does not follow "
+                "it with the API's credentials; watch the new URL with an API for that origin"
+            )
+        if not 200 <= status < 300:
+            raise RunwatchError(f"{url}: unexpected HTTP {status}")
+
+    def lease(self, url: str) -> AbstractAsyncContextManager[Origin]:
+        """The loop's shared pool for `url`'s origin, on this API's transport and clock."""
+        return lease(url, self.verify, self.max_connections, self.transport, self.clock)
+
+    async def send(
+        self,
+        origin: Origin,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json: Any = None,
+        timeout: float,
+        deadline: float | None = None,
+    ) -> Response:
+        """One request on `origin` with this API's limits (rate-limit rules, body cap)."""
+        return await origin.request(
+            method,
+            url,
+            headers=headers,
+            json=json,
+            timeout=timeout,
+            deadline=deadline,
+            rate_limit=self.profile.rate_limit,
+            max_body=self.max_body,
+        )
 
     async def get_status(
         self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0
@@ -201,7 +305,11 @@ class RunApi:
         except ValueError:
             raise BadStatusPayload(f"{spec.method} {url}: the body is not JSON") from None
         status_url = next(
-            (urljoin(url, response.headers[h]) for h in spec.status_url_headers if h in response.headers),
+            (
+                split_userinfo(urljoin(url, response.headers[h]))[0]
+                for h in spec.status_url_headers
+                if h in response.headers
+            ),
             None,
         )
         run_id = jmespath.search(spec.run_id, payload)
@@ -236,16 +344,32 @@ class RunApi:
         retry_for: float,
         request_timeout: float,
     ) -> Response:
-        async with lease(url, self.verify, self.max_connections) as origin:
+        request_headers = self.headers_for(url, headers)
+        clock = self.clock
+        begun = clock.monotonic()
+        deadline = clock.time() + retry_for + request_timeout
+        async with self.lease(url) as origin:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientError),
                 wait=wait_server_hint(1.0, 30.0),
-                stop=stop_after_delay(retry_for),
+                stop=lambda _: clock.monotonic() - begun >= retry_for,
+                sleep=clock.sleep,
                 reraise=True,
             ):
                 with attempt:
-                    self.requests += 1
-                    return await origin.request(
-                        method, url, headers=self.request_headers(headers), json=body, timeout=request_timeout
+                    return await self.send(
+                        origin,
+                        method,
+                        url,
+                        headers=request_headers,
+                        json=body,
+                        timeout=request_timeout,
+                        deadline=deadline,
                     )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_url(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{what} {redact(url)!r} is not an http(s) URL with a host")

@@ -92,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The `runwatch` parser with its four subcommands."""
     parser = _Parser(
         prog="runwatch",
-        description="Watch remote runs until they end. Exit codes: 0 succeeded, 1 failed, 2 cancelled, "
-        "3 timed out remotely, 4 partial success, 5 our deadline passed, 6 lost (heartbeat), "
-        "7 status unavailable, 64 usage error or bad profile, 130 interrupted.",
+        description="Watch remote runs until they end. Exit codes: 0 succeeded, 1 failed (the run, and "
+        "nothing else), 2 cancelled, 3 timed out remotely, 4 partial success, 5 our deadline passed, "
+        "6 lost (heartbeat), 7 status unavailable (unreadable: rate limits, errors, bodies that do not "
+        "parse), 8 no such run, 9 access denied, 10 illegal transition (--on-illegal raise), 64 usage "
+        "error, bad profile or configuration, 70 an unexpected answer or internal error, 130 interrupted.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     common = _Parser(add_help=False)
@@ -156,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("succeed", "fail", "partial"),
         default="partial",
         help="PARTIAL_SUCCESS exits 0, 1 or 4 (default: partial, exit 4)",
+    )
+    watch.add_argument(
+        "--on-illegal",
+        choices=("ignore", "raise"),
+        default="ignore",
+        help="a move the state machine forbids (FAILED -> RUNNING) is logged and ignored, or exits 10",
+    )
+    watch.add_argument(
+        "--ca-bundle", metavar="FILE", help="verify the API's TLS certificate with this CA bundle (PEM)"
     )
     watch.add_argument("--json", action="store_true", help="one JSON status per change on stdout")
 

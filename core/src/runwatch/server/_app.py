@@ -250,26 +250,25 @@ class _Api:
         return Response(snap.body, 200, extra, JSON)
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
-        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes.
+        """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
+        `wait` passes. A client whose ETag is already out of date is answered at once.
 
         Without If-None-Match, a terminal run answers at once: there is nothing left to wait for.
         """
         if if_none_match is None and snap.terminal:
             return snap
+        if if_none_match is not None and not _etag_matches(if_none_match, snap.etag):
+            return snap
         store = self.store
         deadline = time.monotonic() + wait
-        baseline = snap.version
-        while True:
-            if if_none_match is not None:
-                if not _etag_matches(if_none_match, snap.etag):
-                    return snap
-            elif snap.version != baseline:
-                return snap
+        baseline = snap.news
+        while snap.news == baseline:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or store.closing:
                 return snap
             await run.wait_change(remaining)
             snap = run.view(time.monotonic())
+        return snap
 
     def _fault_response(
         self,
