@@ -99,10 +99,12 @@ def test_profiles_name_shows_one_whole_with_its_parameters(capsys: pytest.Captur
     head, _, rest = out.partition("{")
     assert head.splitlines()[0].startswith("github-actions: GitHub Actions workflow runs")
     assert "source: GitHub REST API 2022-11-28" in head and "also known as: github_actions" in head
+    rows = [" ".join(line.split()) for line in head.splitlines()]
     assert (
-        "  owner  RUNWATCH_PARAM_OWNER  the repository's owner (user or organization); needed for a run id"
-        in head
+        "owner RUNWATCH_PARAM_OWNER the repository's owner (user or organization); needed for a run id"
+        in rows
     )
+    assert "workflow RUNWATCH_PARAM_WORKFLOW the workflow's file name or id, for start_run" in rows
     assert load_profile(json.loads("{" + rest)) == load_profile("github-actions")
     code, out, _ = run_cli(capsys, "profiles", "google-lro", "--json")
     shown = load_profile(json.loads(out))

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from runwatch import (
+    BadStatusPayload,
     Hooks,
     Policy,
     ProfileError,
@@ -538,3 +539,16 @@ async def test_an_azure_start_is_followed_through_azure_asyncoperation(server: R
     assert started.status.status is Q
     final = await wait_for_run(api, started, policy=FAST)
     assert (final.status, final.id) == (OK, started.status_url.rsplit("/", 1)[-1].partition("?")[0])
+
+
+async def test_a_github_dispatch_that_asks_for_its_run_is_followed(server: ReferenceServer) -> None:
+    base_url = f"{server.url}/vendors/github-actions"
+    params = {"owner": "octo", "repo": "repo", "workflow": "ci.yml"}
+    api = RunApi(base_url, "github-actions", params=params)
+    started = await api.start_run({"ref": "main", "return_run_details": True})
+    assert started.status_url == f"{base_url}/repos/octo/repo/actions/runs/{started.id}"
+    final = await wait_for_run(api, started, policy=FAST)
+    assert (final.status, final.raw_status) == (OK, "completed/success")
+    # Without return_run_details GitHub answers 204 and no run: a clear error, not a guess.
+    with pytest.raises(BadStatusPayload, match="no run id at 'workflow_run_id'"):
+        await api.start_run({"ref": "main"})

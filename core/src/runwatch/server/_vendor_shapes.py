@@ -65,10 +65,10 @@ class Vendor:
     active_words: frozenset[str] = field(default_factory=frozenset)  # the run has started (for started_at)
     retry_after_while_running: bool = False  # Azure's status monitors send Retry-After until done
     # A start route (POST) that makes a run with `start_script` and answers (status, headers, body), given
-    # the new run's id and the vendor's base URL.
+    # the new run's id, the vendor's base URL and the request's JSON body.
     start_path: str | None = None
     start_script: tuple[tuple[str, float | None], ...] = ()
-    start_answer: Callable[[str, str], tuple[int, dict[str, str], Any]] | None = None
+    start_answer: Callable[[str, str, Any], tuple[int, dict[str, str], Any]] | None = None
 
 
 JSON = "application/json"
@@ -115,6 +115,21 @@ def _github_limited(now: float) -> tuple[int, dict[str, str]]:
     }
 
 
+def _github_dispatched(run_id: str, base_url: str, body: Any) -> tuple[int, dict[str, str], Any]:
+    # A workflow dispatch answers 204 and nothing else, unless asked for the run (since February 2026).
+    if not (isinstance(body, dict) and body.get("return_run_details") is True):
+        return 204, {}, None
+    return (
+        200,
+        {},
+        {
+            "workflow_run_id": int(run_id),
+            "run_url": f"{base_url}/repos/octo/repo/actions/runs/{run_id}",
+            "html_url": f"https://github.com/octo/repo/actions/runs/{run_id}",
+        },
+    )
+
+
 GITHUB = Vendor(
     name="github-actions",
     id_kind="int",
@@ -136,6 +151,9 @@ GITHUB = Vendor(
     cancel_path="/repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
     cancel_to=("completed/cancelled",),
     active_words=frozenset({"in_progress", "waiting"}),
+    start_path="/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches",
+    start_script=(("queued", 0.1), ("in_progress", 0.3), ("completed/success", None)),
+    start_answer=_github_dispatched,
 )
 
 # ------------------------------------------------------------------------------------------------ Databricks
@@ -397,7 +415,7 @@ def _azure_lro(run_id: str, word: str, t: Times, opts: dict[str, Any]) -> Any:
     return payload
 
 
-def _azure_started(run_id: str, base_url: str) -> tuple[int, dict[str, str], Any]:
+def _azure_started(run_id: str, base_url: str, body: Any) -> tuple[int, dict[str, str], Any]:
     # ARM: 202, no body; Azure-AsyncOperation names the status monitor, Location the final result.
     return (
         202,

@@ -185,12 +185,17 @@ class _VendorApi:
     async def start(self, request: Request) -> Response:
         vendor = self.vendor
         assert vendor.start_answer is not None
+        raw = await request.body()
+        try:
+            given = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return self._error(400, "the body is not JSON")
         run_id = self.store.new_id(vendor)
         self.runs[run_id] = VendorRun(vendor, run_id, list(vendor.start_script), {})
         base_url = self.base_url or str(request.base_url).rstrip("/")
-        status, headers, body = vendor.start_answer(run_id, f"{base_url}/vendors/{vendor.name}")
-        raw = b"" if body is None else _dumps(body).encode()
-        return Response(raw, status, headers, JSON if body is not None else None)
+        status, headers, body = vendor.start_answer(run_id, f"{base_url}/vendors/{vendor.name}", given)
+        answer = b"" if body is None else _dumps(body).encode()
+        return Response(answer, status, headers, JSON if body is not None else None)
 
     async def list_runs(self, request: Request) -> Response:
         assert self.vendor.wrap_list is not None
