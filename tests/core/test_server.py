@@ -800,6 +800,7 @@ async def test_reset_forgets_everything(
         "requests_total": 0,
         "connections": 0,
         "runs": {},
+        "tokens": {"issued": 0, "expired_seen": 0},
         "webhooks": {"subscriptions": 0, "sent": 0, "failed": 0},
     }
     assert (await call(http, "GET", run["url"]))[0] == 404

@@ -1,7 +1,18 @@
 """runwatch: wait for remote runs the right way."""
 
 from runwatch import webhooks
-from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, StartedRun
+from runwatch._api import RunApi, StartedRun
+from runwatch._auth import (
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    ClientCredentials,
+    HeaderAuth,
+    Token,
+    TokenAuth,
+    TokenFunction,
+    TokenProvider,
+)
 from runwatch._clock import Clock
 from runwatch._errors import (
     AccessDenied,
@@ -51,6 +62,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "BodyTooLarge",
+    "ClientCredentials",
     "Clock",
     "ConfigurationError",
     "HeaderAuth",
@@ -80,6 +92,10 @@ __all__ = [
     "StartedRun",
     "State",
     "StatusUnavailable",
+    "Token",
+    "TokenAuth",
+    "TokenFunction",
+    "TokenProvider",
     "TransientError",
     "Transport",
     "Verdict",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -12,8 +11,9 @@ from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
-from tenacity import AsyncRetrying, retry_if_exception_type
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from runwatch._auth import Auth, BasicAuth, TokenAuth
 from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import (
     AccessDenied,
@@ -27,49 +27,12 @@ from runwatch._http import DEFAULT_TRANSPORT, MAX_BODY, Origin, lease, retry_aft
 from runwatch._profile import Profile, load_profile
 from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._trace import trace_headers
 from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
 
-__all__ = ["Auth", "BasicAuth", "BearerAuth", "HeaderAuth", "RunApi", "StartedRun"]
-
-
-class Auth:
-    """Credentials. Their repr never shows the secret."""
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(***)"
-
-
-class BearerAuth(Auth):
-    """`Authorization: <profile's scheme> <token>` (the scheme is `Bearer` unless the profile says else)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {"Authorization": f"{profile.auth_scheme} {self._token}"}
-
-
-class BasicAuth(Auth):
-    def __init__(self, username: str, password: str) -> None:
-        self._value = base64.b64encode(f"{username}:{password}".encode()).decode()
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {"Authorization": f"Basic {self._value}"}
-
-
-class HeaderAuth(Auth):
-    """An API key in a header of its own (`X-Api-Key: ...`)."""
-
-    def __init__(self, header: str, value: str) -> None:
-        self._header, self._value = header, value
-
-    def headers(self, profile: Profile) -> dict[str, str]:
-        return {self._header: self._value}
+__all__ = ["RunApi", "StartedRun"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +73,9 @@ class RunApi:
     `ConfigurationError`, or read without credentials when `other_origins="anonymous"`. `max_body` caps
     every answer's body, in bytes (a larger one is a retriable `BodyTooLarge`). `verify` is True, False, or
     the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
-    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests).
+    `MockTransport`); `clock` is the time the engine waits by (a fake one in tests). `product` names the
+    integration in the `User-Agent` after runwatch's own (`runwatch/0.1.0 runwatch-airflow/0.1.0`, RFC 9110
+    §10.1.5), so API owners can see who polls them.
     """
 
     def __init__(
@@ -127,6 +92,7 @@ class RunApi:
         other_origins: Literal["refuse", "anonymous"] = "refuse",
         transport: Transport | None = None,
         clock: Clock | None = None,
+        product: str | None = None,
     ) -> None:
         userinfo = None
         if base_url:
@@ -144,7 +110,11 @@ class RunApi:
         self.other_origins = other_origins
         self.transport = transport or DEFAULT_TRANSPORT
         self.clock = clock or SYSTEM_CLOCK
-        self._anonymous = {"Accept": "application/json", **self.headers}
+        from runwatch import __version__  # the package is imported whole by the time an API is made
+
+        agent = f"runwatch/{__version__}" + (f" {product}" if product else "")
+        self.product = product
+        self._anonymous = {"Accept": "application/json", "User-Agent": agent, **self.headers}
         self._request_headers = {
             **self._anonymous,
             **(self.auth.headers(self.profile) if self.auth else {}),
@@ -163,6 +133,7 @@ class RunApi:
             "verify": self.verify,
             "max_body": self.max_body,
             "other_origins": self.other_origins,
+            "product": self.product,
         }
 
     @classmethod
@@ -260,7 +231,34 @@ class RunApi:
         timeout: float,
         deadline: float | None = None,
     ) -> Response:
-        """One request on `origin` with this API's limits (rate-limit rules, body cap)."""
+        """One request on `origin` with this API's limits (rate-limit rules, body cap).
+
+        With a `TokenAuth`, the token goes with requests to the API's own origin, and a 401 is answered once
+        with a fresh token (a second 401 stands).
+        """
+        auth = self.auth
+        if not isinstance(auth, TokenAuth) or origin.origin != self.origin:
+            return await self._request(origin, method, url, headers, json, timeout, deadline)
+        for attempt in (1, 2):
+            authorization = await auth.authorization(self)
+            response = await self._request(
+                origin, method, url, {**headers, "Authorization": authorization}, json, timeout, deadline
+            )
+            if response.status != 401 or attempt == 2:
+                return response
+            auth.refused(authorization)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self,
+        origin: Origin,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: Any,
+        timeout: float,
+        deadline: float | None,
+    ) -> Response:
         return await origin.request(
             method,
             url,
@@ -271,6 +269,22 @@ class RunApi:
             rate_limit=self.profile.rate_limit,
             max_body=self.max_body,
         )
+
+    async def post_form(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """POST a form (a token request) on this API's transport; a transient failure is tried 3 times."""
+        async with self.lease(url) as origin:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_server_hint(0.5, 5.0),
+                stop=stop_after_attempt(3),
+                sleep=self.clock.sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return await origin.request(
+                        "POST", url, headers=headers, data=body, timeout=30.0, max_body=self.max_body
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_status(
         self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0
@@ -287,16 +301,20 @@ class RunApi:
         idempotency_key: str | None = None,
         retry_for: float = 60.0,
         request_timeout: float = 30.0,
+        trace: Mapping[str, str] | None = None,
     ) -> StartedRun:
-        """Start a run. With an idempotency key, a retried start returns the same run, never a second one."""
+        """Start a run. With an idempotency key, a retried start returns the same run, never a second one.
+
+        `trace` is a W3C Trace Context carrier sent along (see `watch_run`).
+        """
         spec = self.profile.start
         if spec is None:
             raise ProfileError(f"profile {self.profile.name!r} has no [start] section")
         if idempotency_key is None and retry_for > 0:
             retry_for = 0.0  # without a key, a retry could start a second run
-        headers = (
-            {spec.idempotency_header: idempotency_key} if spec.idempotency_header and idempotency_key else {}
-        )
+        headers = trace_headers(trace)
+        if spec.idempotency_header and idempotency_key:
+            headers[spec.idempotency_header] = idempotency_key
         url = self._url(spec.url)
         response = await self._send(spec.method, url, dict(body or {}), headers, retry_for, request_timeout)
         self.check(response, url)
@@ -324,14 +342,21 @@ class RunApi:
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
         return StartedRun(status, status_url, retry_after(response.headers), replayed)
 
-    async def cancel_run(self, run: str, *, retry_for: float = 60.0, request_timeout: float = 30.0) -> None:
+    async def cancel_run(
+        self,
+        run: str,
+        *,
+        retry_for: float = 60.0,
+        request_timeout: float = 30.0,
+        trace: Mapping[str, str] | None = None,
+    ) -> None:
         """Ask the remote to cancel a run. A run that already ended is not an error."""
         spec = self.profile.cancel
         if spec is None:
             raise ProfileError(f"profile {self.profile.name!r} has no [cancel] section")
         url = self._url(spec.url, run_id=quote(run, safe=""))
         body = None if spec.body is None else self.profile.render_body(spec.body, **self.params, run_id=run)
-        response = await self._send(spec.method, url, body, {}, retry_for, request_timeout)
+        response = await self._send(spec.method, url, body, trace_headers(trace), retry_for, request_timeout)
         if response.status != 409:  # 409: already terminal
             self.check(response, url)
 

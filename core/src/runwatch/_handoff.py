@@ -112,7 +112,8 @@ class WaitSpec(_Data):
     (an Airflow connection id, a Prefect block id), never a secret; `profile` overrides the API's profile;
     `started` is `StartedRun.to_dict()` when the run was just started by us (a 404 is then tolerated for the
     policy's grace, and the start's `Retry-After` is honoured); `policy` is `Policy.to_dict()`; `deadline`
-    is absolute, in UNIX seconds, so it survives a hand-over or a restart unchanged.
+    is absolute, in UNIX seconds, so it survives a hand-over or a restart unchanged; `trace` is the W3C Trace
+    Context carrier of the task or flow run that waits (`traceparent`, `tracestate`).
     """
 
     run: str
@@ -121,6 +122,7 @@ class WaitSpec(_Data):
     started: dict[str, Any] | None = None
     policy: dict[str, Any] = {}
     deadline: float | None = None
+    trace: dict[str, str] | None = None
 
     def target(self) -> str | StartedRun:
         return StartedRun.from_dict(self.started) if self.started else self.run
@@ -183,7 +185,12 @@ async def wait_result(api: RunApi, spec: WaitSpec, *, hooks: Hooks = NO_HOOKS) -
 
     try:
         status = await wait_for_run(
-            api, spec.target(), policy=policy, deadline=spec.deadline, hooks=replace(hooks, on_change=seen)
+            api,
+            spec.target(),
+            policy=policy,
+            deadline=spec.deadline,
+            hooks=replace(hooks, on_change=seen),
+            trace=spec.trace,
         )
     except RunwatchError as exc:
         return WaitResult.of_error(exc, last[0] if last else None)

@@ -68,6 +68,7 @@ class Origin:
         *,
         headers: Mapping[str, str],
         json: Any = None,
+        data: bytes | None = None,
         timeout: float,
         deadline: float | None = None,
         rate_limit: RateLimitSpec = _DEFAULT_RATE_LIMIT,
@@ -85,7 +86,7 @@ class Origin:
                 if deadline is not None:
                     timeout = min(timeout, max(0.001, deadline - self.clock.time()))
                 response = await self.channel.send(
-                    Request(method, url, headers, json), timeout=timeout, max_body=max_body
+                    Request(method, url, headers, json, data), timeout=timeout, max_body=max_body
                 )
             finally:
                 self.slots.release()

@@ -70,6 +70,7 @@ class Request:
     url: str
     headers: Mapping[str, str]
     json: Any = None
+    data: bytes | None = None  # a body already encoded (a form), instead of `json`
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,7 @@ class _AiohttpChannel(Channel):
                 request.url,
                 headers=request.headers,
                 json=request.json,
+                data=request.data,
                 timeout=_timeout(timeout),
                 allow_redirects=False,
             ) as resp:
@@ -231,6 +233,7 @@ class _HttpxChannel(Channel):
                 request.url,
                 headers=request.headers,
                 json=request.json,
+                content=request.data,
                 timeout=timeout,
                 follow_redirects=False,
             ) as resp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runwatch._api import RunApi, StartedRun
@@ -15,7 +15,9 @@ from runwatch._machine import Verdict
 from runwatch._policy import Policy
 from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._trace import WaitTrace
 from runwatch._transport import TransientError
+from runwatch._urls import redact
 from runwatch._watch import NEWS, Watch
 
 if TYPE_CHECKING:
@@ -34,12 +36,14 @@ async def watch_run(
     deadline: float | None = None,
     inbox: WebhookInbox | None = None,
     hooks: Hooks = NO_HOOKS,
+    trace: Mapping[str, str] | None = None,
 ) -> AsyncIterator[RunStatus]:
     """Each change of a run as it is observed, the last one terminal.
 
     A change is news about the run: its state, what decides its outcome, or its progress; a heartbeat alone
     is not one. `run` is a run id, a status URL or a `StartedRun`; `deadline` is absolute, in UNIX seconds
-    (default: now + `policy.timeout`); `hooks` are told what happens as it happens.
+    (default: now + `policy.timeout`); `hooks` are told what happens as it happens; `trace` is a W3C Trace
+    Context carrier (`{"traceparent": ..., "tracestate": ...}`) whose headers every request carries.
     Raises only when the run cannot be watched to its end: WaitTimeout, RunLost, StatusUnavailable,
     BadStatusPayload, IllegalTransition (by policy), RunNotFound, AccessDenied, ProfileError,
     ConfigurationError.
@@ -67,6 +71,9 @@ async def watch_run(
         return verdict
 
     async with api.lease(watch.url) as origin:
+        tracing = WaitTrace(trace, redact(watch.url))
+        if tracing.headers:
+            watch.headers = {**watch.headers, **tracing.headers}
         try:
             if watch.started and watch.started.retry_after:
                 await sleep(watch.bound(watch.started.retry_after))
@@ -78,6 +85,7 @@ async def watch_run(
                     await sleep(watch.bound(pause))
                     continue
                 ask = watch.ask()
+                tracing.requests += 1
                 if hooks.on_request is not None:
                     hooks.on_request("GET", ask.url)
                 sent = clock.monotonic()
@@ -103,10 +111,12 @@ async def watch_run(
                     watch.nothing_new()
                 elif verdict in NEWS:
                     assert status is not None
+                    tracing.changed(status.id, status.status.value)
                     await news(status)
                     yield status
                 last = watch.last
                 if last is not None and last.is_terminal:
+                    tracing.finish(last.status.value)
                     return
                 watch.check_heartbeat()
                 if inbox is not None and mailbox is None and last is not None:
@@ -122,10 +132,15 @@ async def watch_run(
                 while (left := poll_at - clock.monotonic()) > 0:
                     for pushed, delivery_id in await mailbox.wait(left):
                         if verdict_of(pushed, delivery_id) in NEWS:
+                            tracing.changed(pushed.id, pushed.status.value)
                             await news(pushed)
                             yield pushed
                             if pushed.is_terminal:
+                                tracing.finish(pushed.status.value)
                                 return
+        except BaseException as exc:
+            tracing.finish(type(exc).__name__)
+            raise
         finally:
             if mailbox is not None and inbox is not None:
                 inbox.unsubscribe(mailbox)
@@ -161,6 +176,7 @@ async def wait_for_run(
     deadline: float | None = None,
     inbox: WebhookInbox | None = None,
     hooks: Hooks = NO_HOOKS,
+    trace: Mapping[str, str] | None = None,
 ) -> RunStatus:
     """Wait until the run ends; return its terminal status if it succeeded, else raise the typed outcome.
 
@@ -168,7 +184,9 @@ async def wait_for_run(
     RunCancelled, RunTimedOut, RunPartiallySucceeded) once it ends.
     """
     last: RunStatus | None = None
-    async for status in watch_run(api, run, policy=policy, deadline=deadline, inbox=inbox, hooks=hooks):
+    async for status in watch_run(
+        api, run, policy=policy, deadline=deadline, inbox=inbox, hooks=hooks, trace=trace
+    ):
         last = status
     assert last is not None  # watch_run ends only on a terminal status
     return outcome(last, policy)
@@ -181,9 +199,10 @@ def wait_for_run_sync(
     policy: Policy | None = None,
     deadline: float | None = None,
     hooks: Hooks = NO_HOOKS,
+    trace: Mapping[str, str] | None = None,
 ) -> RunStatus:
     """The blocking twin of `wait_for_run`, for sync callers (an Airflow poke, a script)."""
-    return run_sync(wait_for_run(api, run, policy=policy, deadline=deadline, hooks=hooks))
+    return run_sync(wait_for_run(api, run, policy=policy, deadline=deadline, hooks=hooks, trace=trace))
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

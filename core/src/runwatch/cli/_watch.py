@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runwatch._api import Auth, BasicAuth, BearerAuth, RunApi
+from runwatch._api import RunApi
+from runwatch._auth import Auth, BasicAuth, BearerAuth
 from runwatch._errors import RunwatchError
 from runwatch._hooks import Hooks
 from runwatch._policy import Policy

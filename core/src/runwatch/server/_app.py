@@ -129,7 +129,8 @@ class _Gate:
             client = scope.get("client")
             if client:
                 store.clients.add(tuple(client))
-        if self.expected is not None and not self._authorized(scope):
+        guarded = self.expected is not None or store.tokens is not None
+        if guarded and scope["path"] != "/oauth/token" and not self._authorized(scope):
             response = _error(
                 401, "missing or invalid bearer token", {"www-authenticate": 'Bearer realm="runwatch"'}
             )
@@ -138,11 +139,16 @@ class _Gate:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        assert self.expected is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+                if scheme.lower() != b"bearer":
+                    return False
+                credentials = credentials.strip()
+                if self.expected is not None and hmac.compare_digest(credentials, self.expected):
+                    return True
+                tokens = self.store.tokens
+                return tokens is not None and tokens.valid(credentials)
         return False
 
 
@@ -295,6 +301,16 @@ class _Api:
             return _json(200, {"id": run.id, "state": "who knows", "version": "seven"}, headers)
         return Response(b"<html><body>200 OK, or so they say</body></html>", 200, headers, JSON)
 
+    async def issue_token(self, request: Request) -> Response:
+        issuer = self.store.tokens
+        if issuer is None:
+            return _error(404, "this server issues no tokens (start it with client_credentials)")
+        counted = request.headers.get("x-runwatch-helper") != "1"
+        status, body = issuer.issue(
+            await request.body(), request.headers.get("authorization"), counted=counted
+        )
+        return _json(status, body, {"cache-control": "no-store"})
+
     async def cancel_run(self, request: Request) -> Response:
         run = self.store.runs.get(request.path_params["run_id"])
         if run is None:
@@ -374,6 +390,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
         Route("/runs", api.create_run, methods=["POST"]),
         Route("/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
+        Route("/oauth/token", api.issue_token, methods=["POST"]),
         Route("/webhooks", api.subscribe, methods=["POST"]),
         Route("/webhooks/{sub_id}", api.unsubscribe, methods=["DELETE"]),
         Route("/_control/stats", api.stats, methods=["GET"]),
