@@ -44,6 +44,7 @@ class OddApi:
             ]
         )
         self.elsewhere = ""  # a URL on another origin, for /away
+        self.ends: float | None = None  # when the /noetag run ends, in app age
 
     def _seen(self, request: Request) -> None:
         self.hits[request.url.path] += 1
@@ -53,13 +54,15 @@ class OddApi:
         return time.monotonic() - self.born
 
     async def no_etag(self, request: Request) -> Response:
-        """RUNNING for 1.5 s after the app starts, then SUCCEEDED; `?wait=S` holds until a change. No ETag."""
+        """RUNNING for 1.5 s after the first request, then SUCCEEDED (at `self.ends`, app age); `?wait=S` holds
+        until a change. No ETag."""
         self._seen(request)
-        ends = 1.5
+        if self.ends is None:
+            self.ends = self.age() + 1.5
         wait = float(request.query_params.get("wait", 0))
-        if wait and self.age() < ends:
-            await asyncio.sleep(min(wait, ends - self.age()))
-        status = "SUCCEEDED" if self.age() >= ends else "RUNNING"
+        if wait and self.age() < self.ends:
+            await asyncio.sleep(min(wait, self.ends - self.age()))
+        status = "SUCCEEDED" if self.age() >= self.ends else "RUNNING"
         return JSONResponse({"id": request.path_params["run"], "status": status})
 
     async def limited(self, request: Request) -> Response:

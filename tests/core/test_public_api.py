@@ -13,12 +13,12 @@ PUBLIC = {
     "State", "Phase", "RunStatus", "Progress", "RunError", "RunMachine", "Verdict", "Anomaly",
     # APIs, profiles, credentials, transports
     "RunApi", "StartedRun", "Auth", "BearerAuth", "BasicAuth", "HeaderAuth", "Profile", "load_profile",
-    "builtin_profiles", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
+    "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
     "Response",
     # push
     "WebhookInbox", "webhooks",
     # errors
-    "RunwatchError", "ProfileError", "ConfigurationError", "TransientError", "BodyTooLarge", "WaitOutcome",
+    "RunwatchError", "ProfileError", "ConfigurationError", "InvalidURL", "TransientError", "BodyTooLarge", "WaitOutcome",
     "RunFailed", "RunCancelled", "RunTimedOut", "RunPartiallySucceeded", "WaitTimeout", "RunLost",
     "StatusUnavailable", "BadStatusPayload", "RunNotFound", "AccessDenied", "IllegalTransition",
 }  # fmt: skip

@@ -552,3 +552,41 @@ async def test_a_github_dispatch_that_asks_for_its_run_is_followed(server: Refer
     # Without return_run_details GitHub answers 204 and no run: a clear error, not a guess.
     with pytest.raises(BadStatusPayload, match="no run id at 'workflow_run_id'"):
         await api.start_run({"ref": "main"})
+
+
+GARBAGE: list[Any] = [1e18, float("nan"), "yesterday", "", [None, 7], {"percent": "50%"}, True, 2**70]
+
+
+@pytest.mark.parametrize("name", list(VENDORS))
+def test_garbage_in_auxiliary_fields_of_a_vendor_payload_never_fails_a_parse(name: str) -> None:
+    # Readable payloads as the vendor writes them (whatever expression reads their state), with each plain
+    # auxiliary field holding garbage in turn: the id and the state still come through.
+    import copy
+    import re
+
+    from runwatch.server._vendor_shapes import VENDORS as SHAPES
+    from runwatch.server._vendor_shapes import Times
+
+    profile = load_profile(name)
+    fields = profile.fields.model_dump(exclude_none=True)
+    deciding = fields["status"] + fields.get("status_detail", "")  # kubernetes-job's startTime decides
+    plain = {
+        key: expr.split(".")
+        for key, expr in fields.items()
+        if key not in ("id", "status", "status_detail")
+        and re.fullmatch(r"\w+(\.\w+)*", expr)
+        and expr not in deciding
+    }
+    times = Times(1_767_261_600.0, 1_767_261_700.0, 1_767_261_650.0, 1_767_262_500.0, 1_767_262_600.0)
+    for word, state in VENDORS[name].words.items():
+        base = SHAPES[name].render("1234", word, times, {"message": "boom"})
+        expected_id = load_profile(name).parse(base).id
+        for key, path in plain.items():
+            for value in GARBAGE:
+                payload = copy.deepcopy(base)
+                target = payload
+                for part in path[:-1]:
+                    target = target.setdefault(part, {})
+                target[path[-1]] = value
+                status = profile.parse(payload)
+                assert (status.id, status.status) == (expected_id, state), f"{word}: {key} = {value!r}"

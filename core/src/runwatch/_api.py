@@ -19,6 +19,7 @@ from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
     ConfigurationError,
+    InvalidURL,
     ProfileError,
     RunNotFound,
     RunwatchError,
@@ -32,7 +33,32 @@ from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
 
-__all__ = ["RunApi", "StartedRun"]
+__all__ = ["RunApi", "StartedRun", "checked_url"]
+
+
+def checked_url(url: str, what: str) -> str:
+    """`url` if it can be a run API's address (http or https, a host, a valid port), else `InvalidURL`.
+
+    Checked when the API is made, so a typo is a usage error at once rather than minutes of retries.
+    """
+    shown = "(not shown: it holds credentials)" if "@" in url else repr(url)
+    if any(c.isspace() for c in url):
+        raise InvalidURL(f"{what} {shown} contains whitespace")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise InvalidURL(f"{what} {shown} is not a valid URL: {exc}") from None
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        raise InvalidURL(f"{what} {shown} has a bad port (expected a number 0-65535)") from None
+    if parts.scheme not in ("http", "https") or "://" not in url:
+        bare = parts.scheme not in ("http", "https") and "://" not in url and "@" not in url
+        hint = f": did you mean 'https://{url}'?" if bare else ""
+        raise InvalidURL(f"{what} {shown} must start with http:// or https://{hint}")
+    if not parts.hostname:
+        raise InvalidURL(f"{what} {shown} has no host")
+    return url
 
 
 @dataclass(frozen=True)
@@ -96,8 +122,8 @@ class RunApi:
     ) -> None:
         userinfo = None
         if base_url:
-            base_url, userinfo = split_userinfo(base_url.rstrip("/"))
-            _check_url(base_url, "base_url")
+            base_url, userinfo = split_userinfo(base_url)
+            base_url = checked_url(base_url, "base URL").rstrip("/")
         self.base_url = base_url or None
         self.origin = origin_of(base_url) if base_url else None
         self.profile = load_profile(profile)
@@ -151,8 +177,9 @@ class RunApi:
                 raise ConfigurationError(
                     f"the run URL {redact(run)} holds credentials: give them as RunApi(auth=...) instead"
                 )
-            _check_url(clean, "the run URL")
-            return clean
+            return checked_url(clean, "status URL")
+        if not run.strip():  # an empty template (`{{ params.run }}` with no value) would read the run list
+            raise InvalidURL("the run id is empty: give a run id or a full status URL")
         return self._url(self.profile.status_url, run_id=quote(run, safe=""))
 
     def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -201,20 +228,23 @@ class RunApi:
         )
 
     def check(self, response: Response, url: str) -> None:
-        """Raise the error a non-success answer means."""
+        """Raise the error a non-success answer means, with the server's own reason when it gives one."""
         status = response.status
+        if 200 <= status < 300:
+            return
+        reason = _reason(response.body)
+        said = f"HTTP {status}: {reason}" if reason else f"HTTP {status}"
         if status in self.profile.not_found:
-            raise RunNotFound(f"no such run at {url} (HTTP {status})")
+            raise RunNotFound(f"no such run at {url} ({said})")
         if status in self.profile.denied:
-            raise AccessDenied(f"access denied to {url} (HTTP {status})")
+            raise AccessDenied(f"access denied to {url} ({said})")
         if 300 <= status < 400 and "location" in response.headers:
             target = redact(urljoin(url, response.headers["location"]))
             raise ConfigurationError(
                 f"{url} redirects (HTTP {status}) to {target}, on another origin: runwatch does not follow "
                 "it with the API's credentials; watch the new URL with an API for that origin"
             )
-        if not 200 <= status < 300:
-            raise RunwatchError(f"{url}: unexpected HTTP {status}")
+        raise RunwatchError(f"{url}: {said}")
 
     def lease(self, url: str) -> AbstractAsyncContextManager[Origin]:
         """The loop's shared pool for `url`'s origin, on this API's transport and clock."""
@@ -394,7 +424,30 @@ class RunApi:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _check_url(url: str, what: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{what} {redact(url)!r} is not an http(s) URL with a host")
+_REASON_MAX = 200  # characters of the server's own reason kept in an error line
+
+
+def _reason(body: bytes) -> str:
+    """The server's own short reason for an error answer, on one line ('' if it gives none).
+
+    Read from the usual places of JSON error bodies (`error`, `message`, `detail`, `title`, or
+    `error.message`), else the body's text if it is short and not HTML.
+    """
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(text) if text else None
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        found: Any = None
+        for key in ("error", "message", "detail", "title"):
+            found = payload.get(key)
+            if isinstance(found, dict):
+                found = found.get("message")
+            if isinstance(found, str) and found.strip():
+                break
+        text = found if isinstance(found, str) else ""
+    elif payload is not None or text.startswith("<"):
+        text = ""
+    line = " ".join(text.split())
+    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

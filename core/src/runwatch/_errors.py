@@ -3,6 +3,7 @@
     RunwatchError                      exit 70: something runwatch could not tell (an unexpected answer)
     ├── ProfileError                   exit 64: a profile is invalid or does not map a remote value
     ├── ConfigurationError             exit 64: settings that cannot work (TLS, origins, URLs)
+    │   └── InvalidURL                 a base or status URL that cannot be an API's address
     ├── TransientError (_http)         a failure that may pass; retried, never an outcome by itself
     └── WaitOutcome                    a wait ended without success; carries the last status seen
         ├── RunFailed                  exit 1: the remote run failed, and nothing else exits 1
@@ -33,6 +34,7 @@ __all__ = [
     "BadStatusPayload",
     "ConfigurationError",
     "IllegalTransition",
+    "InvalidURL",
     "ProfileError",
     "RunCancelled",
     "RunFailed",
@@ -64,6 +66,10 @@ class ConfigurationError(RunwatchError):
     not for, a malformed URL. Raised at once, never retried."""
 
     exit_code = 64
+
+
+class InvalidURL(ConfigurationError, ValueError):
+    """A base URL or status URL that cannot be a run API's address (no scheme, no host, a bad port)."""
 
 
 class WaitOutcome(RunwatchError):

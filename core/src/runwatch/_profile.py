@@ -354,11 +354,17 @@ class Profile(_Spec):
                 continue
             try:
                 values[key] = self._read(key, found)
-            except (ValidationError, ValueError, TypeError, OverflowError) as exc:
+            except (
+                ValidationError,
+                ValueError,
+                TypeError,
+                OverflowError,
+                OSError,
+            ) as exc:  # OSError: a year past 9999
                 if key == "id":
                     raise BadStatusPayload(f"unreadable id {found!r}: {_first_line(exc)}") from None
                 problems.append(f"{key}: {_first_line(exc)}")
-        if values["id"] is None:
+        if values["id"] is None or values["id"] == "":  # an empty id names no run
             raise BadStatusPayload(f"no run id at {self.fields.id!r} in the payload")
         common: dict[str, Any] = {"status": state, "raw_status": raw_status, "etag": etag}
         try:

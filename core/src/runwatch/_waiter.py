@@ -210,7 +210,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    # Called from inside a running loop (a notebook, say): block in a thread of our own, not in that loop.
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runwatch") as pool:
-        return pool.submit(asyncio.run, coro).result()
+        pass  # no loop: run below, outside this block, so our errors do not chain "no running event loop"
+    else:
+        # Called from inside a running loop (a notebook, say): block in a thread of our own, not in that loop.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runwatch") as pool:
+            return pool.submit(asyncio.run, coro).result()
+    return asyncio.run(coro)

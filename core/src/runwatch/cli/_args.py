@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NoReturn
+import re
+from typing import Any, NoReturn
 
 __all__ = ["EX_USAGE", "UsageError", "build_parser", "parse_header", "read_token"]
 
@@ -18,10 +19,31 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError instead of printing usage and exiting 2."""
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting 2.
+
+    No abbreviations: argparse would take `--token SECRET` for `--token-env SECRET`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        message = re.sub(
+            r"invalid choice: .*? \(choose", "invalid choice (choose", message
+        )  # may be a secret
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but the values of unknown arguments are not printed: one may be a secret."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            flags = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+            values = len(extras) - len(flags) + sum("=" in e for e in extras if e.startswith("-"))
+            said = " ".join([*flags, *([f"and {values} value(s), not shown"] if values else [])])
+            hint = ": there is no --token flag, put the token in a variable and pass --token-env VAR"
+            self.error(f"unrecognized arguments: {said}{hint if '--token' in flags else ''}")
+        return parsed
 
 
 def _seconds(text: str) -> float:
@@ -78,13 +100,31 @@ def _param(text: str) -> tuple[str, str]:
     return name.strip(), value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL_ENV_NAME = re.compile(
+    r"[A-Z_][A-Z0-9_]{0,63}"
+)  # API_TOKEN: safe to print; tokens rarely look so
+
+
+def _env_name(text: str) -> str:
+    """The name of an environment variable. Anything else may be the secret itself: refused, not echoed."""
+    if not _ENV_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "expects the NAME of an environment variable (letters, digits, _) that holds the token, "
+            "not the token itself (the value given is not shown)"
+        )
+    return text
+
+
 def read_token(var: str | None) -> str | None:
     """The token from the environment variable named by --token-env (never from argv)."""
     if var is None:
         return None
     token = os.environ.get(var)
     if not token:
-        raise UsageError(f"--token-env {var}: the environment variable {var} is not set or empty")
+        # Any other "name" may be a token given by mistake (ghp_...): it is not printed.
+        shown = var if _CONVENTIONAL_ENV_NAME.fullmatch(var) else "it names"
+        raise UsageError(f"--token-env: the environment variable {shown} is not set or empty")
     return token
 
 
@@ -126,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a URL parameter of the profile, e.g. --param account_id=7 (repeatable; also from the "
         "environment as RUNWATCH_PARAM_<NAME>; 'runwatch profiles NAME' lists a profile's parameters)",
     )
-    watch.add_argument("--token-env", metavar="VAR", help="read the API token from this environment variable")
+    watch.add_argument(
+        "--token-env", metavar="VAR", type=_env_name, help="read the API token from this environment variable"
+    )
     watch.add_argument(
         "--header", metavar="'K: V'", action="append", default=[], help="an extra request header (repeatable)"
     )
@@ -174,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="port to bind (default 8765)")
     serve.add_argument(
-        "--token-env", metavar="VAR", help="require this environment variable's value as a bearer token"
+        "--token-env",
+        metavar="VAR",
+        type=_env_name,
+        help="require this environment variable's value as a bearer token",
     )
 
     profiles = subs.add_parser(

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from runwatch._api import RunApi
+from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._urls import redact_text
 from runwatch.cli._outcomes import outcome_of
@@ -195,6 +196,8 @@ class LiveDisplay(Display):
             )
         grid.add_row("state", state)
         percent = percent_of(s)
+        if percent is None and s is not None and s.is_terminal:  # ended: a still bar, full on success
+            percent = 100.0 if s.status is State.SUCCEEDED else 0.0
         bar = Table.grid(padding=(0, 1))
         bar.add_row(
             ProgressBar(total=100, completed=percent or 0, width=30, pulse=percent is None and s is not None),

@@ -68,11 +68,15 @@ class Snapshot:
 class RunCounters:
     """What the control plane reports per run."""
 
-    __slots__ = ("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s429")
+    __slots__ = (
+        *("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s403", "s429"),
+        *("slow", "truncated", "oversized", "etag_lies"),
+    )
 
     def __init__(self) -> None:
         self.get = self.post = self.cancel = 0
-        self.s304 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
+        self.s304 = self.s403 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
+        self.slow = self.truncated = self.oversized = self.etag_lies = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -80,11 +84,16 @@ class RunCounters:
             "POST": self.post,
             "cancel": self.cancel,
             "304": self.s304,
+            "403": self.s403,
             "429": self.s429,
             "5xx": self.s5xx,
             "404": self.not_found,
             "drop": self.drop,
             "malformed": self.malformed,
+            "slow": self.slow,
+            "truncated": self.truncated,
+            "oversized": self.oversized,
+            "etag_lies": self.etag_lies,
         }
 
 
