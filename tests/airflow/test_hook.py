@@ -46,8 +46,8 @@ def api(extra: dict[str, Any], profile: Any = None, **fields: Any) -> runwatch.R
 def test_profile_from_extras_name_inline_dict_or_json_and_the_override_wins() -> None:
     inline = {"name": "mine", "status_url": "{base_url}/v2/runs/{run_id}", "states": {"DONE": "SUCCEEDED"}}
     assert api({}).profile.name == "standard"
-    assert api({"profile": "dbt_cloud"}).profile.name == "dbt_cloud"
-    assert api({"extra__runwatch__profile": "github_actions"}).profile.name == "github_actions"
+    assert api({"profile": "dbt_cloud"}).profile.name == "dbt-cloud"  # the old name stays an alias
+    assert api({"extra__runwatch__profile": "github_actions"}).profile.name == "github-actions"
     assert api({"profile": inline}).status_url("7") == "http://h/v2/runs/7"
     assert api({"profile": json.dumps(inline)}).status_url("7") == "http://h/v2/runs/7"
     assert api({"profile": inline}, profile="standard").status_url("7") == "http://h/runs/7"

@@ -18,10 +18,17 @@ MINIMAL = {
 
 
 def test_builtins_load_and_round_trip_as_data() -> None:
-    assert {"standard", "github_actions", "databricks", "dbt_cloud"} <= set(builtin_profiles())
+    assert {"standard", "github-actions", "databricks", "dbt-cloud"} <= set(builtin_profiles())
     for name in builtin_profiles():
         profile = load_profile(name)
+        assert profile.name == name and profile.source  # each names what it was checked against
         assert load_profile(json.loads(json.dumps(profile.to_dict()))) == profile
+
+
+def test_the_underscore_names_in_use_stay_aliases() -> None:
+    assert load_profile("github_actions") is load_profile("github-actions")
+    assert load_profile("dbt_cloud").name == "dbt-cloud"
+    assert "github_actions" not in builtin_profiles()  # listed once, under its name
 
 
 def test_profiles_load_from_json_and_toml_files(tmp_path: Path) -> None:
@@ -194,3 +201,119 @@ def test_boolean_status_fields_map_as_json_words() -> None:
         }
     )
     assert lro.parse({"name": "operations/1", "done": True}).status is State.SUCCEEDED
+
+
+def test_a_cancel_body_is_a_json_template() -> None:
+    profile = load_profile(
+        MINIMAL
+        | {
+            "parameters": {"ws": {"description": "workspace", "default": "main"}},
+            "cancel": {"url": "{base_url}/c", "body": {"run_id": "{run_id:int}", "path": ["{ws}/{run_id}"]}},
+        }
+    )
+    assert profile.cancel is not None
+    body = profile.render_body(profile.cancel.body, run_id="42")
+    assert body == {"run_id": 42, "path": ["main/42"]}  # a whole `{x:int}` is a JSON integer
+    with pytest.raises(ProfileError, match="run_id 'r-1' is not an integer"):
+        profile.render_body(profile.cancel.body, run_id="r-1")
+    with pytest.raises(ProfileError, match="needs the parameter 'job'"):
+        profile.render_body({"job": "{job}"}, run_id="1")
+
+
+@pytest.mark.parametrize(
+    ("cancel_body", "message"),
+    [
+        ({"id": "x-{run_id:int}"}, "'x-{run_id:int}': the only format is a whole '{run_id:int}'"),
+        ({"id": "{run_id:>8}"}, "'{run_id:>8}': the only format is a whole '{run_id:int}'"),
+        ({"id": "{run_id"}, "bad template"),
+    ],
+)
+def test_bad_body_templates_are_named_on_load(cancel_body: dict[str, str], message: str) -> None:
+    with pytest.raises(ProfileError, match=r"mini': cancel\.body: ") as info:
+        load_profile(MINIMAL | {"cancel": {"url": "{base_url}/c", "body": cancel_body}})
+    assert message in str(info.value)
+
+
+def test_parameters_defaults_fill_urls_and_required_ones_are_named() -> None:
+    profile = load_profile(
+        MINIMAL
+        | {
+            "status_url": "{base_url}/{version}/{project}/jobs/{run_id}",
+            "parameters": {"version": {"default": "v1"}, "project": {"description": "the project"}},
+        }
+    )
+    assert profile.required_parameters(profile.status_url) == ["project"]
+    assert (
+        profile.url(profile.status_url, base_url="http://h", project="p", run_id="9")
+        == "http://h/v1/p/jobs/9"
+    )
+    assert profile.url(profile.status_url, base_url="", project="p", run_id="9", version="v2").startswith(
+        "/v2/"
+    )
+    with pytest.raises(ProfileError, match="needs the parameter 'project'"):
+        profile.url(profile.status_url, base_url="http://h", run_id="9")
+
+
+def test_rate_limit_and_list_sections_validate() -> None:
+    assert load_profile(MINIMAL).rate_limit.statuses == (429,)
+    assert load_profile(MINIMAL).rate_limit.reset == "epoch_s"
+    with pytest.raises(ProfileError, match=r"rate_limit\.reset"):
+        load_profile(MINIMAL | {"rate_limit": {"reset": "minutes"}})
+    with pytest.raises(ProfileError, match=r"rate_limit\.remaining: unknown key"):
+        load_profile(MINIMAL | {"rate_limit": {"remaining": "x"}})
+    with pytest.raises(ProfileError, match=r"list_runs\.runs: Field required"):
+        load_profile(MINIMAL | {"list_runs": {"url": "{base_url}/jobs"}})
+    with pytest.raises(ProfileError, match=r"list_runs\.page_limit"):
+        load_profile(MINIMAL | {"list_runs": {"url": "{base_url}/jobs", "runs": "items", "page_limit": 0}})
+
+
+def test_parse_list_reads_each_run_of_a_list_answer() -> None:
+    profile = load_profile(MINIMAL | {"list_runs": {"url": "{base_url}/jobs", "runs": "page.items"}})
+    runs = profile.parse_list(
+        {"page": {"items": [{"id": "a", "status": "going"}, {"id": "b", "status": "ok"}]}}
+    )
+    assert [(s.id, s.status) for s in runs] == [("a", State.RUNNING), ("b", State.SUCCEEDED)]
+    with pytest.raises(BadStatusPayload, match=r"no list of runs at 'page\.items'"):
+        profile.parse_list({"page": {}})
+    with pytest.raises(ProfileError, match="has no \\[list_runs\\]"):
+        load_profile(MINIMAL).parse_list([])
+
+
+@pytest.mark.parametrize("name", builtin_profiles())
+def test_every_builtin_declares_the_parameters_its_templates_use(name: str) -> None:
+    # So that `runwatch profiles NAME` explains each one.
+    from runwatch.cli._params import parameter_names
+
+    profile = load_profile(name)
+    assert set(parameter_names(profile)) == set(profile.parameters)
+
+
+def test_the_worked_example_in_the_docs_reads_its_sample() -> None:
+    import re
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.S)
+    example = next(text for lang, text in blocks if lang == "toml" and 'name = "batch"' in text)
+    sample = next(text for lang, text in blocks if lang == "json" and '"Partial"' in text)
+    profile = load_profile(tomllib.loads(example))
+    status = profile.parse(json.loads(sample))
+    assert (status.id, status.status, status.raw_status) == ("981", State.PARTIAL_SUCCESS, "Finished/Partial")
+    assert (
+        status.error_message == "3 of 40 files rejected"
+        and status.output_ref == "s3://batch-reports/981.html"
+    )
+    assert status.ended_at == datetime(2026, 1, 1, 10, 15, tzinfo=timezone.utc)
+    assert profile.cancel is not None and profile.render_body(profile.cancel.body, run_id="981") == {
+        "job": 981
+    }
+    assert profile.rate_limit.reset == "delta_s" and profile.required_parameters(profile.status_url) == [
+        "team"
+    ]
+    reference = next(text for lang, text in blocks if lang == "toml" and 'name = "acme-batch"' in text)
+    assert load_profile(tomllib.loads(reference)).list_runs is not None  # the format reference loads too

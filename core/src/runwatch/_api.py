@@ -385,7 +385,8 @@ class RunApi:
         if spec is None:
             raise ProfileError(f"profile {self.profile.name!r} has no [cancel] section")
         url = self._url(spec.url, run_id=quote(run, safe=""))
-        response = await self._send(spec.method, url, None, trace_headers(trace), retry_for, request_timeout)
+        body = None if spec.body is None else self.profile.render_body(spec.body, **self.params, run_id=run)
+        response = await self._send(spec.method, url, body, trace_headers(trace), retry_for, request_timeout)
         if response.status != 409:  # 409: already terminal
             self.check(response, url)
 

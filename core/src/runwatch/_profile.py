@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import string
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -151,21 +152,61 @@ class StartSpec(_Spec):
 
 
 class CancelSpec(_Spec):
-    """How to cancel a run."""
+    """How to cancel a run. `body` is a JSON template (see `render_body`); None sends no body."""
 
     url: str
     method: str = "POST"
+    body: Any = None
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: Any) -> Any:
+        _check_body(value)
+        return value
+
+
+class ListSpec(_Spec):
+    """The vendor's endpoint that reads many runs in one request, recorded for batch reads.
+
+    `url` and `body` are templates like the others; `page_limit` is the most runs one answer may hold (None:
+    the vendor documents no limit); `runs` is a JMESPath to the list of runs in the answer, each shaped as one
+    run's status payload (an expression may reshape them: `data[].{data: @}`).
+    """
+
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    body: Any = None
+    page_limit: int | None = Field(None, gt=0)
+    runs: str
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: Any) -> Any:
+        _check_body(value)
+        return value
+
+
+class Parameter(_Spec):
+    """A URL parameter the profile's templates use (`{account_id}`): what it is, and its default if any."""
+
+    description: str = ""
+    default: str | None = None
 
 
 class Profile(_Spec):
     """One run API, described as data: where to read a run, how to read it, how to start and cancel one.
 
-    URL templates may use `{base_url}`, `{run_id}` and any parameter given to the `RunApi`.
+    URL templates may use `{base_url}`, `{run_id}` and any parameter given to the `RunApi` (or declared with
+    a default under `parameters`). `source` names the vendor document and version the profile was checked
+    against; `aliases` are other names a built-in profile answers to.
     """
 
     format: Literal[1] = 1  # the profile format's version: a newer one is refused, by name
     name: str
     description: str = ""
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+    parameters: dict[str, Parameter] = {}
     status_url: str
     auth_scheme: str = "Bearer"  # the word before a token in the Authorization header
     fields: Fields = Fields()
@@ -175,6 +216,7 @@ class Profile(_Spec):
     long_poll: LongPoll | None = None
     start: StartSpec | None = None
     cancel: CancelSpec | None = None
+    list_runs: ListSpec | None = None
     not_found: tuple[int, ...] = (404,)
     denied: tuple[int, ...] = (401, 403)
     rate_limit: RateLimitSpec = RateLimitSpec()
@@ -219,10 +261,67 @@ class Profile(_Spec):
         return self.model_dump(mode="json", exclude_defaults=True)
 
     def url(self, template: str, **values: str) -> str:
+        """Fill a URL template; declared defaults fill what `values` leaves out.
+
+        Raises ProfileError naming a parameter that has no value.
+        """
+        values = {**self._defaults(), **values}
         try:
             return template.format(**values)
         except KeyError as exc:
             raise ProfileError(f"profile {self.name!r}: URL {template!r} needs the parameter {exc}") from None
+
+    def render_body(self, body: Any, **values: str) -> Any:
+        """Fill a JSON body template: each string in it is a template like a URL's.
+
+        A string that is one placeholder with the `int` format (`"{run_id:int}"`) becomes a JSON integer.
+        Raises ProfileError naming a missing parameter or a value that is not an integer.
+        """
+        values = {**self._defaults(), **values}
+        if isinstance(body, Mapping):
+            return {key: self.render_body(item, **values) for key, item in body.items()}
+        if isinstance(body, list):
+            return [self.render_body(item, **values) for item in body]
+        if not isinstance(body, str):
+            return body
+        whole = _whole_placeholder(body)
+        try:
+            if whole is not None and whole[1] == "int":
+                try:
+                    return int(values[whole[0]])
+                except ValueError:
+                    raise ProfileError(
+                        f"profile {self.name!r}: {whole[0]} {values[whole[0]]!r} is not an integer"
+                    ) from None
+            return body.format(**values)
+        except KeyError as exc:
+            raise ProfileError(f"profile {self.name!r}: body {body!r} needs the parameter {exc}") from None
+
+    def required_parameters(self, *templates: str) -> list[str]:
+        """The parameters these templates need beyond `base_url`, `run_id` and the declared defaults."""
+        defaults = self._defaults()
+        names: list[str] = []
+        for template in templates:
+            for name, _ in _placeholders(template):
+                if name not in ("base_url", "run_id") and name not in defaults and name not in names:
+                    names.append(name)
+        return names
+
+    def _defaults(self) -> dict[str, str]:
+        return {k: p.default for k, p in self.parameters.items() if p.default is not None}
+
+    def parse_list(self, payload: Any) -> list[RunStatus]:
+        """Read every run of one answer of the `list_runs` endpoint (each id from `fields.id`).
+
+        Raises ProfileError when the profile has no `list_runs`, BadStatusPayload when the answer has no list
+        where `list_runs.runs` says.
+        """
+        if self.list_runs is None:
+            raise ProfileError(f"profile {self.name!r} has no [list_runs] section")
+        runs = jmespath.search(self.list_runs.runs, payload)
+        if not isinstance(runs, list):
+            raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
+        return [self.parse(run) for run in runs]
 
     def parse(
         self,
@@ -265,7 +364,7 @@ class Profile(_Spec):
                 if key == "id":
                     raise BadStatusPayload(f"unreadable id {found!r}: {_first_line(exc)}") from None
                 problems.append(f"{key}: {_first_line(exc)}")
-        if values["id"] is None:
+        if values["id"] is None or values["id"] == "":  # an empty id names no run
             raise BadStatusPayload(f"no run id at {self.fields.id!r} in the payload")
         common: dict[str, Any] = {"status": state, "raw_status": raw_status, "etag": etag}
         try:
@@ -325,6 +424,38 @@ class Profile(_Spec):
         return seconds
 
 
+def _placeholders(template: str) -> list[tuple[str, str]]:
+    """(name, format spec) of each `{...}` in a template."""
+    return [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
+
+
+def _whole_placeholder(text: str) -> tuple[str, str] | None:
+    """(name, spec) when the text is exactly one placeholder, else None."""
+    parts = list(string.Formatter().parse(text))
+    if len(parts) == 1 and parts[0][0] == "" and parts[0][1] is not None:
+        return parts[0][1], parts[0][2] or ""
+    return None
+
+
+def _check_body(body: Any) -> None:
+    """A body template's placeholders use no format but `int`, and `int` only for a whole string."""
+    if isinstance(body, Mapping):
+        for item in body.values():
+            _check_body(item)
+    elif isinstance(body, list):
+        for item in body:
+            _check_body(item)
+    elif isinstance(body, str):
+        try:
+            found = _placeholders(body)
+        except ValueError as exc:
+            raise ValueError(f"bad template {body!r}: {exc}") from None
+        whole = _whole_placeholder(body)
+        for name, spec in found:
+            if spec and not (spec == "int" and whole == (name, spec)):
+                raise ValueError(f"{body!r}: the only format is a whole '{{{name}:int}}'")
+
+
 def _json_word(value: Any) -> str:
     # Booleans are spelled as JSON spells them, so `done: true` maps as "true".
     return json.dumps(value) if isinstance(value, bool) else str(value)
@@ -381,6 +512,12 @@ def _builtin_names() -> frozenset[str]:
 
 
 @cache
+def _builtin_aliases() -> dict[str, str]:
+    """Alias -> built-in name (`github_actions` -> `github-actions`), read from the profiles' own files."""
+    return {alias: name for name in _builtin_names() for alias in _builtin(name).aliases}
+
+
+@cache
 def _builtin(name: str) -> Profile:
     text = (resources.files("runwatch") / "profiles" / f"{name}.toml").read_text("utf-8")
     return _validate(tomllib.loads(text), f"built-in profile {name!r}")
@@ -395,6 +532,8 @@ def load_profile(source: Profile | Mapping[str, Any] | str | Path) -> Profile:
     text = str(source)
     if text in _builtin_names():
         return _builtin(text)
+    if text in _builtin_aliases():
+        return _builtin(_builtin_aliases()[text])
     path = Path(text)
     if path.suffix not in (".json", ".toml"):
         known = ", ".join(builtin_profiles())

@@ -92,6 +92,14 @@ def parse_header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _param(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` as (NAME, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONVENTIONAL_ENV_NAME = re.compile(
     r"[A-Z_][A-Z0-9_]{0,63}"
@@ -150,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a built-in profile or a .json/.toml file (default: standard)",
     )
     watch.add_argument(
+        "--param",
+        metavar="NAME=VALUE",
+        type=_param,
+        action="append",
+        default=[],
+        help="a URL parameter of the profile, e.g. --param account_id=7 (repeatable; also from the "
+        "environment as RUNWATCH_PARAM_<NAME>; 'runwatch profiles NAME' lists a profile's parameters)",
+    )
+    watch.add_argument(
         "--token-env", metavar="VAR", type=_env_name, help="read the API token from this environment variable"
     )
     watch.add_argument(
@@ -205,8 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this environment variable's value as a bearer token",
     )
 
-    profiles = subs.add_parser("profiles", parents=[common], help="list the built-in profiles")
-    profiles.add_argument("--json", action="store_true", help="one JSON object per profile")
+    profiles = subs.add_parser(
+        "profiles",
+        parents=[common],
+        help="list the built-in profiles, or show one whole",
+        description="Without NAME, list the built-in profiles; with NAME (a built-in name or a file), show "
+        "that profile whole, with its URL parameters.",
+    )
+    profiles.add_argument("name", metavar="NAME", nargs="?", help="a built-in profile or a .json/.toml file")
+    profiles.add_argument("--json", action="store_true", help="JSON: one object per profile, or the profile")
 
     demo = subs.add_parser("demo", parents=[common], help="watch a dozen runs through every lifecycle")
     demo.add_argument(

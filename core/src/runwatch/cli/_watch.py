@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -13,11 +14,13 @@ from runwatch._auth import Auth, BasicAuth, BearerAuth
 from runwatch._errors import RunwatchError
 from runwatch._hooks import Hooks
 from runwatch._policy import Policy
+from runwatch._profile import load_profile
 from runwatch._status import RunStatus
 from runwatch._urls import origin_of, split_userinfo
 from runwatch._waiter import wait_for_run
 from runwatch.cli._args import UsageError, parse_header, read_token
 from runwatch.cli._display import Display, pick_display
+from runwatch.cli._params import param_env, url_params
 
 __all__ = ["make_api", "make_policy", "run_watch"]
 
@@ -32,19 +35,23 @@ def make_api(args: argparse.Namespace) -> tuple[RunApi, str]:
     headers = dict(parse_header(h) for h in args.header)
     run, base_url = args.run, args.base_url
     auth: Auth | None = BearerAuth(token) if token else None
-    if run.startswith(("http://", "https://")):
+    is_url = run.startswith(("http://", "https://"))
+    if is_url:
         run, userinfo = split_userinfo(run)
         if userinfo is not None:
             auth = auth or BasicAuth(*userinfo)
         base_url = base_url or origin_of(run)
+    profile = load_profile(args.profile)
+    params = url_params(profile, args.param, os.environ)
+    if not is_url:
+        if not args.base_url and "{base_url}" in profile.status_url:
+            raise UsageError(f"RUN {run!r} is not a URL: give --base-url, or the run's full status URL")
+        missing = [name for name in profile.required_parameters(profile.status_url) if name not in params]
+        if missing:
+            needs = ", ".join(f"--param {name}=... (or {param_env(name)})" for name in missing)
+            raise UsageError(f"profile {profile.name!r} needs {needs} to make the URL of run {run!r}")
     verify: bool | str = args.ca_bundle or True
-    api = RunApi(base_url, args.profile, auth=auth, headers=headers, verify=verify)
-    if (
-        not run.startswith(("http://", "https://"))
-        and not args.base_url
-        and "{base_url}" in api.profile.status_url
-    ):
-        raise UsageError(f"RUN {run!r} is not a URL: give --base-url, or the run's full status URL")
+    api = RunApi(base_url, profile, auth=auth, headers=headers, params=params, verify=verify)
     return api, run
 
 

@@ -33,6 +33,7 @@ from runwatch.server._spec import (
     parse_subscription,
 )
 from runwatch.server._store import IdempotencyConflict, ServerConfig, Store
+from runwatch.server._vendors import VendorStore, vendor_routes
 
 __all__ = ["DroppedConnection", "create_app"]
 
@@ -479,6 +480,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
         Route("/_control/faults", api.get_faults, methods=["GET"]),
         Route("/_control/faults", api.set_faults, methods=["POST"]),
         Route("/_control/reset", api.reset, methods=["POST"]),
+        *vendor_routes(VendorStore(), config.base_url),  # vendor mode (_vendors.py)
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         404: _not_found,

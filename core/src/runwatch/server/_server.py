@@ -326,6 +326,16 @@ class ReferenceServer:
         result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
         return result
 
+    def create_vendor_run(self, vendor: str, script: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+        """A run in vendor mode (`vendor` is a built-in profile's name): `{"id", "base_url"}`.
+
+        Point the profile of the same name at `base_url`; see runwatch.server._vendors for the options.
+        """
+        result: dict[str, Any] = self._call(
+            "POST", f"/_control/vendors/{vendor}/runs", {"script": script, **options}
+        )
+        return result
+
     def subscribe(self, url: str, secret: str, runs: list[str] | None = None) -> str:
         """Subscribe a webhook receiver; returns the subscription id."""
         result = self._call("POST", "/webhooks", {"url": url, "secret": secret, "runs": runs})

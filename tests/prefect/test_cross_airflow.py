@@ -1,0 +1,136 @@
+"""Prefect watching Airflow, for real: `wait_for_run` with the `airflow` profile waits on DAG runs of a real
+Airflow api-server (started from the Airflow environment, JWT from /auth/token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from airflow_server import AirflowApiServer
+from prefect import flow
+from prefect.states import State
+
+import runwatch
+from prefect_runwatch import RunStatusApi, wait_for_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+DAGS = """
+import time
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="rw_cross_ok", schedule=None, start_date=datetime(2025, 1, 1), catchup=False)
+def ok():
+    @task
+    def work():
+        time.sleep(5)
+        return 42
+
+    work()
+
+
+@dag(dag_id="rw_cross_bad", schedule=None, start_date=datetime(2025, 1, 1), catchup=False)
+def bad():
+    @task
+    def work():
+        time.sleep(5)
+        raise ValueError("bad row 7")
+
+    work()
+
+
+ok()
+bad()
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowApiServer]:
+    server = AirflowApiServer(tmp_path_factory.mktemp("airflow-home"), {"rw_cross.py": DAGS})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def _first_run(
+    airflow: AirflowApiServer, token: str, dag_id: str, proc: subprocess.Popen[bytes]
+) -> str:
+    """The id of the DAG's first run, once `airflow dags test` has made it (bounded)."""
+    url = f"{airflow.url}/api/v2/dags/{dag_id}/dagRuns"
+    deadline = time.monotonic() + 300
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        while time.monotonic() < deadline:
+            answer = await client.get(url)
+            runs = answer.json().get("dag_runs", []) if answer.status_code == 200 else []
+            if runs:
+                return str(runs[0]["dag_run_id"])
+            assert proc.poll() is None, (
+                f"airflow dags test {dag_id} ended first:\n{airflow.log_tail(f'dags-test-{dag_id}')}"
+            )
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"no run of {dag_id} after 300 s")
+
+
+async def _wait(api: RunStatusApi, run: str) -> State[Any]:
+    states: list[State[Any]] = []
+
+    @flow
+    async def waits() -> None:
+        states.append(await wait_for_run(run, api, {"interval": 0.2, "max_interval": 1.0}, return_state=True))
+
+    await waits(return_state=True)
+    return states[0]
+
+
+async def _run_and_wait(
+    airflow: AirflowApiServer, token: str, dag_id: str, proc: subprocess.Popen[bytes]
+) -> tuple[str, State[Any]]:
+    try:
+        run_id = await _first_run(airflow, token, dag_id, proc)
+        api = RunStatusApi(base_url=airflow.url, profile="airflow", params={"dag_id": dag_id}, token=token)
+        return run_id, await _wait(api, run_id)
+    finally:
+        await asyncio.to_thread(proc.wait, 300)
+
+
+@pytest.mark.timeout(900)
+async def test_wait_for_run_with_the_airflow_profile_waits_on_real_dag_runs(
+    airflow: AirflowApiServer,
+) -> None:
+    # Both DAG runs start while the api-server comes up (`dags test` runs its tasks in its own process).
+    procs = {dag_id: airflow.dags_test(dag_id) for dag_id in ("rw_cross_ok", "rw_cross_bad")}
+    await asyncio.to_thread(airflow.wait_ready)
+    token = airflow.token()
+    (run_id, ok), (_, bad) = await asyncio.gather(
+        *(_run_and_wait(airflow, token, dag_id, proc) for dag_id, proc in procs.items())
+    )
+    assert ok.is_completed()
+    final = await ok.result()
+    assert (final["id"], final["status"], final["raw_status"]) == (run_id, "SUCCEEDED", "success")
+    assert final["duration"] >= 5
+    assert bad.is_failed()
+    with pytest.raises(runwatch.RunFailed, match="failed"):
+        await bad.result()
+    assert [proc.returncode for proc in procs.values()] == [0, 1]  # `dags test` of a failing DAG exits 1
+    # The batch read the profile records answers both runs, in the shape the profile reads.
+    profile = runwatch.load_profile("airflow")
+    assert profile.list_runs is not None
+    values = {"base_url": airflow.url, "dag_id": "rw_cross_ok"}
+    body = profile.render_body(profile.list_runs.body, **values)
+    body["dag_ids"].append("rw_cross_bad")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        answer = await client.post(profile.url(profile.list_runs.url, **values), json=body)
+    assert answer.status_code == 200
+    listed = {status.id: status.status for status in profile.parse_list(answer.json())}
+    assert listed[run_id] is runwatch.State.SUCCEEDED and sorted(listed.values()) == ["FAILED", "SUCCEEDED"]
