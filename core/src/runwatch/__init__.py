@@ -1,6 +1,6 @@
 """runwatch: wait for remote runs the right way."""
 
-from runwatch import webhooks
+from runwatch import text, webhooks
 from runwatch._api import RunApi, StartedRun
 from runwatch._auth import (
     Auth,
@@ -110,6 +110,7 @@ __all__ = [
     "load_profile",
     "outcome",
     "run_sync",
+    "text",
     "wait_for_run",
     "wait_for_run_sync",
     "wait_result",

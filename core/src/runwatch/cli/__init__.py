@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from runwatch._errors import RunwatchError
 from runwatch._urls import redact_text
 from runwatch.cli._args import EX_USAGE, UsageError, build_parser
+from runwatch.text import inert
 
 __all__ = ["main"]
 
@@ -103,7 +104,8 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
 
 
 def _error(message: str) -> None:
-    line = redact_text(" ".join(message.split()))  # one line, whatever the message holds, and no password
+    # One line, whatever the message holds; no password; the remote's words in it shown as data.
+    line = redact_text(" ".join(inert(message).split()))
     with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()
     print(f"runwatch: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,99 @@
+"""Remote text stays inert: control characters from the remote are shown as escapes, `--json` stays exact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+
+from runwatch.cli import main
+from runwatch.server import ReferenceServer
+from runwatch.text import inert
+
+pytestmark = pytest.mark.runwatch_server(retry_after=0)
+
+HOSTILE = "loading\n::error file=a.py::pwned\x1b[2J\x07"
+SHOWN = "loading\\n::error file=a.py::pwned\\x1b[2J\\x07"
+FAST = ["--interval", "0.02", "--max-interval", "0.1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (HOSTILE, SHOWN),
+        ("a\r\nb\tc", "a\\r\\nb\\tc"),
+        ("\x00\x7f\x9b", "\\x00\\x7f\\x9b"),  # NUL, DEL and the one-byte CSI
+        ("line\u2028sep\u202eevil\u2066", "line\\u2028sep\\u202eevil\\u2066"),
+        ("café 東京 🚀 C:\\path", "café 東京 🚀 C:\\path"),  # printable text is left alone
+    ],
+)
+def test_inert_escapes_control_characters_only(text: str, shown: str) -> None:
+    assert inert(text) == shown
+
+
+def hostile_run(server: ReferenceServer) -> dict[str, object]:
+    steps = [
+        {"status": "RUNNING", "for": 0.3, "progress": {"percent": 40, "message": HOSTILE}},
+        {"status": "FAILED", "errors": [{"message": "boom\n::error::again\x1b]0;title\x07"}]},
+    ]
+    return server.create_run(script=steps)
+
+
+def test_plain_lines_show_remote_text_as_data(
+    runwatch_server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = hostile_run(runwatch_server)
+    code = main(["watch", str(run["url"]), *FAST])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2  # one line per change, none of the remote's making
+    assert lines[0].endswith(f"RUNNING        40% {SHOWN}")
+    assert lines[1].endswith("FAILED")
+    assert err == f"runwatch: run {run['id']} failed: boom\\n::error::again\\x1b]0;title\\x07\n"
+    assert not any(c in out + err.rstrip("\n") for c in "\x1b\x07\r")
+
+
+def test_json_lines_stay_exact(runwatch_server: ReferenceServer, capsys: pytest.CaptureFixture[str]) -> None:
+    run = hostile_run(runwatch_server)
+    code = main(["watch", str(run["url"]), "--json", *FAST])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    first, last = (json.loads(line) for line in out.splitlines())
+    assert first["progress"]["message"] == HOSTILE
+    assert last["errors"][0]["message"] == "boom\n::error::again\x1b]0;title\x07"
+
+
+def test_the_live_view_shows_remote_text_as_data(runwatch_server: ReferenceServer) -> None:
+    steps = [
+        # long enough to be seen by a process that still has to start
+        {"status": "RUNNING", "for": 3, "progress": {"percent": 50, "message": "a\x1b[2Jb\x07c"}},
+        {"status": "SUCCEEDED", "executor": "x\x1b[31my"},
+    ]
+    run = runwatch_server.create_run(script=steps)
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runwatch", "watch", str(run["url"]), *FAST],
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(child)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the child has exited
+        for _ in range(100_000):
+            chunk = os.read(parent, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.close(parent)
+    assert proc.wait(30) == 0
+    out = b"".join(chunks).decode()
+    assert "a\\x1b[2Jb\\x07c" in out
+    assert "x\\x1b[31my" in out
+    assert "\x1b[2J" not in out and "\x07" not in out and "\x1b[31my" not in out
