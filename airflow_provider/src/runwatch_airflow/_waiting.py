@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 import runwatch
+from runwatch.text import inert
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -114,7 +115,7 @@ class RemoteRunTask(BaseOperator):
             runwatch.outcome(status, runwatch.Policy.from_dict(self.policy))
         except runwatch.WaitOutcome as exc:
             self.raise_outcome(type(exc).__name__, str(exc), status.id)
-        self.log.info("run %s ended %s", status.id, status.status.value)
+        self.log.info("run %s ended %s", inert(status.id), status.status.value)
         return status_payload(status)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -140,6 +141,7 @@ class RemoteRunTask(BaseOperator):
         if error == "WaitTimeout" and self.cancel_on_kill and run_id:
             self.log.info("deadline passed: cancelling run %s", run_id)
             self.hook.cancel_run(run_id)
+        message = inert(message)  # it may quote the remote, and Airflow logs it as it is
         exc = for_outcome(error)(message)
         if getattr(self, "soft_fail", False):
             raise AirflowSkipException(f"soft_fail: {message}") from exc

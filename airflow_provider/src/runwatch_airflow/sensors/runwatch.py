@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
+from runwatch.text import inert
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -113,6 +114,6 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
             self.raise_outcome(type(exc).__name__, str(exc), None)
         if not status.is_terminal:
             self._remote_run_id = status.id
-            self.log.info("run %s is %s", status.id, status.status.value)
+            self.log.info("run %s is %s", inert(status.id), status.status.value)
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
