@@ -71,9 +71,13 @@ def test_json_lines_stay_exact(runwatch_server: ReferenceServer, capsys: pytest.
 
 def test_the_live_view_shows_remote_text_as_data(runwatch_server: ReferenceServer) -> None:
     steps = [
-        # long enough to be seen by a process that still has to start
-        {"status": "RUNNING", "for": 3, "progress": {"percent": 50, "message": "a\x1b[2Jb\x07c"}},
-        {"status": "SUCCEEDED", "executor": "x\x1b[31my"},
+        {"status": "RUNNING", "for": 0.5, "progress": {"percent": 50, "message": "a\x1b[2Jb\x07c"}},
+        # the last step says it all again, so a process that starts late still shows it
+        {
+            "status": "SUCCEEDED",
+            "executor": "x\x1b[31my",
+            "progress": {"percent": 100, "message": "a\x1b[2Jb\x07c"},
+        },
     ]
     run = runwatch_server.create_run(script=steps)
     parent, child = pty.openpty()

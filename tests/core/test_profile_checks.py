@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runwatch import BadStatusPayload, Policy, ProfileError, RunApi, State, load_profile, wait_for_run
+from runwatch import BadStatusPayload, Hooks, Policy, ProfileError, RunApi, State, load_profile, wait_for_run
 from runwatch.server import ReferenceServer
 
 pytestmark = pytest.mark.runwatch_server(retry_after=0)
@@ -74,7 +74,7 @@ async def test_a_wait_goes_on_while_the_expression_gives_no_state(runwatch_serve
         RunApi(runwatch_server.url, profile=mine),
         run["id"],
         policy=FAST,
-        on_change=lambda s: seen.append(s.status),
+        hooks=Hooks(on_change=lambda s: seen.append(s.status)),
     )
     assert final.status is State.SUCCEEDED
     assert seen == [State.RUNNING, State.SUCCEEDED]
