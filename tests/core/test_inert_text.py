@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import pty
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import uvicorn
 
 from runwatch.cli import main
 from runwatch.server import ReferenceServer
@@ -101,3 +105,66 @@ def test_the_live_view_shows_remote_text_as_data(runwatch_server: ReferenceServe
     assert "a\\x1b[2Jb\\x07c" in out
     assert "x\\x1b[31my" in out
     assert "\x1b[2J" not in out and "\x07" not in out and "\x1b[31my" not in out
+
+
+async def test_a_servers_own_reason_is_shown_as_data_in_the_error_line() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def denied(request: object) -> JSONResponse:
+        return JSONResponse({"message": "go away\x1b[2J\n::error::x\x07"}, 403)
+
+    app = Starlette(routes=[Route("/runs/{run}", denied)])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(1000):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/runs/r-1"
+    try:
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runwatch", "watch", url, stderr=subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(cli.communicate(), 60)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+    assert err.decode() == f"runwatch: access denied to {url} (HTTP 403: go away\\x1b[2J\\n::error::x\\x07)\n"
+
+
+def test_verbose_log_lines_show_remote_text_as_data(runwatch_server: ReferenceServer, tmp_path: Path) -> None:
+    # A profile that takes the run's id from a field the remote writes freely; the run steps back once.
+    profile = {
+        "name": "id-from-executor",
+        "status_url": "{base_url}/runs/{run_id}",
+        "fields": {"id": "executor", "status": "status"},
+        "states": {"QUEUED": "QUEUED", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED"},
+    }
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(profile))
+    who = "node\n::error::x\x1b[2J"
+    run = runwatch_server.create_run(
+        script=[
+            {"status": "RUNNING", "for": 4, "executor": who},  # outlasts the process's start
+            {"status": "QUEUED", "for": 1, "executor": who},
+            {"status": "SUCCEEDED", "executor": who},
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "runwatch", "watch", str(run["url"]), "--profile", str(path), "-v", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "illegal transition" in line]
+    assert warned == [
+        "runwatch: WARNING runwatch: ignored an illegal transition: run node\\n::error::x\\x1b[2J: "
+        "RUNNING -> QUEUED (QUEUED) is not a legal move"
+    ]
+    assert "\x1b" not in done.stderr

@@ -88,7 +88,7 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
         handler: logging.Handler = logging.NullHandler()
         if verbose:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("runwatch: %(levelname)s %(name)s: %(message)s"))
+            handler.setFormatter(_InertFormatter("runwatch: %(levelname)s %(name)s: %(message)s"))
         saved.append((logger, handler, logger.level, logger.propagate))
         logger.addHandler(handler)
         logger.propagate = False
@@ -101,6 +101,13 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
             logger.removeHandler(handler)
             logger.setLevel(level)
             logger.propagate = propagate
+
+
+class _InertFormatter(logging.Formatter):
+    """One line per record, with what the remote wrote in it shown as data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
 
 
 def _error(message: str) -> None:
