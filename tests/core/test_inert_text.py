@@ -134,7 +134,7 @@ async def test_a_servers_own_reason_is_shown_as_data_in_the_error_line() -> None
         server.should_exit = True
         await task
         sock.close()
-    assert err.decode() == f"runwatch: access denied to {url} (HTTP 403: go away\\x1b[2J\\n::error::x\\x07)\n"
+    assert err.decode() == f"runwatch: access denied to {url} (HTTP 403: go away\\x1b[2J ::error::x\\x07)\n"
 
 
 def test_verbose_log_lines_show_remote_text_as_data(runwatch_server: ReferenceServer, tmp_path: Path) -> None:

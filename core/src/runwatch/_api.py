@@ -449,5 +449,5 @@ def _reason(body: bytes) -> str:
         text = found if isinstance(found, str) else ""
     elif payload is not None or text.startswith("<"):
         text = ""
-    line = " ".join(inert(text).split())
+    line = inert(" ".join(text.split()))
     return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"
