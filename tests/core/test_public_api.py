@@ -19,6 +19,8 @@ PUBLIC = {
     "Response",
     # push
     "WebhookInbox", "webhooks",
+    # remote text, shown as data
+    "text",
     # errors
     "RunwatchError", "ProfileError", "ConfigurationError", "InvalidURL", "TransientError", "BodyTooLarge", "WaitOutcome",
     "RunFailed", "RunCancelled", "RunTimedOut", "RunPartiallySucceeded", "WaitTimeout", "RunLost",

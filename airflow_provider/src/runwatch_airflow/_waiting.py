@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferralTimeout
 
 import runwatch
+from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
@@ -123,7 +124,7 @@ class RemoteRunTask(BaseOperator):
             runwatch.outcome(status, runwatch.Policy.from_dict(self.policy))
         except runwatch.WaitOutcome as exc:
             self.raise_outcome(type(exc).__name__, str(exc), status.id)
-        self.log.info("run %s ended %s", status.id, status.status.value)
+        self.log.info("run %s ended %s", inert(status.id), status.status.value)
         return status_payload(status)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,6 +150,7 @@ class RemoteRunTask(BaseOperator):
         """
         if error == "WaitTimeout":
             self.cancel_at_deadline(run_id)
+        message = inert(message)  # it may quote the remote, and Airflow logs it as it is
         exc = for_outcome(error)(message)
         if getattr(self, "soft_fail", False):
             raise AirflowSkipException(f"soft_fail: {message}") from exc

@@ -1,6 +1,6 @@
 """runwatch: wait for remote runs the right way."""
 
-from runwatch import webhooks
+from runwatch import text, webhooks
 from runwatch._api import RunApi, StartedRun
 from runwatch._attempts import start_attempt
 from runwatch._auth import (
@@ -116,6 +116,7 @@ __all__ = [
     "outcome",
     "run_sync",
     "start_attempt",
+    "text",
     "wait_for_run",
     "wait_for_run_sync",
     "wait_result",

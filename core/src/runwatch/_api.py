@@ -32,6 +32,7 @@ from runwatch._trace import trace_headers
 from runwatch._transport import Response, TransientError, Transport
 from runwatch._urls import origin_of, redact, split_userinfo
 from runwatch._wait_strategy import wait_server_hint
+from runwatch.text import inert
 
 __all__ = ["RunApi", "StartedRun", "checked_url"]
 
@@ -449,5 +450,5 @@ def _reason(body: bytes) -> str:
         text = found if isinstance(found, str) else ""
     elif payload is not None or text.startswith("<"):
         text = ""
-    line = " ".join(text.split())
+    line = inert(" ".join(text.split()))
     return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 1] + "…"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import string
 import sys
 from collections.abc import Mapping
@@ -11,13 +12,21 @@ from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jmespath
 import jmespath.exceptions
 import jmespath.parser
 import jmespath.visitor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from runwatch._errors import BadStatusPayload, ProfileError
 from runwatch._states import State
@@ -93,6 +102,40 @@ def _plain_keys(node: Any) -> tuple[str, ...] | None:
     return None
 
 
+def _check_jmespath(expr: str) -> str:
+    try:
+        jmespath.compile(expr)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"bad JMESPath {expr!r}: {_first_line(exc).rstrip(':')}") from None
+    return expr
+
+
+def _check_template(template: str) -> str:
+    """A URL template whose placeholders are all `{name}`, checked on load: no request meets a bad one."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone { or }
+        raise ValueError(
+            f"bad URL template {template!r}: {exc} (write {{{{ or }}}} for a literal brace)"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(
+                f"bad URL template {template!r}: placeholder {shown} must be a plain {{name}} "
+                "such as {base_url} or {run_id}"
+            )
+    return template
+
+
+JmesPath = Annotated[str, AfterValidator(_check_jmespath)]
+"""A JMESPath expression, compiled on load so that a profile with a bad one never loads."""
+UrlTemplate = Annotated[str, AfterValidator(_check_template)]
+"""A URL template with `{name}` placeholders, checked on load."""
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -100,21 +143,21 @@ class _Spec(BaseModel):
 class Fields(_Spec):
     """Where each part of the status lives in the remote's JSON: JMESPath expressions (None: absent)."""
 
-    id: str | None = "id"
-    status: str = "status"
-    status_detail: str | None = None  # a second field that refines the first (GitHub's conclusion)
-    created_at: str | None = None
-    updated_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    duration: str | None = None
-    executor: str | None = None
-    progress: str | None = None
-    errors: str | None = None
-    output_ref: str | None = None
-    heartbeat_at: str | None = None
-    version: str | None = None
-    url: str | None = None
+    id: JmesPath | None = "id"
+    status: JmesPath = "status"
+    status_detail: JmesPath | None = None  # a second field that refines the first (GitHub's conclusion)
+    created_at: JmesPath | None = None
+    updated_at: JmesPath | None = None
+    started_at: JmesPath | None = None
+    ended_at: JmesPath | None = None
+    duration: JmesPath | None = None
+    executor: JmesPath | None = None
+    progress: JmesPath | None = None
+    errors: JmesPath | None = None
+    output_ref: JmesPath | None = None
+    heartbeat_at: JmesPath | None = None
+    version: JmesPath | None = None
+    url: JmesPath | None = None
 
 
 class LongPoll(_Spec):
@@ -143,10 +186,10 @@ class RateLimitSpec(_Spec):
 class StartSpec(_Spec):
     """How to start a run."""
 
-    url: str
+    url: UrlTemplate
     method: str = "POST"
     idempotency_header: str | None = "Idempotency-Key"
-    run_id: str = "id"  # JMESPath into the answer's body
+    run_id: JmesPath = "id"  # into the answer's body
     # Headers that may carry the status URL of an asynchronous request-reply, in order of preference.
     status_url_headers: tuple[str, ...] = ("Operation-Location", "Location")
 
@@ -154,7 +197,7 @@ class StartSpec(_Spec):
 class CancelSpec(_Spec):
     """How to cancel a run. `body` is a JSON template (see `render_body`); None sends no body."""
 
-    url: str
+    url: UrlTemplate
     method: str = "POST"
     body: Any = None
 
@@ -207,7 +250,7 @@ class Profile(_Spec):
     source: str = ""
     aliases: tuple[str, ...] = ()
     parameters: dict[str, Parameter] = {}
-    status_url: str
+    status_url: UrlTemplate
     auth_scheme: str = "Bearer"  # the word before a token in the Authorization header
     fields: Fields = Fields()
     states: dict[str, State]
@@ -237,9 +280,14 @@ class Profile(_Spec):
             return value
         out: dict[str, Any] = {}
         for raw, canonical in value.items():
-            key = str(raw).upper()  # remote words match in any case
+            text = _json_word(raw)
+            if text != text.strip():
+                raise ValueError(
+                    f"{raw!r} can never match: remote words are trimmed of surrounding whitespace"
+                )
+            key = _state_key(text)
             if key in out:
-                raise ValueError(f"{raw!r} is mapped twice (keys match in any case)")
+                raise ValueError(f"{raw!r} is mapped twice (keys match in any case, and numbers by value)")
             try:
                 out[key] = canonical if isinstance(canonical, State) else State.parse(str(canonical))
             except ValueError:
@@ -249,13 +297,7 @@ class Profile(_Spec):
     def model_post_init(self, context: Any, /) -> None:
         exprs = self.fields.model_dump(exclude_none=True)
         for key, expr in exprs.items():
-            try:
-                self._getters[key] = _compile(expr)
-            except jmespath.exceptions.ParseError as exc:
-                reason = _first_line(exc).rstrip(":")
-                raise ProfileError(
-                    f"profile {self.name!r}: fields.{key}: bad JMESPath {expr!r}: {reason}"
-                ) from None
+            self._getters[key] = _compile(expr)  # each one already compiled once by its validator
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)
@@ -341,10 +383,10 @@ class Profile(_Spec):
         if not isinstance(payload, Mapping):
             raise BadStatusPayload(f"expected a JSON object, got {type(payload).__name__}")
         getters = self._getters  # a private attribute costs a __getattr__ call on every access
-        raw = getters["status"].search(payload)
+        raw = self._state_value(payload, "status")
         if raw is None:
             raise BadStatusPayload(f"no status at {self.fields.status!r} in the payload")
-        detail = getters["status_detail"].search(payload) if "status_detail" in getters else None
+        detail = self._state_value(payload, "status_detail") if "status_detail" in getters else None
         raw_status, state = self._map_state(raw, detail)
         values: dict[str, Any] = {"id": run_id if run_id is not None else url, "url": url}
         problems: list[str] = []
@@ -378,16 +420,32 @@ class Profile(_Spec):
             dropped += problems
         return status
 
+    def _state_value(self, payload: Any, key: str) -> Any:
+        """A state word from its expression: a filter's one-element list is its element, `[]` is absent."""
+        found = self._getters[key].search(payload)
+        if isinstance(found, list) and len(found) <= 1:
+            found = found[0] if found else None
+        if isinstance(found, (list, dict)):
+            shape = f"a list of {len(found)} values" if isinstance(found, list) else "an object"
+            raise ProfileError(
+                f"profile {self.name!r}: fields.{key} {getattr(self.fields, key)!r} gave {shape}, "
+                "not one state word"
+            )
+        return found
+
     def _map_state(self, raw: Any, detail: Any) -> tuple[str, State]:
-        raw_s = _json_word(raw)
-        if detail is not None:
-            combined = f"{raw_s}/{_json_word(detail)}"
-            found = self.states.get(combined.upper()) or self.states.get(f"{raw_s.upper()}/*")
+        raw_s = _json_word(raw).strip()
+        detail_s = None if detail is None else _json_word(detail).strip()
+        if detail_s is not None:
+            combined = f"{raw_s}/{detail_s}"
+            found = self.states.get(f"{_state_key(raw_s)}/{_state_key(detail_s)}") or self.states.get(
+                f"{_state_key(raw_s)}/*"
+            )
             if found is not None:
                 return combined, found
-        found = self.states.get(raw_s.upper())
+        found = self.states.get(_state_key(raw_s))
         if found is None:
-            shown = raw_s if detail is None else f"{raw_s}/{_json_word(detail)}"
+            shown = raw_s if detail_s is None else f"{raw_s}/{detail_s}"
             raise ProfileError(f"profile {self.name!r} does not map the remote status {shown!r}")
         return raw_s, found
 
@@ -459,6 +517,23 @@ def _check_body(body: Any) -> None:
 def _json_word(value: Any) -> str:
     # Booleans are spelled as JSON spells them, so `done: true` maps as "true".
     return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _state_key(word: str) -> str:
+    """How a state word is looked up: any case, and a number by its value ("3", "3.0" and 3 are one key).
+
+    A two-field key (`completed/success`) is normalised part by part.
+    """
+    if "/" in word:
+        return "/".join(_state_key(part) for part in word.split("/", 1))
+    if _NUMBER.fullmatch(word):
+        number = float(word)
+        if math.isfinite(number):
+            return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+    return word.upper()
 
 
 def _progress(value: Any) -> Progress:

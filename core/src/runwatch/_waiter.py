@@ -19,6 +19,7 @@ from runwatch._trace import WaitTrace
 from runwatch._transport import TransientError
 from runwatch._urls import redact
 from runwatch._watch import NEWS, Watch
+from runwatch.text import inert
 
 if TYPE_CHECKING:
     from runwatch._inbox import Mailbox, WebhookInbox
@@ -149,7 +150,9 @@ async def watch_run(
 def outcome(status: RunStatus, policy: Policy | None = None) -> RunStatus:
     """The terminal status if it counts as success under the policy; else the typed outcome, raised."""
     state = status.status
-    detail = f": {status.error_message}" if status.error_message else ""
+    # The remote's words end up in logs and on terminals wherever the exception is shown: made inert here.
+    detail = f": {inert(status.error_message)}" if status.error_message else ""
+    run = inert(status.id)
     if state is State.SUCCEEDED:
         return status
     if state is State.PARTIAL_SUCCESS:
@@ -157,15 +160,15 @@ def outcome(status: RunStatus, policy: Policy | None = None) -> RunStatus:
         if rule == "succeed":
             return status
         if rule == "fail":
-            raise RunFailed(f"run {status.id} only partly succeeded{detail}", status)
-        raise RunPartiallySucceeded(f"run {status.id} partly succeeded{detail}", status)
+            raise RunFailed(f"run {run} only partly succeeded{detail}", status)
+        raise RunPartiallySucceeded(f"run {run} partly succeeded{detail}", status)
     if state is State.FAILED:
-        raise RunFailed(f"run {status.id} failed{detail or f' ({status.raw_status})'}", status)
+        raise RunFailed(f"run {run} failed{detail or f' ({inert(str(status.raw_status))})'}", status)
     if state is State.CANCELLED:
-        raise RunCancelled(f"run {status.id} was cancelled{detail}", status)
+        raise RunCancelled(f"run {run} was cancelled{detail}", status)
     if state is State.TIMED_OUT:
-        raise RunTimedOut(f"run {status.id} was timed out by the remote{detail}", status)
-    raise ValueError(f"run {status.id} is not terminal ({state.value})")
+        raise RunTimedOut(f"run {run} was timed out by the remote{detail}", status)
+    raise ValueError(f"run {run} is not terminal ({state.value})")
 
 
 async def wait_for_run(

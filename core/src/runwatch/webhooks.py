@@ -20,10 +20,13 @@ from runwatch._errors import RunwatchError
 
 __all__ = [
     "SECRET_PREFIX",
+    "WebhookSecretError",
     "WebhookVerificationError",
+    "check_secrets",
     "generate_secret",
     "sign",
     "verify",
+    "verify_headers",
 ]
 
 SECRET_PREFIX = "whsec_"
@@ -33,21 +36,46 @@ class WebhookVerificationError(RunwatchError):
     """A delivery failed verification: missing header, stale or future timestamp, or no signature matched."""
 
 
+class WebhookSecretError(RunwatchError, ValueError):
+    """A webhook secret is not `whsec_` followed by base64 (a usage error: exit code 64). Never shows it."""
+
+    exit_code = 64
+
+
 def generate_secret() -> str:
     """A new secret: `whsec_` and the base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
 
 
 def _key(secret: str) -> bytes:
-    """The HMAC key of a secret. Raises ValueError (never showing the secret) if it is not base64."""
+    """The HMAC key of a secret. Raises WebhookSecretError (never showing the secret) if it is not base64."""
+    if not isinstance(secret, str):
+        raise WebhookSecretError(f"a webhook secret must be a string, not {type(secret).__name__}")
     encoded = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("a webhook secret must be 'whsec_' followed by base64") from None
+        # A pasted signature ("v1,<base64>") is the usual mistake; saying so shows nothing of the secret.
+        hint = " (a 'v1,...' value is a signature, not a secret)" if secret.startswith("v1,") else ""
+        raise WebhookSecretError(f"a webhook secret must be 'whsec_' followed by base64{hint}") from None
     if not key:
-        raise ValueError("a webhook secret must not be empty")
+        raise WebhookSecretError("a webhook secret must not be empty")
     return key
+
+
+def check_secrets(secrets: str | Sequence[str]) -> list[bytes]:
+    """The HMAC keys of one secret or several (rotation). Raises WebhookSecretError naming the bad one."""
+    secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not secret_list:
+        raise WebhookSecretError("at least one webhook secret is needed")
+    keys = []
+    for n, secret in enumerate(secret_list, 1):
+        try:
+            keys.append(_key(secret))
+        except WebhookSecretError as exc:
+            where = f"webhook secret {n} of {len(secret_list)}" if len(secret_list) > 1 else "webhook secret"
+            raise WebhookSecretError(f"{where}: {exc}") from None
+    return keys
 
 
 def _digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
@@ -68,36 +96,30 @@ def _header(lowered: Mapping[str, str], name: str) -> str:
     return value.strip()
 
 
-def verify(
-    secrets: str | Sequence[str],
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance: float = 300,
-    now: float | None = None,
-) -> str:
-    """Check one delivery and return its `webhook-id`.
+def verify_headers(headers: Mapping[str, str], *, tolerance: float = 300, now: float | None = None) -> str:
+    """Check what can be checked before the body is read; return the `webhook-id`.
 
-    `secrets` may list several keys (rotation): any one may match, and so may any of the space-separated
-    signatures. Header names are matched case-insensitively. Timestamps more than `tolerance` seconds in the
-    past or the future are refused. Raises `WebhookVerificationError`; never mentions a secret.
+    The three headers must be present, the timestamp within `tolerance` seconds of `now` (default: the clock)
+    and at least one `v1` signature well formed. A receiver calls this first, so a request that can never
+    verify is refused without reading its body. Raises `WebhookVerificationError`.
     """
-    secret_list = [secrets] if isinstance(secrets, str) else list(secrets)
-    if not secret_list:
-        raise ValueError("verify() needs at least one webhook secret")
-    keys = [_key(s) for s in secret_list]
+    return _read_headers(headers, tolerance, now)[0]
 
+
+def _read_headers(
+    headers: Mapping[str, str], tolerance: float, now: float | None
+) -> tuple[str, int, list[bytes]]:
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
     msg_id = _header(lowered, "webhook-id")
     raw_timestamp = _header(lowered, "webhook-timestamp")
     raw_signatures = _header(lowered, "webhook-signature")
 
-    try:
-        timestamp = int(raw_timestamp)
-    except ValueError:
+    # Digits only, and few enough that the arithmetic below stays in float range whatever the sender says.
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) <= 15):
         raise WebhookVerificationError(
             f"webhook-timestamp is not an integer number of seconds: {raw_timestamp[:40]!r}"
-        ) from None
+        )
+    timestamp = int(raw_timestamp)
     current = time.time() if now is None else now
     if timestamp < current - tolerance:
         raise WebhookVerificationError(
@@ -119,7 +141,26 @@ def verify(
             continue
     if not candidates:
         raise WebhookVerificationError("webhook-signature has no v1 signature")
+    return msg_id, timestamp, candidates
 
+
+def verify(
+    secrets: str | Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = 300,
+    now: float | None = None,
+) -> str:
+    """Check one delivery and return its `webhook-id`.
+
+    `secrets` may list several keys (rotation): any one may match, and so may any of the space-separated
+    signatures. Header names are matched case-insensitively. Timestamps more than `tolerance` seconds in the
+    past or the future are refused. Raises `WebhookVerificationError`, or `WebhookSecretError` for a
+    malformed secret; never mentions a secret.
+    """
+    keys = check_secrets(secrets)
+    msg_id, timestamp, candidates = _read_headers(headers, tolerance, now)
     body_bytes = bytes(body)
     matched = False
     for key in keys:

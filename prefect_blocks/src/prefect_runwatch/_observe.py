@@ -23,6 +23,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 
 from runwatch import RunStatus
+from runwatch.text import inert
 
 __all__ = ["TERMINAL_EVENT", "Observer", "run_event", "run_resource"]
 
@@ -95,7 +96,7 @@ class Observer:
     async def __call__(self, status: RunStatus) -> None:
         previous, self.last = self.last, status
         if previous is None or previous.status is not status.status:
-            self.logger.info("remote run %s is %s%s", status.id, status.status.value, _detail(status))
+            self.logger.info("remote run %s is %s%s", inert(status.id), status.status.value, _detail(status))
             self._emit(f"runwatch.run.{status.status.value.lower()}", status)
             if status.is_terminal:
                 self._emit(TERMINAL_EVENT, status)
@@ -110,7 +111,7 @@ class Observer:
         run_event(name, status, self.related, uuid.uuid5(_EVENT_IDS, seed) if self.flow_run_id else None)
 
     async def _show_progress(self, status: RunStatus, percent: float) -> None:
-        description = f"Remote run `{status.id}`: {_message(status) or status.status.value}"
+        description = f"{_title(status)}: {inert(_message(status) or status.status.value)}"
         async with get_client() as client:
             if self._artifact is None:
                 self._artifact = await self._existing_progress(client, status)
@@ -140,7 +141,7 @@ class Observer:
                 type=ArtifactFilterType(any_=["progress"]),
             )
         )
-        prefix = f"Remote run `{status.id}`:"
+        prefix = f"{_title(status)}:"
         mine = [a for a in found if (a.description or "").startswith(prefix)]
         return mine[-1].id if mine else None
 
@@ -153,7 +154,7 @@ class Observer:
                 ArtifactCreate(
                     type="markdown",
                     data=summary(status),
-                    description=f"Remote run `{status.id}` ended {status.status.value}",
+                    description=f"{_title(status)} ended {status.status.value}",
                     flow_run_id=self.flow_run_id,
                     task_run_id=self.task_run_id,
                 )
@@ -161,7 +162,7 @@ class Observer:
 
 
 def summary(status: RunStatus) -> str:
-    """A markdown summary of a terminal run, with its result link."""
+    """A markdown summary of a terminal run, with its result link; the remote's words shown as data."""
     rows = [
         ("status", f"{status.status.value}" + (f" ({status.raw_status})" if status.raw_status else "")),
         ("started", status.started_at.isoformat() if status.started_at else None),
@@ -171,15 +172,20 @@ def summary(status: RunStatus) -> str:
         ("errors", status.error_message),
         ("run", status.url),
     ]
-    lines = [f"### Remote run `{status.id}`", "", "| | |", "| --- | --- |"]
+    lines = [f"### {_title(status)}", "", "| | |", "| --- | --- |"]
     lines += [f"| {name} | {_cell(value)} |" for name, value in rows if value]
     if status.output_ref:
-        lines += ["", f"**Result:** [{status.output_ref}]({status.output_ref})"]
+        link = inert(status.output_ref)
+        lines += ["", f"**Result:** [{link}]({link})"]
     return "\n".join(lines)
 
 
+def _title(status: RunStatus) -> str:
+    return f"Remote run `{inert(status.id)}`"
+
+
 def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+    return inert(value).replace("|", "\\|")
 
 
 def _message(status: RunStatus) -> str | None:
@@ -192,5 +198,5 @@ def _detail(status: RunStatus) -> str:
     if percent is not None:
         parts.append(f"{percent:.0f}%")
     if status.error_message:
-        parts.append(status.error_message)
+        parts.append(inert(status.error_message))
     return f" ({'; '.join(parts)})" if parts else ""

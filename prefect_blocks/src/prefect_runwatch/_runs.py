@@ -12,6 +12,7 @@ from prefect_runwatch._ids import idempotency_key
 from prefect_runwatch._observe import Logger, Observer
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus, StartedRun
+from runwatch.text import inert
 
 __all__ = ["RunRef", "api_block", "start", "target", "watch"]
 
@@ -55,7 +56,7 @@ async def start(
         request_timeout=block.request_timeout,
     )
     verb = "found again" if started.replayed else "started"  # an idempotency key the remote had seen
-    logger.info("%s remote run %s (%s)", verb, started.id, started.status_url)
+    logger.info("%s remote run %s (%s)", verb, inert(started.id), inert(started.status_url))
     return started
 
 

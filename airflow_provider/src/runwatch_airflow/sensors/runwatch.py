@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.triggers.base import StartTriggerArgs
 
 import runwatch
+from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow._waiting import RemoteRunTask, policy_dict, profile_spec
@@ -188,7 +189,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
                     raise AirflowFailException(str(exc)) from exc
                 raise
         self._remote_run_id = status.id
-        self.log.info("run %s is %s", status.id, status.status.value)
+        self.log.info("run %s is %s", inert(status.id), status.status.value)
         if self._past_deadline():
             self.raise_outcome(
                 "WaitTimeout", f"{self._gave_up()}; run {status.id} is {status.status.value}", status.id

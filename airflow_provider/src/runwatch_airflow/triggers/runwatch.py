@@ -9,6 +9,7 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 import runwatch
+from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.hooks.runwatch import RunStatusHook
@@ -133,7 +134,7 @@ class RunStatusTrigger(BaseTrigger):
         self._last = status
         percent = status.progress.percent if status.progress else None
         progress = f" ({percent:g}%)" if percent is not None else ""
-        self.log.info("run %s is %s%s", status.id, status.status.value, progress)
+        self.log.info("run %s is %s%s", inert(status.id), status.status.value, progress)
 
     async def on_kill(self) -> None:
         """Cancel the remote run when a user kills the task, if `cancel_on_kill`."""
@@ -173,5 +174,6 @@ def error_event(exc: BaseException, last: runwatch.RunStatus | None) -> dict[str
 
 
 def _one_line(exc: BaseException) -> str:
+    # The message may quote the remote (its error text): shown whole, as data, on one line.
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return inert(text) if text else type(exc).__name__

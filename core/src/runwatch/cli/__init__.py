@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from runwatch._errors import RunwatchError
 from runwatch._urls import redact_text
 from runwatch.cli._args import EX_USAGE, UsageError, build_parser
+from runwatch.text import inert
 
 __all__ = ["main"]
 
@@ -87,7 +88,7 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
         handler: logging.Handler = logging.NullHandler()
         if verbose:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("runwatch: %(levelname)s %(name)s: %(message)s"))
+            handler.setFormatter(_InertFormatter("runwatch: %(levelname)s %(name)s: %(message)s"))
         saved.append((logger, handler, logger.level, logger.propagate))
         logger.addHandler(handler)
         logger.propagate = False
@@ -102,8 +103,16 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
             logger.propagate = propagate
 
 
+class _InertFormatter(logging.Formatter):
+    """One line per record, with what the remote wrote in it shown as data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
+
+
 def _error(message: str) -> None:
-    line = redact_text(" ".join(message.split()))  # one line, whatever the message holds, and no password
+    # One line, whatever the message holds; no password; the remote's words in it shown as data.
+    line = redact_text(" ".join(inert(message).split()))
     with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()
     print(f"runwatch: {line}", file=sys.stderr, flush=True)

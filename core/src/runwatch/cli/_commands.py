@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 
 from runwatch._errors import RunwatchError
@@ -78,28 +77,22 @@ def run_serve(args: argparse.Namespace) -> int:
     server = import_server()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"--host {args.host}: the reference server binds loopback addresses only")
-    _check_free(args.host, args.port)
+    try:  # bound here, so that a taken port fails in one line and port 0 is shown as the port it became
+        sock = server.listen(args.host, args.port)
+    except OSError as exc:
+        raise AddressInUse(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     auth = " (bearer token required)" if token else ""
     print(
-        f"runwatch: reference server on http://{args.host}:{args.port}{auth}; Ctrl-C stops it",
+        f"runwatch: reference server on http://{shown}:{sock.getsockname()[1]}{auth}; Ctrl-C stops it",
         file=sys.stderr,
+        flush=True,
     )
     try:
-        server.serve(host=args.host, port=args.port, token=token)
+        server.serve(host=args.host, port=args.port, token=token, sock=sock)
     except ValueError as exc:  # a host that is not loopback
         raise UsageError(f"--host {args.host}: {exc}") from None
     return 0
-
-
-def _check_free(host: str, port: int) -> None:
-    """Fail in one line, before uvicorn starts, when the address is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class AddressInUse(RunwatchError):

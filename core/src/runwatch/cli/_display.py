@@ -12,6 +12,7 @@ from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._urls import redact_text
 from runwatch.cli._outcomes import outcome_of
+from runwatch.text import inert
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -31,7 +32,7 @@ __all__ = [
 
 
 def progress_text(status: RunStatus | None) -> str:
-    """`45% 3/10 loading` (whatever the run reports), or '' when it reports nothing."""
+    """`45% 3/10 loading` (whatever the run reports, made inert), or '' when it reports nothing."""
     p = status.progress if status is not None else None
     if p is None:
         return ""
@@ -43,7 +44,7 @@ def progress_text(status: RunStatus | None) -> str:
     elif p.items_done is not None:
         parts.append(f"{p.items_done} done")
     if p.message:
-        parts.append(p.message)
+        parts.append(inert(p.message))
     return " ".join(parts)
 
 
@@ -130,13 +131,15 @@ class PlainDisplay(Display):
 
     def show(self, status: RunStatus) -> None:
         extra = progress_text(status)
-        line = f"[{self.elapsed:6.1f}s] {status.id}  {status.status.value:<15}{extra}".rstrip()
+        line = f"[{self.elapsed:6.1f}s] {inert(status.id)}  {status.status.value:<15}{extra}".rstrip()
         self.out.write(line + "\n")
         self.out.flush()
 
     def succeeded(self, status: RunStatus) -> None:
-        where = f"; output: {status.output_ref}" if status.output_ref else ""
-        self.out.write(f"run {status.id} ended {status.status.value} after {self.elapsed:.1f}s{where}\n")
+        where = f"; output: {inert(status.output_ref)}" if status.output_ref else ""
+        self.out.write(
+            f"run {inert(status.id)} ended {status.status.value} after {self.elapsed:.1f}s{where}\n"
+        )
         self.out.flush()
 
 
@@ -192,7 +195,9 @@ class LiveDisplay(Display):
         state: Any = Text("waiting for the first answer", style="dim")
         if s is not None:
             state = Text.assemble(
-                (s.status.value, state_style(s)), f"  {s.phase.value}", (f"  ({s.raw_status})", "dim")
+                (s.status.value, state_style(s)),
+                f"  {s.phase.value}",
+                (f"  ({inert(str(s.raw_status))})", "dim"),
             )
         grid.add_row("state", state)
         percent = percent_of(s)
@@ -210,15 +215,15 @@ class LiveDisplay(Display):
         grid.add_row("requests", str(self.requests))
         grid.add_row("changes", str(self.changes))
         if s is not None and s.executor:
-            grid.add_row("executor", Text(s.executor))
+            grid.add_row("executor", Text(inert(s.executor)))
         if s is not None and s.error_message:
-            grid.add_row("errors", Text(s.error_message, style="red"))
+            grid.add_row("errors", Text(inert(s.error_message), style="red"))
         if s is not None and s.output_ref:
-            grid.add_row("output", Text(s.output_ref))
+            grid.add_row("output", Text(inert(s.output_ref)))
         if self.outcome:
             grid.add_row("outcome", Text.from_markup(self.outcome))
-        title = s.id if s is not None else "run"
-        subtitle = Text(self.url) if self.url else None
+        title = inert(s.id) if s is not None else "run"
+        subtitle = Text(inert(self.url)) if self.url else None
         width = max(64, len(self.url or "") + 8)
         return Panel(grid, title=Text(f"runwatch {title}"), subtitle=subtitle, width=width)
 

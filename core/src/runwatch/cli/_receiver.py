@@ -28,20 +28,17 @@ class HookReceiver:
         self.received: Counter[str] = Counter()
 
     async def app(self, scope: Message, receive: Receive, send: Send) -> None:
-        """ASGI: read the body once, count it, replay it to the inbox's own ASGI app."""
-        chunks, more = [], scope["type"] == "http"
-        while more:
+        """ASGI: the inbox's own app, which reads (and caps) the body; what it read is counted afterwards."""
+        chunks: list[bytes] = []
+
+        async def recording() -> Message:
             message = await receive()
             chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+            return message
+
+        await self.inbox.asgi(scope, recording, send)
         with contextlib.suppress(ValueError, AttributeError):
-            self.received[str(json.loads(body).get("id"))] += 1
-
-        async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.inbox.asgi(scope, replay, send)
+            self.received[str(json.loads(b"".join(chunks)).get("id"))] += 1
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[str]:

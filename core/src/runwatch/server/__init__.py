@@ -6,7 +6,7 @@ malformed bodies, illegal regressions, zombies). See docs/reference-server.md.
 """
 
 from runwatch.server._app import create_app
-from runwatch.server._server import ReferenceServer, ReferenceServerError, serve
+from runwatch.server._server import ReferenceServer, ReferenceServerError, listen, serve
 from runwatch.server._store import ServerConfig
 
-__all__ = ["ReferenceServer", "ReferenceServerError", "ServerConfig", "create_app", "serve"]
+__all__ = ["ReferenceServer", "ReferenceServerError", "ServerConfig", "create_app", "listen", "serve"]

@@ -20,7 +20,7 @@ from runwatch.server._app import create_app, install_log_filter
 from runwatch.server._spec import is_loopback
 from runwatch.server._store import ServerConfig, Store
 
-__all__ = ["ReferenceServer", "ReferenceServerError", "serve"]
+__all__ = ["ReferenceServer", "ReferenceServerError", "listen", "serve"]
 
 
 class ReferenceServerError(RuntimeError):
@@ -101,6 +101,22 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host`:`port` (0: a free port, see `getsockname()`). Raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
+    # sockets inherit it. With proto 0, every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(4096)  # connections queue from now on, even before the server's loop accepts them
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _check_host(host: str, allow_remote: bool) -> None:
     if not allow_remote and not is_loopback(host):
         raise ValueError(
@@ -179,16 +195,7 @@ class ReferenceServer:
     def start(self, timeout: float = 10.0) -> ReferenceServer:
         if self._server is not None:
             raise RuntimeError("this ReferenceServer was already started (make a new one)")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
-        # sockets inherit it. With proto 0, every keep-alive response waits ~40 ms for a delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = listen(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = ServerConfig(base_url=self.url, **self._options)
         app = create_app(config)
@@ -366,12 +373,17 @@ def serve(
     max_wait: float = 60.0,
     log_level: str = "info",
     access_log: bool = False,
+    sock: socket.socket | None = None,
 ) -> None:
     """Run the reference server in the foreground until Ctrl-C (`runwatch serve`).
 
+    `sock`, a socket already bound by `listen(host, port)`, is served instead of binding here; either way
+    port 0 means a free port, and the port bound is the one in every URL the server writes (`Location`).
     Held long polls are answered first; then the KeyboardInterrupt propagates (shutdown is already complete).
+    Raises OSError when the address cannot be bound.
     """
     _check_host(host, allow_remote)
+    sock = sock or listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     specific = host not in ("0.0.0.0", "::", "")
     config = ServerConfig(
@@ -379,14 +391,12 @@ def serve(
         retry_after=retry_after,
         cancel_delay=cancel_delay,
         max_wait=max_wait,
-        base_url=f"http://{shown}:{port}" if specific else None,
+        base_url=f"http://{shown}:{sock.getsockname()[1]}" if specific else None,
         allow_remote_webhooks=allow_remote,
     )
     app = create_app(config)
     uv_config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level=log_level,
         access_log=access_log,
         lifespan="on",
@@ -397,4 +407,4 @@ def serve(
     )
     # After a clean shutdown uvicorn re-raises the signal it caught: Ctrl-C ends as KeyboardInterrupt (the CLI
     # turns it into exit code 130), SIGTERM as SIGTERM.
-    _Uvicorn(uv_config, app.state.store).run()
+    _Uvicorn(uv_config, app.state.store).run(sockets=[sock])
