@@ -160,3 +160,40 @@ async def test_a_long_poll_is_held_and_asked_again_at_once() -> None:
     assert final.status is State.SUCCEEDED
     assert holds == ["25", "25"]  # no pause of our own between held requests
     assert clock.monotonic() == pytest.approx(40)  # the end seen as it happened
+
+
+async def test_once_pushes_come_requests_are_no_longer_held() -> None:
+    """A held request would keep a push waiting behind it: with an inbox, polling is the slow safety net."""
+    import asyncio
+    import json
+    import time
+
+    from runwatch import WebhookInbox, webhooks
+
+    async def answer(request: Request) -> Response:
+        if "wait=" in request.url:
+            await asyncio.sleep(30)  # a server that holds the whole time
+        return Response.of_json({"id": "r", "status": "RUNNING"})
+
+    transport = MockTransport(answer)
+    api = RunApi(BASE, transport=transport)
+    secret = webhooks.generate_secret()
+    inbox = WebhookInbox(secret)
+    body = json.dumps({"id": "r", "status": "SUCCEEDED"}).encode()
+
+    async def push_soon() -> None:
+        await asyncio.sleep(0.3)
+        now = int(time.time())
+        headers = {
+            "webhook-id": "msg-1",
+            "webhook-timestamp": str(now),
+            "webhook-signature": webhooks.sign(secret, "msg-1", now, body),
+        }
+        assert inbox.deliver(headers, body) == 204
+
+    pusher = asyncio.create_task(push_soon())
+    policy = Policy(interval=20, max_interval=60, long_poll=30, timeout=60)
+    final = await asyncio.wait_for(wait_for_run(api, "r", policy=policy, inbox=inbox), 30)
+    await pusher
+    assert final.status is State.SUCCEEDED
+    assert [("wait=" in r.url) for r in transport.requests] == [False]  # the first look, never a held one

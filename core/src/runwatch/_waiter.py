@@ -122,6 +122,8 @@ async def watch_run(
                 watch.check_heartbeat()
                 if inbox is not None and mailbox is None and last is not None:
                     mailbox = inbox.subscribe(last.id)
+                    # Pushes are the fast path now: a held request would keep a push waiting behind it.
+                    watch.long_polling = False
                 if watch.ask_again_at_once(held, verdict):
                     continue
                 delay = watch.next_delay(hint, mailbox is not None)
