@@ -104,7 +104,9 @@ class AirflowCluster:
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
         )
         if migrate.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+            )
         for name in SERVICES:
             self.start_service(name, name)
         wait_until("the api server answers", self._api_healthy, timeout=180)
@@ -164,7 +166,7 @@ class AirflowCluster:
                     self._db = self.postgres.connect(self.db_url)
                     self._db.set_session(readonly=True, autocommit=True)
                 with self._db.cursor() as cursor:
-                    cursor.execute(sql, params)
+                    cursor.execute(sql, params or None)  # no parameters: a % is a plain %
                     return list(cursor.fetchall())
             except psycopg2.OperationalError:
                 if self._db is not None:

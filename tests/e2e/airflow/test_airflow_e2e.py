@@ -82,6 +82,7 @@ class E2E:
     restart: Restart
     triggers: dict[int, tuple[str, str]] = field(default_factory=dict)  # every trigger row ever seen
     events: set[str] = field(default_factory=set)  # every trigger event stored in a task's next_kwargs
+    xcoms: set[str] = field(default_factory=set)  # every XCom value ever seen (some are overwritten later)
     most_triggers_at_once: int = 0
     most_deferred_at_once: int = 0
 
@@ -154,6 +155,7 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
                     "SELECT next_kwargs FROM task_instance WHERE next_kwargs IS NOT NULL"
                 )
             )
+            result.xcoms.update(json.dumps(value) for (value,) in cluster.query("SELECT value FROM xcom"))
             drive.step()
             time.sleep(1)
         yield result
@@ -173,7 +175,7 @@ class _RestartDrive:
         rows = self.cluster.query(
             "SELECT ti.task_id, ti.state, ti.trigger_id, t.triggerer_id FROM task_instance ti "
             "LEFT JOIN trigger t ON t.id = ti.trigger_id "
-            "WHERE ti.dag_id = 'rw_e2e_restart' AND ti.task_id LIKE 'wait_%%'"
+            "WHERE ti.dag_id = 'rw_e2e_restart' AND ti.task_id LIKE 'wait_%'"
         )
         return {task: (state, trigger, triggerer) for task, state, trigger, triggerer in rows}
 
@@ -399,7 +401,7 @@ def _places(e2e: E2E) -> dict[str, list[str]]:
     return {
         "trigger kwargs": [kwargs for _, kwargs in e2e.triggers.values()],
         "trigger events": sorted(e2e.events),
-        "XCom": [json.dumps(v) for d in DAG_IDS for *_, v in cluster.xcoms(d)],
+        "XCom": sorted(e2e.xcoms | {json.dumps(v) for d in DAG_IDS for *_, v in cluster.xcoms(d)}),
         "logs": [cluster.all_logs()],
         "reference server logs": e2e.server_logs,
     }
