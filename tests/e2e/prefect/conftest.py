@@ -1,5 +1,6 @@
-"""End-to-end Prefect suite: deployments served in a subprocess, the watcher as a subprocess, a reference
-server that asks for a canary token. Every subprocess runs in its own process group, killed at the end."""
+"""End-to-end Prefect suite: a Prefect server process of its own (restartable), deployments served in a
+subprocess, the watcher as a subprocess, a reference server that asks for a canary token. Every subprocess
+runs in its own process group, killed at the end."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "prefect"))
-import prefect_harness
+import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_server import PrefectServer
 
 from prefect_runwatch import RunStatusApi
 from runwatch.server import ReferenceServer
@@ -28,10 +31,29 @@ ROOT = HERE.parents[2]
 API_BLOCK = "e2e-api"
 
 
+_server: PrefectServer | None = None
+
+
 @pytest.fixture(scope="session", autouse=True)
-def prefect_api() -> Iterator[str]:
-    yield prefect_harness.start()
-    prefect_harness.stop()
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` for the session (a test may restart it); this process talks to it."""
+    global _server
+    root = tmp_path_factory.mktemp("prefect-server")
+    (root / "home").mkdir()
+    _server = PrefectServer(root / "home", root / "server.log")
+    try:
+        _server.start()
+        with temporary_settings(updates={PREFECT_API_URL: _server.url}):
+            yield _server
+    finally:
+        _server.stop()
+        _server = None
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess that talks to the session's Prefect server."""
+    assert _server is not None, "the prefect_server fixture is not up"
+    return {**os.environ, "PREFECT_API_URL": _server.url, **extra}
 
 
 class Processes:
@@ -47,7 +69,7 @@ class Processes:
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=prefect_harness.subprocess_env(RUNWATCH_E2E_GROUP=self.mark.partition("=")[2]),
+            env=subprocess_env(RUNWATCH_E2E_GROUP=self.mark.partition("=")[2]),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect_harness import eventually
+from prefect_server import PrefectServer
 
 import runwatch
 from prefect_runwatch import create_resume_automation, push_run_status
@@ -123,31 +124,94 @@ async def test_suspend_releases_the_process_and_the_watcher_resumes_it(
     print(f"\nremote run ended -> flow resumed {to_resume:.1f} s -> flow completed {to_complete:.1f} s")
 
 
-async def test_a_restarted_watcher_resumes_every_flow_once(
+@pytest.mark.timeout(420)
+async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
     served: subprocess.Popen[bytes],
     reference: ReferenceServer,
     watchers: Callable[[], subprocess.Popen[bytes]],
+    prefect_server: PrefectServer,
 ) -> None:
+    """Mid-wait, the watcher is SIGKILLed (two new ones take over), then the Prefect server is SIGKILLed and
+    started again. Runs that succeed and runs that fail, the short ones ending while the server is away:
+    each flow resumes once, with its run's outcome, and no run is cancelled."""
+    ends = [("SUCCEEDED", 25.0), ("FAILED", 25.0), ("SUCCEEDED", 50.0), ("FAILED", 50.0)]
+    known = set(reference.stats()["runs"])
     flows = [
-        await start_flow({"script": script(15.0, f"s3://out/{i}"), "api_block": API_BLOCK}) for i in range(3)
+        await start_flow({"script": _ending(end, seconds, i), "api_block": API_BLOCK})
+        for i, (end, seconds) in enumerate(ends)
     ]
     first = watchers()
     await asyncio.gather(*(until(fr, suspended, 90, "to suspend") for fr in flows))
-    runs = {(await read(fr)).id: fr for fr in flows}
-    known = reference.stats()["runs"]
-    await asyncio.sleep(3)  # the watcher scans, then polls every run
-    polled = reference.stats()["runs"]
-    assert sum(polled[r]["GET"] for r in polled) > sum(known[r]["GET"] for r in known)
-    first.send_signal(signal.SIGKILL)  # a crash, mid-wait
-    os.killpg(first.pid, signal.SIGKILL)
+    runs = _runs_by_flow(reference, known, flows)
+    await _polled(reference, runs.values(), "the first watcher")
+    os.killpg(first.pid, signal.SIGKILL)  # a crash, mid-wait
     first.wait(10)
     watchers(), watchers()  # two at once: neither may resume a flow the other resumed
+    await _polled(reference, runs.values(), "the new watchers")
 
-    await asyncio.gather(*(until(fr, completed, 120, "to complete") for fr in runs.values()))
+    away_from = datetime.now(timezone.utc)
+    away = await asyncio.to_thread(prefect_server.restart)
+    back_at = datetime.now(timezone.utc)
+    assert served.poll() is None  # the runner rode the restart out
+
+    await asyncio.gather(*(until(fr, _final, 180, "to finish") for fr in flows))
+    ended_while_away = 0
     for i, flow_run_id in enumerate(flows):
-        assert (await result(flow_run_id))["output_ref"] == f"s3://out/{i}"
+        end, _ = ends[i]
+        run_id = runs[flow_run_id]
+        flow_run = await read(flow_run_id)
+        assert flow_run.state is not None
+        if end == "SUCCEEDED":
+            assert flow_run.state.is_completed(), flow_run.state
+            status = await result(flow_run_id)
+            assert (status["id"], status["output_ref"]) == (run_id, f"s3://out/{i}")
+        else:
+            assert flow_run.state.is_failed(), flow_run.state
+            assert f"flow {i}: out of memory" in (flow_run.state.message or ""), flow_run.state.message
         names = await state_names(flow_run_id)
-        assert names.count("Resuming") == 1, names
+        assert names.count("Suspended") == 1 and names.count("Resuming") == 1, names
+        counters = reference.stats()["runs"][run_id]
+        assert (counters["POST"], counters["cancel"]) == (2, 0)  # the rerun's start replays; no cancel
+        ended = datetime.fromisoformat(reference.get_run(run_id)["ended_at"])
+        ended_while_away += away_from <= ended <= back_at
+    print(
+        f"\nwatcher SIGKILLed, Prefect server SIGKILLed and away {away:.1f}s; {ended_while_away} of "
+        f"{len(flows)} runs ended while it was away; every flow resumed once"
+    )
+
+
+def _ending(end: str, seconds: float, i: int) -> list[dict[str, Any]]:
+    final: dict[str, Any] = {"status": end}
+    if end == "SUCCEEDED":
+        final["output_ref"] = f"s3://out/{i}"
+    else:
+        final["errors"] = [{"message": f"flow {i}: out of memory"}]
+    return [{"status": "RUNNING", "for": seconds, "progress": {"message": f"flow {i}"}}, final]
+
+
+def _final(flow_run: FlowRun) -> bool:
+    return flow_run.state is not None and flow_run.state.is_final()
+
+
+def _runs_by_flow(reference: ReferenceServer, known: set[str], flows: list[UUID]) -> dict[UUID, str]:
+    """Each flow's remote run (its progress message names the flow by index)."""
+    by_index = {
+        reference.get_run(run_id)["progress"]["message"]: run_id
+        for run_id in set(reference.stats()["runs"]) - known
+    }
+    return {flow_run_id: by_index[f"flow {i}"] for i, flow_run_id in enumerate(flows)}
+
+
+async def _polled(reference: ReferenceServer, run_ids: Any, who: str) -> None:
+    """Until every run in `run_ids` was read again (by a watcher) since now."""
+    ids = list(run_ids)
+    before = {r: reference.stats()["runs"][r]["GET"] for r in ids}
+
+    async def probe() -> bool:
+        now = reference.stats()["runs"]
+        return all(now[r]["GET"] > before[r] for r in ids)
+
+    await eventually(probe, 60, f"{who} to poll every run")
 
 
 async def test_an_event_resumes_the_flow_through_the_automation(
