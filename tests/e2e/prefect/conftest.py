@@ -5,6 +5,7 @@ runs in its own process group, killed at the end."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,11 @@ from runwatch.server import ReferenceServer
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 API_BLOCK = "e2e-api"
+BASIC_BLOCK = "e2e-basic"  # basic auth, on the open server
+USERINFO_BLOCK = "e2e-userinfo"  # a password in the base URL, on the open server
+USER = "rw-user"
+BASIC_CANARY = "rw-e2e-basic-canary-3a9f51c0"
+URL_CANARY = "rw-e2e-url-canary-c24e7b19"
 
 
 _server: PrefectServer | None = None
@@ -120,15 +126,49 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-logs")
 
 
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(self.format(record))
+
+
 @pytest.fixture(scope="module")
-def reference() -> Iterator[ReferenceServer]:
-    with ReferenceServer(retry_after=0, token=prefect_harness.CANARY) as server:
+def server_logs() -> Iterator[list[str]]:
+    """Everything the reference servers and runwatch log in this process (debug level)."""
+    lines: list[str] = []
+    handler = _Collect(lines)
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "runwatch")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def reference(server_logs: list[str]) -> Iterator[ReferenceServer]:
+    with ReferenceServer(retry_after=0, token=prefect_harness.CANARY, log_level="debug") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def api_block(reference: ReferenceServer) -> str:
+def open_reference(server_logs: list[str]) -> Iterator[ReferenceServer]:
+    """A reference server that asks for no token: the basic auth and URL userinfo blocks talk to it."""
+    with ReferenceServer(retry_after=0, log_level="debug") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_block(reference: ReferenceServer, open_reference: ReferenceServer) -> str:
     RunStatusApi(base_url=reference.url, token=prefect_harness.CANARY).save(API_BLOCK, overwrite=True)
+    RunStatusApi(base_url=open_reference.url, auth_style="basic", username=USER, token=BASIC_CANARY).save(
+        BASIC_BLOCK, overwrite=True
+    )
+    userinfo_url = open_reference.url.replace("http://", f"http://{USER}:{URL_CANARY}@")
+    RunStatusApi(base_url=userinfo_url).save(USERINFO_BLOCK, overwrite=True)
     return API_BLOCK
 
 
