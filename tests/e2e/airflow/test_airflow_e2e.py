@@ -101,7 +101,8 @@ def server_logs() -> Iterator[list[str]]:
     """Everything the reference servers (uvicorn and runwatch.server, in this process) log."""
     lines: list[str] = []
     handler = _Collect(lines)
-    loggers = [logging.getLogger(name) for name in ("uvicorn", "runwatch.server")]
+    # Each by name: Airflow's logging config stops uvicorn.error from propagating.
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn.access", "runwatch.server")]
     for logger in loggers:
         logger.addHandler(handler)
     yield lines

@@ -140,7 +140,8 @@ def server_logs() -> Iterator[list[str]]:
     """Everything the reference servers and runwatch log in this process (debug level)."""
     lines: list[str] = []
     handler = _Collect(lines)
-    loggers = [logging.getLogger(name) for name in ("uvicorn", "runwatch")]
+    # Each by name: a logging config may stop uvicorn.error from propagating.
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn.access", "runwatch")]
     for logger in loggers:
         logger.addHandler(handler)
     yield lines
