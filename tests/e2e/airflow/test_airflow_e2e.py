@@ -192,6 +192,7 @@ class _RestartDrive:
             ):
                 (self.r.killed_job,) = self.triggerer_jobs()
                 trigger_id = waits["wait_deadline"][1]
+                assert trigger_id is not None
                 self.r.deadline = _deadline(self.e2e.triggers[trigger_id][1])
                 self.cluster.start_service("triggerer-2", "triggerer")
                 self.phase = "second"

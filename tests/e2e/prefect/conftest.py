@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "prefect"))
 import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
 from prefect.client.orchestration import get_client
+from prefect.events.worker import EventsWorker
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_server import PrefectServer
@@ -50,7 +51,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     try:
         _server.start()
         with temporary_settings(updates={PREFECT_API_URL: _server.url}):
+            # The events worker is one per process and keeps the server it started with (the quick suite's
+            # harness, when both suites share the session): a new one must send to this server.
+            EventsWorker.drain_all(timeout=30, at_exit=False)
             yield _server
+            EventsWorker.drain_all(timeout=30, at_exit=False)
     finally:
         _server.stop()
         _server = None
