@@ -68,7 +68,7 @@ class PrefectServer:
             time.sleep(0.5)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop the server (SIGTERM: a clean shutdown, as a deploy does) and wait until its port is free."""
+        """Stop the server (SIGTERM: a clean shutdown; SIGKILL: a crash) and wait until it is gone."""
         process = self._process
         if process is None:
             return
@@ -80,14 +80,6 @@ class PrefectServer:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(15)
         self._process = None
-
-    def restart(self, sig: signal.Signals = signal.SIGKILL) -> float:
-        """Stop (a crash by default), then start again on the same port and database; the seconds the API
-        was away."""
-        began = time.monotonic()
-        self.stop(sig)
-        self.start()
-        return time.monotonic() - began
 
     def _healthy(self) -> bool:
         try:

@@ -128,6 +128,9 @@ async def test_suspend_releases_the_process_and_the_watcher_resumes_it(
     print(f"\nremote run ended -> flow resumed {to_resume:.1f} s -> flow completed {to_complete:.1f} s")
 
 
+SHORT = 25.0  # seconds: these runs end while the Prefect server is away
+
+
 @pytest.mark.timeout(420)
 async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
     served: subprocess.Popen[bytes],
@@ -136,9 +139,9 @@ async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
     prefect_server: PrefectServer,
 ) -> None:
     """Mid-wait, the watcher is SIGKILLed (two new ones take over), then the Prefect server is SIGKILLed and
-    started again. Runs that succeed and runs that fail, the short ones ending while the server is away:
-    each flow resumes once, with its run's outcome, and no run is cancelled."""
-    ends = [("SUCCEEDED", 25.0), ("FAILED", 25.0), ("SUCCEEDED", 50.0), ("FAILED", 50.0)]
+    started again once the short runs have ended. Runs that succeed and runs that fail: each flow resumes
+    once, with its run's outcome, and no run is cancelled."""
+    ends = [("SUCCEEDED", SHORT), ("FAILED", SHORT), ("SUCCEEDED", 50.0), ("FAILED", 50.0)]
     known = set(reference.stats()["runs"])
     flows = [
         await start_flow({"script": _ending(end, seconds, i), "api_block": API_BLOCK})
@@ -153,9 +156,15 @@ async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
     watchers(), watchers()  # two at once: neither may resume a flow the other resumed
     await _polled(reference, runs.values(), "the new watchers")
 
+    # The server crashes; the short runs end while it is away (their watchers cannot resume the flows
+    # then); it starts again on the same database.
     away_from = datetime.now(timezone.utc)
-    away = await asyncio.to_thread(prefect_server.restart)
+    prefect_server.stop(signal.SIGKILL)
+    short = [runs[flows[i]] for i, (_, seconds) in enumerate(ends) if seconds == SHORT]
+    await eventually(lambda: _async(_all_ended(reference, short)), 90, "the short runs to end")
+    await asyncio.to_thread(prefect_server.start)
     back_at = datetime.now(timezone.utc)
+    away = (back_at - away_from).total_seconds()
     assert served.poll() is None  # the runner rode the restart out
 
     await asyncio.gather(*(until(fr, _final, 180, "to finish") for fr in flows))
@@ -178,10 +187,15 @@ async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
         assert (counters["POST"], counters["cancel"]) == (2, 0)  # the rerun's start replays; no cancel
         ended = datetime.fromisoformat(reference.get_run(run_id)["ended_at"])
         ended_while_away += away_from <= ended <= back_at
+    assert ended_while_away >= len(short)
     print(
         f"\nwatcher SIGKILLed, Prefect server SIGKILLed and away {away:.1f}s; {ended_while_away} of "
         f"{len(flows)} runs ended while it was away; every flow resumed once"
     )
+
+
+def _all_ended(reference: ReferenceServer, run_ids: list[str]) -> bool:
+    return all(reference.get_run(run_id)["ended_at"] is not None for run_id in run_ids)
 
 
 def _ending(end: str, seconds: float, i: int) -> list[dict[str, Any]]:
