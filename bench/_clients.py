@@ -141,8 +141,11 @@ class RunwatchWaiter(Subject):
     title = "runwatch.watch_run (fixed 1 s, no jitter), quiet run: polls are 304 (ETag)"
     policy = runwatch.Policy(interval=1.0, max_interval=1.0, backoff=1.0, jitter=False)
 
+    def make_api(self) -> runwatch.RunApi:
+        return runwatch.RunApi(profile="standard", max_connections=POOL)
+
     async def wait(self, url: str, interval: float, end: float) -> None:
-        api = runwatch.RunApi(profile="standard", max_connections=POOL)
+        api = self.make_api()
         policy = self.policy.replace(interval=interval, max_interval=interval)
         deadline = time.time() + (end - asyncio.get_running_loop().time())
         try:
@@ -155,6 +158,17 @@ class RunwatchWaiter(Subject):
 
     async def poll(self, url: str) -> None:  # only used to warm up
         await runwatch.RunApi(profile="standard").get_status(url)
+
+
+class RunwatchOverHttpx(RunwatchWaiter):
+    """The same waiter on `runwatch.HttpxTransport` (one httpx client per origin, shared by every wait)."""
+
+    name = "runwatch-httpx"
+    title = "runwatch.watch_run over HttpxTransport (fixed 1 s), quiet run: polls are 304 (ETag)"
+    transport = runwatch.HttpxTransport()
+
+    def make_api(self) -> runwatch.RunApi:
+        return runwatch.RunApi(profile="standard", max_connections=POOL, transport=self.transport)
 
 
 class RunwatchWaiterChanging(RunwatchWaiter):
@@ -171,6 +185,7 @@ SUBJECTS: dict[str, type[Subject]] = {
         HttpxOverAiohttp,
         AiohttpShared,
         RunwatchWaiter,
+        RunwatchOverHttpx,
         RunwatchWaiterChanging,
     )
 }

@@ -10,8 +10,11 @@ Two flows to copy:
 Try it against the reference server (or point the block at your own run API and change the bodies):
 
     runwatch serve                                    # a run API on http://127.0.0.1:8765
+    prefect server start                              # another shell; then, in this one:
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
     prefect block register -m prefect_runwatch
-    python -c "from prefect_runwatch import RunStatusApi; RunStatusApi(base_url='http://127.0.0.1:8765').save('jobs-api')"
+    python -c "from prefect_runwatch import RunStatusApi
+    RunStatusApi(base_url='http://127.0.0.1:8765').save('jobs-api', overwrite=True)"
     python examples/prefect/remote_jobs.py            # serves both deployments
     prefect-runwatch watcher                          # resumes suspended flow runs when their jobs end
     prefect deployment run 'nightly-export/nightly-export'

@@ -137,9 +137,49 @@ def test_run_link_uses_the_connection_template_else_the_status_url(
     assert RunStatusHook().run_link("r 1") == "https://ui.example.com/runs/r%201"
 
 
-def test_test_connection_reports_the_profile_or_the_error(connection: Callable[..., str]) -> None:
-    connection(host="http://127.0.0.1:9", extra=json.dumps({"profile": "dbt_cloud"}))
-    assert RunStatusHook().test_connection() == (True, "profile 'dbt_cloud' at http://127.0.0.1:9")
-    connection(host="http://127.0.0.1:9", extra=json.dumps({"profile": "nope"}))
+def test_test_connection_reads_the_api_with_the_token(
+    runwatch_server_factory: Callable[..., ReferenceServer], connection: Callable[..., str], canary: str
+) -> None:
+    server = runwatch_server_factory(token=canary, retry_after=0)
+    connection(host=server.url, password=canary)
     ok, message = RunStatusHook().test_connection()
-    assert not ok and "nope" in message
+    assert ok, message
+    assert message.startswith(f"{server.url}/runs/runwatch-connection-test answered 404")
+    assert server.stats()["requests_total"] == 1  # one cheap read, no retries
+
+
+def test_test_connection_reports_a_wrong_token(
+    runwatch_server_factory: Callable[..., ReferenceServer], connection: Callable[..., str], canary: str
+) -> None:
+    server = runwatch_server_factory(token=canary, retry_after=0)
+    connection(host=server.url, password="not-the-token")
+    ok, message = RunStatusHook().test_connection()
+    assert not ok
+    assert message.startswith("the API refused the credentials: access denied to ")
+    assert "HTTP 401" in message and "not-the-token" not in message and canary not in message
+
+
+def test_test_connection_reports_a_wrong_port(
+    runwatch_server: ReferenceServer, connection: Callable[..., str]
+) -> None:
+    host, port = runwatch_server.url.rsplit(":", 1)
+    runwatch_server.stop()  # nothing listens there any more: a wrong port
+    connection(host=f"{host}:{port}")
+    ok, message = RunStatusHook().test_connection()
+    assert not ok
+    assert message.startswith("could not read the API: GET ") and "Cannot connect to host" in message
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"host": "http://127.0.0.1:9", "extra": json.dumps({"profile": "nope"})}, "nope"),
+        ({"host": "http://127.0.0.1:99999"}, "InvalidURL: base URL 'http://127.0.0.1:99999' has a bad port"),
+    ],
+)
+def test_test_connection_reports_bad_settings_without_a_request(
+    connection: Callable[..., str], fields: dict[str, Any], says: str
+) -> None:
+    connection(**fields)
+    ok, message = RunStatusHook().test_connection()
+    assert not ok and says in message

@@ -282,3 +282,32 @@ async def test_end_from_trigger_outside_a_triggerer_fires_the_plain_success_even
     run = server_conn.create_run(script=script(("RUNNING", 0.1)))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True))
     assert (event["status"], event["run"]["status"]) == ("success", "SUCCEEDED")
+
+
+async def test_a_pause_asked_by_one_trigger_never_outlives_anothers_deadline(
+    server_conn: ReferenceServer,
+) -> None:
+    """Two triggers in one loop, one origin: an hour's Retry-After for one must not hang the other."""
+    quiet = server_conn.create_run(script=script(("RUNNING", 600)))
+    limited = server_conn.create_run(
+        script=script(("RUNNING", 600)), faults={"rate_limit": {"every": 1, "retry_after": 3600}}
+    )
+    deadline = time.time() + 3
+    first = asyncio.create_task(events(RunStatusTrigger(run=quiet["id"], policy=FAST, deadline=deadline)))
+    await asyncio.sleep(0.5)  # the quiet wait has seen its run RUNNING
+    second = events(RunStatusTrigger(run=limited["id"], policy=FAST, deadline=deadline))
+    [mine], [theirs] = await asyncio.wait_for(asyncio.gather(first, second), 30)
+    assert (mine["error"], mine["run"]["status"]) == ("WaitTimeout", "RUNNING")
+    assert theirs["error"] == "WaitTimeout" and theirs["run"] is None
+    assert time.time() - deadline < 3  # ended at the deadline, not an hour later
+
+
+async def test_a_heartbeat_is_not_logged_as_a_change(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 1.0)), heartbeat_every=0.05)
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert event["status"] == "success"
+    logged = capsys.readouterr().out  # Airflow's structlog writes the trigger's log lines here
+    said = [word for word in ("RUNNING", "SUCCEEDED") for _ in range(logged.count(f"{run['id']} is {word}"))]
+    assert said == ["RUNNING", "SUCCEEDED"]  # a line per change, none per heartbeat

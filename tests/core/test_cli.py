@@ -146,17 +146,30 @@ def test_cancel_mid_run_exits_2(runwatch_server: ReferenceServer, capsys: pytest
     assert "was cancelled" in one_error_line(err)
 
 
-def test_no_such_run_and_access_denied_exit_1(
+def test_what_we_could_not_tell_never_exits_1(
     runwatch_server_factory: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = runwatch_server_factory(token="t0k", retry_after=0)
     code, _, err = run_cli(capsys, "watch", f"{server.url}/runs/r-nope", *FAST)
-    assert code == 1
+    assert code == 9
     assert "access denied" in one_error_line(err)
     monkeypatch.setenv("RW_TOKEN", "t0k")
     code, _, err = run_cli(capsys, "watch", "r-nope", "--base-url", server.url, "--token-env", "RW_TOKEN")
-    assert code == 1
+    assert code == 8
     assert "no such run" in one_error_line(err)
+    malformed = server.create_run(faults={"malformed": {"every": 1}})
+    code, _, err = run_cli(
+        capsys, "watch", malformed["url"], "--token-env", "RW_TOKEN", *FAST, "--unavailable-after", "0.3"
+    )
+    assert code == 7
+    assert "not JSON" in one_error_line(err)
+    illegal = server.create_run(
+        script=[{"status": "RUNNING", "for": 1.0}, {"status": "QUEUED", "for": 30}, {"status": "SUCCEEDED"}]
+    )
+    argv = ["watch", illegal["url"], "--token-env", "RW_TOKEN", *FAST, "--on-illegal", "raise"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 10
+    assert "RUNNING -> QUEUED" in one_error_line(err)
 
 
 def test_bad_profile_file_exits_64_in_one_line(runwatch_server: ReferenceServer, tmp_path: Path) -> None:
@@ -340,7 +353,7 @@ def test_token_comes_from_the_environment_is_sent_and_never_printed(
     assert code == 0, err
     assert secret not in out + err
     code, _, err = run_cli(capsys, "watch", run["url"], *FAST)  # the same run, no token: the server checks
-    assert code == 1
+    assert code == 9  # access denied: never 1, which says the run failed
     assert "access denied" in one_error_line(err)
     failed = server.create_run(script=lifecycle("FAILED", running=0.05))
     code, out, err = run_cli(capsys, "watch", failed["url"], "--token-env", "RW_SECRET", *FAST)
@@ -472,5 +485,5 @@ def test_serve_on_a_busy_port_fails_in_one_line(
     runwatch_server: ReferenceServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_cli(capsys, "serve", "--port", str(runwatch_server.port))
-    assert code == 1
+    assert code == 69
     assert f"cannot listen on 127.0.0.1:{runwatch_server.port}" in one_error_line(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from runwatch import Policy
-from runwatch._http import _ratelimit, retry_after
+from runwatch._http import MAX_HINT, _ratelimit, retry_after
+from runwatch._profile import RateLimitSpec
 
 
 @given(
@@ -68,7 +70,32 @@ def test_retry_after_in_seconds_decimals_dates_and_milliseconds() -> None:
 
 
 def test_ratelimit_fields_current_and_draft_spellings() -> None:
-    assert _ratelimit(CIMultiDict({"RateLimit": '"default";r=0;t=12'})) == (0, 12.0)
-    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "5", "RateLimit-Reset": "3"})) == (5, 3.0)
-    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "x"})) == (None, None)
-    assert _ratelimit(CIMultiDict()) == (None, None)
+    spec = RateLimitSpec()
+    assert _ratelimit(CIMultiDict({"RateLimit": '"default";r=0;t=12'}), spec) == (0, 12.0)
+    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "5", "RateLimit-Reset": "3"}), spec) == (5, 3.0)
+    assert _ratelimit(CIMultiDict({"RateLimit-Remaining": "x"}), spec) == (None, None)
+    assert _ratelimit(CIMultiDict(), spec) == (None, None)
+
+
+def test_ratelimit_resets_as_unix_times_and_as_seconds() -> None:
+    reset = time.time() + 40
+    github = CIMultiDict({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{reset:.0f}"})
+    remaining, seconds = _ratelimit(github, RateLimitSpec())
+    assert remaining == 0 and seconds is not None and 38 <= seconds <= 41
+    delta = RateLimitSpec(remaining_header="x-left", reset_header="x-wait", reset="delta_s")
+    assert _ratelimit(CIMultiDict({"X-Left": "3", "X-Wait": "7"}), delta) == (3, 7.0)
+    # A UNIX time is read as one even where the draft says seconds (GitLab sends RateLimit-Reset as one).
+    _, seconds = _ratelimit(
+        CIMultiDict({"RateLimit-Remaining": "0", "RateLimit-Reset": f"{reset:.0f}"}), delta
+    )
+    assert seconds is not None and 38 <= seconds <= 41
+
+
+@pytest.mark.parametrize(
+    "value", ["Infinity", "1e308", "Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999999"]
+)
+def test_unbounded_hints_are_capped(value: str) -> None:
+    assert retry_after(CIMultiDict({"Retry-After": value})) == MAX_HINT
+    assert retry_after(CIMultiDict({"Retry-After": "NaN"})) is None
+    far = CIMultiDict({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "99999999999999"})
+    assert _ratelimit(far, RateLimitSpec()) == (0, MAX_HINT)

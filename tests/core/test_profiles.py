@@ -84,8 +84,48 @@ def test_payloads_that_are_not_statuses_are_bad_payloads() -> None:
         profile.parse(["RUNNING"])
     with pytest.raises(BadStatusPayload, match="no status"):
         profile.parse({"id": "x"})
-    with pytest.raises(BadStatusPayload, match="created_at"):
-        profile.parse({"id": "x", "status": "RUNNING", "created_at": "yesterday"})
+    with pytest.raises(BadStatusPayload, match="no run id"):
+        profile.parse({"status": "RUNNING"})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("progress", {"percent": "50%"}),
+        ("started_at", "yesterday"),
+        ("created_at", 1e300),
+        ("duration", "NaN"),
+        ("version", "seven"),
+        ("heartbeat_at", {"at": "now"}),
+        ("progress", {"percent": 50, "eta": "soon"}),
+    ],
+)
+def test_an_unreadable_auxiliary_field_is_left_out_and_named(field: str, value: object) -> None:
+    dropped: list[str] = []
+    status = load_profile("standard").parse(
+        {"id": "x", "status": "RUNNING", "executor": "node-1", field: value}, dropped=dropped
+    )
+    assert (status.id, status.status, status.executor) == ("x", State.RUNNING, "node-1")
+    assert getattr(status, field) is None
+    assert [p.partition(":")[0] for p in dropped] == [field]
+
+
+def test_errors_are_read_as_far_as_they_go() -> None:
+    status = load_profile("standard").parse(
+        {
+            "id": "x",
+            "status": "FAILED",
+            "errors": [
+                None,
+                7,
+                {"code": 42, "message": "disk full", "details": {"node": 3}, "category": "?"},
+            ],
+        }
+    )
+    assert [(e.code, e.message, e.category) for e in status.errors] == [
+        (None, "7", "logic"),
+        ("42", "disk full", "logic"),
+    ]
 
 
 def test_standard_profile_reads_the_reference_status_object() -> None:

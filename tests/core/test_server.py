@@ -568,6 +568,163 @@ async def test_faults_compose_in_order(http: aiohttp.ClientSession, runwatch_ser
     assert isinstance(results[2][1], bytes) and results[3][1]["status"] == "RUNNING"
 
 
+@pytest.mark.parametrize(
+    ("rate_limit", "expected"),
+    [
+        ({"retry_after": 2}, {"Retry-After": "2"}),
+        ({"retry_after": 250, "hint": "ms"}, {"Retry-After-Ms": "250000"}),
+        ({"hint": "none"}, {}),
+        ({"status": 403, "retry_after": 0.5}, {"Retry-After": "0.5"}),  # GitHub's secondary limit
+        (
+            {"retry_after_text": "Fri, 31 Dec 9999 23:59:59 GMT"},
+            {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},
+        ),
+        ({"retry_after_text": "Infinity"}, {"Retry-After": "Infinity"}),
+    ],
+    ids=["seconds", "ms", "none", "403-secondary", "text-date", "text-infinity"],
+)
+async def test_rate_limit_hint_forms(
+    http: aiohttp.ClientSession,
+    runwatch_server: ReferenceServer,
+    rate_limit: dict[str, Any],
+    expected: dict[str, str],
+) -> None:
+    faults = {"rate_limit": {"first": 1, **rate_limit}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    status, body, headers = await call(http, "GET", run["url"])
+    assert status == rate_limit.get("status", 429) and body == {
+        "error": "rate limit exceeded (fault injection)"
+    }
+    hints = {k.lower(): v for k, v in headers.items() if "retry" in k.lower() or "ratelimit" in k.lower()}
+    assert hints == {k.lower(): v for k, v in expected.items()}
+    assert (await call(http, "GET", run["url"]))[0] == 200
+    counts = runwatch_server.stats()["runs"][run["id"]]
+    assert (counts["403"], counts["429"]) == ((1, 0) if status == 403 else (0, 1))
+
+
+async def test_github_primary_rate_limit_is_403_with_an_epoch_reset(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    faults = {"rate_limit": {"after": 1, "status": 403, "hint": "reset", "retry_after": 30}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    assert await statuses(http, run["url"], 1) == [200]  # `after: 1` lets one through, then never again
+    for _ in range(3):
+        status, _, headers = await call(http, "GET", run["url"])
+        assert status == 403 and "Retry-After" not in headers
+        assert (headers["X-RateLimit-Remaining"], headers["X-RateLimit-Limit"]) == ("0", "60")
+        assert 29 < int(headers["X-RateLimit-Reset"]) - time.time() <= 31
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rate_limit": {"first": 1, "status": 404}},
+        {"rate_limit": {"first": 1, "hint": "eventually"}},
+        {"rate_limit": {"first": 1, "hint": "ms", "retry_after_date": True}},
+        {"drop": {"first": 1, "after": 2}},
+        {"slow": {"first": 1}},
+        {"oversized": {"every": 1, "size": 2**31}},
+        {"omit": ["status"]},
+        {"no_etag": "yes"},
+    ],
+)
+async def test_new_fault_keys_are_validated(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer, bad: dict[str, Any]
+) -> None:
+    status, body, _ = await create(http, runwatch_server, {"faults": bad})
+    assert status == 422 and body["error"].startswith(f"faults.{next(iter(bad))}")
+
+
+async def test_slow_holds_only_the_hit_requests(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    faults = {"slow": {"first": 1, "seconds": 0.3}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    timeout = aiohttp.ClientTimeout(total=0.1)
+    with pytest.raises(asyncio.TimeoutError):  # past the client's request timeout
+        await call(http, "GET", run["url"], timeout=timeout)
+    assert (await call(http, "GET", run["url"], timeout=timeout))[0] == 200
+    assert runwatch_server.stats()["runs"][run["id"]]["slow"] == 1
+
+
+async def test_truncated_body_has_honest_headers_and_broken_json(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    faults = {"truncated": {"first": 1}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    status, body, headers = await call(http, "GET", run["url"])
+    full = json.dumps((await call(http, "GET", run["url"]))[1], separators=(",", ":")).encode()
+    assert status == 200 and body == full[: len(full) // 2] and headers["Content-Length"] == str(len(body))
+    _, run2, _ = await create(
+        http, runwatch_server, {"script": RUNNING_FOREVER, "faults": {"truncated": {"every": 1, "keep": 5}}}
+    )
+    assert (await call(http, "GET", run2["url"]))[1] == b'{"id"'
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_oversized_body_is_streamed_to_the_size(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer, chunked: bool
+) -> None:
+    size = 3 * 65536 + 123
+    faults = {"oversized": {"first": 1, "size": size, "chunked": chunked}}
+    _, run, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER, "faults": faults})
+    async with http.get(run["url"]) as response:
+        assert response.headers.get("Content-Length") == (None if chunked else str(size))
+        assert (response.headers.get("Transfer-Encoding") == "chunked") is chunked
+        raw = await response.read()
+    body = json.loads(raw)
+    assert len(raw) == size and body["status"] == "RUNNING" and set(body["padding"]) == {"x"}
+    assert runwatch_server.stats()["runs"][run["id"]]["oversized"] == 1
+
+
+async def test_etag_lies_304_while_changed_and_stale_tag_on_new_content(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    script = [{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}]
+    _, run, _ = await create(http, runwatch_server, {"script": script, "faults": {"etag_lies": {"after": 1}}})
+    status, _, headers = await call(http, "GET", run["url"])
+    assert (status, headers["ETag"]) == (200, '"v1"')
+    await asyncio.sleep(1.1)
+    status, _, headers = await call(http, "GET", run["url"], headers={"If-None-Match": '"v1"'})
+    assert (status, headers["ETag"]) == (304, '"v1"')  # the run is SUCCEEDED (v2) by now
+    status, body, headers = await call(http, "GET", run["url"])
+    assert (status, body["status"], body["version"], headers["ETag"]) == (200, "SUCCEEDED", 2, '"v1"')
+    assert runwatch_server.stats()["runs"][run["id"]]["etag_lies"] == 2
+
+
+@pytest.mark.parametrize("mode", ["no_etag", "no_304"])
+async def test_apis_without_etag_or_304_ignore_if_none_match(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer, mode: str
+) -> None:
+    script = [{"status": "RUNNING", "for": 0.3}, {"status": "SUCCEEDED"}]
+    _, run, _ = await create(http, runwatch_server, {"script": script, "faults": {mode: True}})
+    t0 = time.monotonic()
+    status, body, headers = await call(http, "GET", f"{run['url']}?wait=5", headers={"If-None-Match": '"v1"'})
+    assert (status, body["status"]) == (
+        200,
+        "SUCCEEDED",
+    ) and time.monotonic() - t0 >= 0.25  # held to the change
+    assert ("ETag" in headers) is (mode == "no_304")
+    status, body, _ = await call(http, "GET", run["url"], headers={"If-None-Match": '"v2"'})
+    assert (status, body["version"]) == (200, 2)
+    assert runwatch_server.stats()["runs"][run["id"]]["304"] == 0
+
+
+async def test_omit_leaves_fields_out_globally_and_per_run(
+    http: aiohttp.ClientSession, runwatch_server: ReferenceServer
+) -> None:
+    runwatch_server.set_faults(omit=["updated_at"])
+    _, run, _ = await create(
+        http, runwatch_server, {"script": RUNNING_FOREVER, "faults": {"omit": ["version", "heartbeat_at"]}}
+    )
+    _, body, headers = await call(http, "GET", run["url"])
+    assert {"updated_at", "version", "heartbeat_at"}.isdisjoint(body) and body["status"] == "RUNNING"
+    assert headers["ETag"] == '"v1"'
+    _, other, _ = await create(http, runwatch_server, {"script": RUNNING_FOREVER})
+    _, body, _ = await call(http, "GET", other["url"])
+    assert "updated_at" not in body and body["version"] == 1
+
+
 async def test_global_faults_apply_to_every_run_and_clear(
     http: aiohttp.ClientSession, runwatch_server: ReferenceServer
 ) -> None:
@@ -800,6 +957,7 @@ async def test_reset_forgets_everything(
         "requests_total": 0,
         "connections": 0,
         "runs": {},
+        "tokens": {"issued": 0, "expired_seen": 0},
         "webhooks": {"subscriptions": 0, "sent": 0, "failed": 0},
     }
     assert (await call(http, "GET", run["url"]))[0] == 404

@@ -105,7 +105,7 @@ async def test_cancel_mid_wait_ends_in_cancelled(runwatch_server: ReferenceServe
             await api.cancel_run(run["id"])
 
     with pytest.raises(RunCancelled):
-        await wait_for_run(api, run["id"], policy=FAST, on_change=cancel_once_running)
+        await wait_for_run(api, run["id"], policy=FAST, hooks=runwatch.Hooks(on_change=cancel_once_running))
     assert runwatch_server.stats()["runs"][run["id"]]["cancel"] == 1
 
 
@@ -270,13 +270,16 @@ async def test_long_polling_sees_each_change_with_one_request(runwatch_server: R
     run = runwatch_server.create_run(script=script(("QUEUED", 0.3), ("RUNNING", 0.6), "SUCCEEDED"))
     api = RunApi(runwatch_server.url)
     policy = Policy(interval=5, max_interval=10, long_poll=5)
-    seen = [s.status async for s in watch_run(api, run["id"], policy=policy)]
+    sent: list[str] = []
+    hooks = runwatch.Hooks(on_request=lambda method, url: sent.append(url))
+    seen = [s.status async for s in watch_run(api, run["id"], policy=policy, hooks=hooks)]
     assert seen == [State.QUEUED, State.RUNNING, State.SUCCEEDED]
-    assert gets(runwatch_server, run["id"]) == api.requests <= 4  # polling at 5 s would take ~10 s
+    assert gets(runwatch_server, run["id"]) == len(sent) <= 4  # polling at 5 s would take ~10 s
+    assert "wait=" not in sent[0] and all("wait=" in url for url in sent[1:])  # the first look is not held
 
 
 async def test_concurrent_waits_share_one_pool(runwatch_server: ReferenceServer) -> None:
-    runs = [runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=0.5)) for _ in range(50)]
+    runs = [runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=1.5)) for _ in range(50)]
     api = RunApi(runwatch_server.url)
     finals = await asyncio.gather(*(wait_for_run(api, r["id"], policy=FAST) for r in runs))
     assert {f.status for f in finals} == {State.SUCCEEDED}

@@ -243,6 +243,30 @@ async def test_release_needs_a_deployment(api: RunStatusApi, server: ReferenceSe
     assert server.stats()["runs"][run["id"]]["GET"] == 0  # refused before any look at the run
 
 
+@pytest.mark.parametrize(
+    ("saved", "raised", "says"),
+    [
+        (False, ValueError, "saved RunStatusApi block"),
+        (True, RuntimeError, "needs a flow run of a deployment"),
+    ],
+)
+async def test_start_run_and_wait_checks_release_before_starting_anything(
+    api: RunStatusApi, server: ReferenceServer, saved: bool, raised: type[Exception], says: str
+) -> None:
+    if saved:
+        await api.asave("not-deployed-start", overwrite=True)
+        api = await RunStatusApi.aload("not-deployed-start")
+
+    @flow
+    async def starts() -> dict[str, Any]:
+        return await start_run_and_wait(api, {"script": [RUNNING]}, FAST, release_infrastructure=True)
+
+    state = await starts(return_state=True)
+    assert isinstance(await state.result(raise_on_failure=False), raised)
+    assert says in (state.message or "")
+    assert server.stats()["requests_total"] == 0  # no remote run was started, so none is orphaned
+
+
 async def test_task_run_names_show_the_run(api: RunStatusApi, server: ReferenceServer) -> None:
     run = server.create_run(script=[{"status": "SUCCEEDED"}])
 

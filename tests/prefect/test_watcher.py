@@ -7,20 +7,24 @@ endings are cheap to reach: a failed run, our deadline, a missing block, a resum
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 import pytest
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.states import State
 from prefect_harness import FAST, eventually
 
 import runwatch
-from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, wait_for_run
+from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
+from prefect_runwatch._release import SUSPENDED_NOTE
 from prefect_runwatch.cli import main
 from runwatch.server import ReferenceServer
 
@@ -165,3 +169,33 @@ async def test_watcher_run_stops_when_told(saved: str) -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
     assert watcher.watching == 0
+
+
+@flow(persist_result=True)
+async def released_start(api_block: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await start_run_and_wait(api_block, body, FAST, release_infrastructure=True)
+
+
+async def test_the_suspension_is_explained_before_prefects_error_line(
+    server: ReferenceServer, saved: str
+) -> None:
+    flow_run = await new_flow_run(released_start, api_block=saved, body={"script": [{"status": "RUNNING"}]})
+    assert (await execute(flow_run.id, released_start)).name == "Suspended"
+
+    async def logs() -> list[Log]:
+        async with get_client() as client:
+            found = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+        return sorted(found, key=lambda log: log.timestamp)
+
+    def suspended_error(log: Log) -> bool:
+        return log.level == logging.ERROR and "Finished in state Suspended" in log.message
+
+    await eventually(lambda: _any(logs, suspended_error), 30, "Prefect's log of the suspension", every=0.2)
+    messages = [(log.level, log.message) for log in await logs()]
+    note = next(i for i, (_, message) in enumerate(messages) if message == SUSPENDED_NOTE)
+    error = next(i for i, (level, message) in enumerate(messages) if level == logging.ERROR)
+    assert note < error and "Finished in state Suspended" in messages[error][1]
+
+
+async def _any(read: Callable[[], Awaitable[list[Log]]], test: Callable[[Log], bool]) -> bool:
+    return any(test(log) for log in await read())

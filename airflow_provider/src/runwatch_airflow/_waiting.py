@@ -48,6 +48,7 @@ class RemoteRunTask(BaseOperator):
     cancel_on_kill: bool
     end_from_trigger: bool
     _remote_run_id: str | None = None  # the run this try waits for, for `on_kill`
+    remote_run_url: str | None = None  # the link pushed by this process, for `RemoteRunLink`
 
     @cached_property
     def hook(self) -> RunStatusHook:
@@ -87,9 +88,20 @@ class RemoteRunTask(BaseOperator):
         )
 
     def peek(self, run: str) -> runwatch.RunStatus | None:
-        """One quick read before deferring (no retries): a run that already ended needs no trigger."""
+        """One quick read before deferring (no retries): a run that already ended needs no trigger.
+
+        An answer that no wait can change (credentials refused, no such run, a bad profile or URL) ends the
+        task here with its typed failure; only passing trouble (network, 5xx, 429) is left to the trigger.
+        """
         try:
             return self.hook.get_status(run, retry_for=0)
+        except (
+            runwatch.AccessDenied,
+            runwatch.RunNotFound,
+            runwatch.ProfileError,
+            runwatch.InvalidURL,
+        ) as exc:
+            self.raise_outcome(type(exc).__name__, str(exc), None)
         except runwatch.RunwatchError as exc:
             self.log.info("could not read %s before deferring (%s): the trigger will", run, exc)
             return None
@@ -114,6 +126,8 @@ class RemoteRunTask(BaseOperator):
             return self.judge(context, runwatch.RunStatus.from_dict(run))
         if run is not None:
             self.push_link(context, run["id"], run.get("url"))
+        elif isinstance(getattr(self, "run", None), str):  # a sensor whose trigger never read the run
+            self.push_link(context, self.run, None)
         self.raise_outcome(
             event["error"], event.get("message", ""), run["id"] if run else self._remote_run_id
         )
@@ -137,6 +151,7 @@ class RemoteRunTask(BaseOperator):
             link = self.hook.run_link(run, status_url)
             if link:
                 context["ti"].xcom_push(key=RUN_URL_KEY, value=link)
+                self.remote_run_url = link
         except Exception as exc:
             self.log.warning("no link to run %s: %s", run, exc)
 

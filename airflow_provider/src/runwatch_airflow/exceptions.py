@@ -7,6 +7,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 __all__ = [
     "RemoteAccessDenied",
     "RemoteBadStatusPayload",
+    "RemoteConfigurationError",
     "RemoteIllegalTransition",
     "RemoteProfileError",
     "RemoteRunCancelled",
@@ -70,6 +71,11 @@ class RemoteProfileError(RunwatchAirflowError):
     """The profile is invalid or does not map a remote value (`runwatch.ProfileError`)."""
 
 
+class RemoteConfigurationError(RunwatchAirflowError):
+    """Settings that cannot work: a certificate that does not verify, a run URL on another origin than the
+    connection's credentials (`runwatch.ConfigurationError`)."""
+
+
 class RemoteBadStatusPayload(RunwatchAirflowError):
     """The remote answered with something the profile cannot read (`runwatch.BadStatusPayload`)."""
 
@@ -86,6 +92,7 @@ _BY_OUTCOME: dict[str, type[RunwatchAirflowError]] = {
     "RunNotFound": RemoteRunNotFound,
     "AccessDenied": RemoteAccessDenied,
     "ProfileError": RemoteProfileError,
+    "ConfigurationError": RemoteConfigurationError,
     "BadStatusPayload": RemoteBadStatusPayload,
     "TransientError": RemoteStatusUnavailable,  # a single read (a poke) that kept failing
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseOperatorLink
-from airflow.sdk.execution_time.xcom import XCom
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -18,9 +17,14 @@ RUN_URL_KEY = "run_url"
 
 
 class RemoteRunLink(BaseOperatorLink):
-    """ "Remote run" button: the URL the task pushed to XCom `run_url`."""
+    """ "Remote run" button: the URL the task pushed to XCom `run_url`.
+
+    Airflow calls `get_link` on the worker at the end of every try and stores the answer for the UI. The
+    task remembers the URL it pushed, so no XCom is read here: reading one that a failed or rescheduled
+    try never pushed makes Airflow log "XCom not found" at ERROR level.
+    """
 
     name = "Remote run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(ti_key=ti_key, key=RUN_URL_KEY) or ""
+        return getattr(operator, "remote_run_url", None) or ""

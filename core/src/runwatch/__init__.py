@@ -1,11 +1,25 @@
 """runwatch: wait for remote runs the right way."""
 
 from runwatch import webhooks
-from runwatch._api import Auth, BasicAuth, BearerAuth, HeaderAuth, RunApi, StartedRun
+from runwatch._api import RunApi, StartedRun
+from runwatch._auth import (
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    ClientCredentials,
+    HeaderAuth,
+    Token,
+    TokenAuth,
+    TokenFunction,
+    TokenProvider,
+)
+from runwatch._clock import Clock
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
+    ConfigurationError,
     IllegalTransition,
+    InvalidURL,
     ProfileError,
     RunCancelled,
     RunFailed,
@@ -18,30 +32,54 @@ from runwatch._errors import (
     WaitOutcome,
     WaitTimeout,
 )
+from runwatch._handoff import Outcome, WaitResult, WaitSpec, wait_result
+from runwatch._hooks import Hooks
 from runwatch._inbox import WebhookInbox
 from runwatch._machine import Anomaly, RunMachine, Verdict
 from runwatch._policy import Policy
 from runwatch._profile import Profile, builtin_profiles, load_profile
 from runwatch._states import Phase, State
 from runwatch._status import Progress, RunError, RunStatus
+from runwatch._transport import (
+    AiohttpTransport,
+    BodyTooLarge,
+    HttpxTransport,
+    MockTransport,
+    Request,
+    Response,
+    TransientError,
+    Transport,
+)
 from runwatch._waiter import outcome, run_sync, wait_for_run, wait_for_run_sync, watch_run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "AiohttpTransport",
     "Anomaly",
     "Auth",
     "BadStatusPayload",
     "BasicAuth",
     "BearerAuth",
+    "BodyTooLarge",
+    "ClientCredentials",
+    "Clock",
+    "ConfigurationError",
     "HeaderAuth",
+    "Hooks",
+    "HttpxTransport",
     "IllegalTransition",
+    "InvalidURL",
+    "MockTransport",
+    "Outcome",
     "Phase",
     "Policy",
     "Profile",
     "ProfileError",
     "Progress",
+    "Request",
+    "Response",
     "RunApi",
     "RunCancelled",
     "RunError",
@@ -56,8 +94,16 @@ __all__ = [
     "StartedRun",
     "State",
     "StatusUnavailable",
+    "Token",
+    "TokenAuth",
+    "TokenFunction",
+    "TokenProvider",
+    "TransientError",
+    "Transport",
     "Verdict",
     "WaitOutcome",
+    "WaitResult",
+    "WaitSpec",
     "WaitTimeout",
     "WebhookInbox",
     "builtin_profiles",
@@ -66,6 +112,7 @@ __all__ = [
     "run_sync",
     "wait_for_run",
     "wait_for_run_sync",
+    "wait_result",
     "watch_run",
     "webhooks",
 ]

@@ -18,8 +18,9 @@ _SEEN_DELIVERIES = 256  # enough to catch a redelivery; bounded so a long watch 
 class Verdict(str, Enum):
     """What the machine did with an observation."""
 
-    APPLIED = "applied"  # the watch moved on
-    UNCHANGED = "unchanged"  # same state, same data: nothing to report
+    APPLIED = "applied"  # the state, or what decides the outcome, changed: report it, reset the pacing
+    PROGRESSED = "progressed"  # something else worth reporting changed (progress, say): no pacing reset
+    UNCHANGED = "unchanged"  # nothing to report; liveness (heartbeat, updated_at, version) may have moved
     STALE = "stale"  # older than what we hold: a late delivery
     DUPLICATE = "duplicate"  # a delivery id we already took
     ILLEGAL = "illegal"  # would move the phase backwards or leave a terminal state
@@ -46,6 +47,8 @@ class RunMachine:
     The phase never moves backwards and a terminal state is absorbing. Observations carry their own time
     (a version, else `updated_at`); an older one than the current is dropped, as is a repeated delivery id,
     unless it moves the phase forward: a late terminal is still the end of the run, whatever came after it.
+    Liveness is not change: an observation whose only news is liveness (`heartbeat_at`, `updated_at`,
+    `version`) becomes the current status, for zombie detection, but is `UNCHANGED`.
     """
 
     current: RunStatus | None = None
@@ -73,10 +76,11 @@ class RunMachine:
             self.anomalies.append(anomaly)
             log.warning("ignored an illegal transition: %s", anomaly)
             return Verdict.ILLEGAL
-        if _same(status, current):
-            return Verdict.UNCHANGED
+        changed = _changed(status, current)
         self.current = status
-        return Verdict.APPLIED
+        if not changed:
+            return Verdict.UNCHANGED
+        return Verdict.APPLIED if changed & _DECISIVE else Verdict.PROGRESSED
 
 
 def _is_older(new: RunStatus, cur: RunStatus) -> bool:
@@ -87,9 +91,12 @@ def _is_older(new: RunStatus, cur: RunStatus) -> bool:
     return False
 
 
-_NOT_A_CHANGE = frozenset({"observed_at", "etag"})  # they change on every read, not with the run
+# What decides the outcome, and what only says the run (or our view of it) is alive.
+_DECISIVE = frozenset({"status", "raw_status", "errors", "output_ref"})
+_LIVENESS = frozenset({"heartbeat_at", "updated_at", "version", "observed_at", "etag"})
 
 
-def _same(a: RunStatus, b: RunStatus) -> bool:
+def _changed(a: RunStatus, b: RunStatus) -> set[str]:
+    """The fields that differ, liveness left out."""
     mine, theirs = a.__dict__, b.__dict__
-    return all(mine[k] == theirs[k] for k in mine if k not in _NOT_A_CHANGE)
+    return {k for k in mine if k not in _LIVENESS and mine[k] != theirs[k]}

@@ -21,17 +21,28 @@ class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     interval: float = Field(2.0, gt=0)
+    """Seconds between polls after a change (the base of the backoff)."""
     max_interval: float = Field(60.0, gt=0)
+    """The longest pause between two polls, in seconds."""
     backoff: float = Field(2.0, ge=1)
+    """Factor the pause grows by with each quiet poll."""
     jitter: bool = True
     timeout: float | None = Field(None, gt=0)
+    """Seconds from the start of the wait until `WaitTimeout` (None: no deadline of ours)."""
     heartbeat_timeout: float | None = Field(None, gt=0)
+    """Seconds a RUNNING run's heartbeat may stand still before `RunLost` (None: not checked)."""
     unavailable_after: float = Field(300.0, ge=0)
+    """Seconds status may stay unreadable (errors, rate limits, bad bodies) before `StatusUnavailable`."""
+    first_read_after: float = Field(60.0, ge=0)
+    """Seconds a run never read at all (refused, unknown host) is tried before `StatusUnavailable`."""
     not_found_grace: float = Field(30.0, ge=0)
+    """Seconds a run we just started may answer 404 (read-after-write lag) before `RunNotFound`."""
     long_poll: float | None = Field(None, gt=0)
+    """Seconds to ask the server to hold each request, where the profile says it long-polls."""
     partial_success: Literal["succeed", "fail", "partial"] = "partial"
     on_illegal: Literal["ignore", "raise"] = "ignore"
     request_timeout: float = Field(30.0, gt=0)
+    """Seconds one request may take (a long-poll hold is added to it)."""
 
     @model_validator(mode="after")
     def _check(self) -> Policy:
@@ -48,17 +59,19 @@ class Policy(BaseModel):
         return random.uniform(floor, ceiling)
 
     def __add__(self, other: Policy) -> Policy:
-        """Combine policies as tenacity combines strategies: what `other` sets explicitly wins.
+        """Combine policies as tenacity combines strategies: every field `other` set explicitly wins.
 
-        `Policy(interval=5, max_interval=120) + Policy(timeout=3600) + Policy(heartbeat_timeout=300)`
+        `Policy(interval=5, max_interval=120) + Policy(timeout=3600) + Policy(heartbeat_timeout=300)`.
+        A field is explicitly set when it was given to the constructor, to `replace`, or by an earlier `+`;
+        defaults never override.
         """
         if not isinstance(other, Policy):
             return NotImplemented
-        mine = self.model_dump(include=self.model_fields_set)
-        return Policy.model_validate(mine | other.model_dump(include=other.model_fields_set))
+        return self.replace(**other.model_dump(include=other.model_fields_set))
 
     def replace(self, **changes: Any) -> Policy:
-        return Policy.model_validate(self.model_dump() | changes)
+        """A copy with `changes` applied; the fields set here and in `changes` stay explicitly set."""
+        return Policy.model_validate(self.model_dump(include=self.model_fields_set) | changes)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)

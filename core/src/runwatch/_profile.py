@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Profile", "builtin_profiles", "load_profile"]
+__all__ = ["Profile", "RateLimitSpec", "builtin_profiles", "load_profile"]
 
 _TIMES = frozenset({"created_at", "updated_at", "started_at", "ended_at", "heartbeat_at"})
 
@@ -124,6 +124,21 @@ class LongPoll(_Spec):
     max: float = Field(60.0, gt=0)  # the longest hold the API allows, in seconds
 
 
+class RateLimitSpec(_Spec):
+    """How the API says "slow down" besides `429`.
+
+    An answer with a status in `statuses` is a rate limit when it carries `Retry-After` or says no requests
+    remain (`remaining_header: 0`); then the wait pauses until the hint or the reset, and goes on. GitHub
+    answers its rate limits with 403 this way (docs.github.com, "Rate limits for the REST API"); a plain 403
+    stays "access denied". `reset` says how `reset_header` is written: a UNIX time or seconds from now.
+    """
+
+    statuses: tuple[int, ...] = (429,)
+    remaining_header: str = "x-ratelimit-remaining"
+    reset_header: str = "x-ratelimit-reset"
+    reset: Literal["epoch_s", "delta_s"] = "epoch_s"
+
+
 class StartSpec(_Spec):
     """How to start a run."""
 
@@ -148,6 +163,7 @@ class Profile(_Spec):
     URL templates may use `{base_url}`, `{run_id}` and any parameter given to the `RunApi`.
     """
 
+    format: Literal[1] = 1  # the profile format's version: a newer one is refused, by name
     name: str
     description: str = ""
     status_url: str
@@ -161,8 +177,16 @@ class Profile(_Spec):
     cancel: CancelSpec | None = None
     not_found: tuple[int, ...] = (404,)
     denied: tuple[int, ...] = (401, 403)
+    rate_limit: RateLimitSpec = RateLimitSpec()
 
     _getters: dict[str, _FieldPath | _Expression] = PrivateAttr(default_factory=dict)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            raise ValueError(f"format {value} is newer than this runwatch reads (1): upgrade runwatch")
+        return value
 
     @field_validator("states", mode="before")
     @classmethod
@@ -201,9 +225,20 @@ class Profile(_Spec):
             raise ProfileError(f"profile {self.name!r}: URL {template!r} needs the parameter {exc}") from None
 
     def parse(
-        self, payload: Any, *, run_id: str | None = None, etag: str | None = None, url: str | None = None
+        self,
+        payload: Any,
+        *,
+        run_id: str | None = None,
+        etag: str | None = None,
+        url: str | None = None,
+        dropped: list[str] | None = None,
     ) -> RunStatus:
-        """Read one status from the remote's JSON payload."""
+        """Read one status from the remote's JSON payload.
+
+        The id and the state are required: without them, `BadStatusPayload`; a state the profile does not
+        map, `ProfileError`. Every other field is auxiliary: one that does not parse is left out, and its
+        name and reason are appended to `dropped` (so a caller can warn once), never a reason to fail.
+        """
         if not isinstance(payload, Mapping):
             raise BadStatusPayload(f"expected a JSON object, got {type(payload).__name__}")
         getters = self._getters  # a private attribute costs a __getattr__ call on every access
@@ -213,19 +248,36 @@ class Profile(_Spec):
         detail = getters["status_detail"].search(payload) if "status_detail" in getters else None
         raw_status, state = self._map_state(raw, detail)
         values: dict[str, Any] = {"id": run_id if run_id is not None else url, "url": url}
+        problems: list[str] = []
         for key, getter in getters.items():
             found = getter.search(payload)
             if found is None or key in ("status", "status_detail"):
                 continue
             try:
                 values[key] = self._read(key, found)
-            except (ValidationError, ValueError, TypeError) as exc:
-                raise BadStatusPayload(f"unreadable {key} {found!r}: {_first_line(exc)}") from None
+            except (
+                ValidationError,
+                ValueError,
+                TypeError,
+                OverflowError,
+                OSError,
+            ) as exc:  # OSError: a year past 9999
+                if key == "id":
+                    raise BadStatusPayload(f"unreadable id {found!r}: {_first_line(exc)}") from None
+                problems.append(f"{key}: {_first_line(exc)}")
         if values["id"] is None:
             raise BadStatusPayload(f"no run id at {self.fields.id!r} in the payload")
-        return RunStatus(
-            status=state, raw_status=raw_status, observed_at=datetime.now(timezone.utc), etag=etag, **values
-        )
+        common: dict[str, Any] = {"status": state, "raw_status": raw_status, "etag": etag}
+        try:
+            status = RunStatus(observed_at=datetime.now(timezone.utc), **common, **values)
+        except ValidationError as exc:  # a value of the right type that the model still refuses
+            bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]} - {"id", "status"}
+            problems += [f"{key}: {_first_line(exc)}" for key in sorted(bad)]
+            kept = {k: v for k, v in values.items() if k not in bad}
+            status = RunStatus(observed_at=datetime.now(timezone.utc), **common, **kept)
+        if dropped is not None:
+            dropped += problems
+        return status
 
     def _map_state(self, raw: Any, detail: Any) -> tuple[str, State]:
         raw_s = _json_word(raw)
@@ -287,15 +339,23 @@ def _progress(value: Any) -> Progress:
 
 
 def _errors(value: Any) -> tuple[RunError, ...]:
+    # What decides an outcome is read as far as it goes: keys we do not model are ignored, codes and
+    # messages of any JSON type become text, and a `category` we do not know keeps the default.
     items = value if isinstance(value, list) else [value]
     out = []
     for item in items:
         if isinstance(item, Mapping):
-            if item.get("message") is None and item.get("code") is None:
+            code, message = item.get("code"), item.get("message")
+            if message is None and code is None:
                 continue
-            data = {k: v for k, v in item.items() if v is not None}
-            data.setdefault("message", str(data.get("code")))
-            out.append(RunError.model_validate(data))
+            data: dict[str, Any] = {"message": str(message if message is not None else code)}
+            if code is not None:
+                data["code"] = str(code)
+            if isinstance(item.get("retriable"), bool):
+                data["retriable"] = item["retriable"]
+            if item.get("category") in ("infrastructure", "logic"):
+                data["category"] = item["category"]
+            out.append(RunError(**data))
         elif item is not None:
             out.append(RunError(message=str(item)))
     return tuple(out)

@@ -14,6 +14,9 @@ class Phase(str, Enum):
     ACTIVE = "ACTIVE"
     TERMINAL = "TERMINAL"
 
+    def __str__(self) -> str:  # `ACTIVE`, not `Phase.ACTIVE`, in logs and f-strings
+        return self.value
+
     @property
     def rank(self) -> int:
         return _PHASE_RANK[self]
@@ -35,6 +38,9 @@ class State(str, Enum):
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
     PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
+
+    def __str__(self) -> str:  # `QUEUED` in logs and f-strings, not `State.QUEUED`
+        return self.value
 
     @property
     def phase(self) -> Phase:

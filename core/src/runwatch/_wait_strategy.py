@@ -5,7 +5,7 @@ from __future__ import annotations
 from tenacity import RetryCallState, wait_random_exponential
 from tenacity.wait import wait_base
 
-from runwatch._http import TransientError
+from runwatch._transport import TransientError
 
 __all__ = ["wait_server_hint"]
 

@@ -12,10 +12,20 @@ def test_with_auth(runwatch_server): ...
 
 Loading this plugin imports nothing heavy: Starlette and uvicorn (the `runwatch[server]` extra) are imported
 only when a fixture is used.
+
+For unit tests without a server: `runwatch.MockTransport` answers requests from a function, and `FakeClock`
+lets a wait of hours run in milliseconds:
+
+```
+clock = FakeClock()
+api = RunApi("https://jobs.test", transport=MockTransport(answer), clock=clock)
+await wait_for_run(api, "r-1", policy=Policy(timeout=3600))  # clock.slept: every pause the engine took
+```
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +34,33 @@ import pytest
 if TYPE_CHECKING:
     from runwatch.server import ReferenceServer
 
-__all__ = ["runwatch_server", "runwatch_server_factory"]
+__all__ = ["FakeClock", "runwatch_server", "runwatch_server_factory"]
+
+
+class FakeClock:
+    """A `runwatch.Clock` whose time moves only when the engine sleeps (or when you `advance` it).
+
+    `time()` starts at `start` (UNIX seconds), `monotonic()` at 0; `slept` lists every sleep asked for.
+    """
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.start = start
+        self.elapsed = 0.0
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.start + self.elapsed
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.elapsed += seconds
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
 
 def pytest_configure(config: pytest.Config) -> None:

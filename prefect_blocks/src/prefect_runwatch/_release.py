@@ -34,6 +34,7 @@ __all__ = [
     "TAG",
     "RunOutcome",
     "WatchRecord",
+    "check_release",
     "read_record",
     "record_key",
     "settle",
@@ -43,6 +44,10 @@ __all__ = [
 TAG = "runwatch"
 KEY_PREFIX = "runwatch-"
 PAUSE_GRACE = 600  # seconds Prefect keeps a suspended run resumable after our own deadline
+SUSPENDED_NOTE = (
+    "Prefect now logs 'Finished in state Suspended' at ERROR level: that is its wording for a suspension "
+    "(PrefectHQ/prefect#16915), not a failure. The flow run resumes when the remote run ends."
+)
 
 
 class RunOutcome(RunInput):
@@ -85,6 +90,15 @@ def settle(answer: RunOutcome, policy: Policy) -> RunStatus:
     if status is None or not status.is_terminal:
         raise runwatch.RunwatchError("the flow was resumed without a final status")
     return runwatch.outcome(status, policy)
+
+
+def check_release(block: RunStatusApi) -> None:
+    """Raise now if suspend mode cannot work here (no saved block, no deployment, a subflow).
+
+    Called before a run is started, so that a refusal never leaves a remote run behind.
+    """
+    _saved_block_id(block)
+    _suspendable_flow_run()
 
 
 async def wait_released(
@@ -136,7 +150,9 @@ async def wait_released(
     )
     if TaskRunContext.get() is not None:
         await asuspend_flow_run(wait_for_input=RunOutcome, flow_run_id=flow_run_id, timeout=timeout, key=key)
+        observer.logger.info(SUSPENDED_NOTE)
         return None  # Prefect raises Pause in the flow as soon as this task run ends
+    observer.logger.info(SUSPENDED_NOTE)
     await asuspend_flow_run(wait_for_input=RunOutcome, timeout=timeout, key=key)  # raises Pause
     raise AssertionError("unreachable: suspending the current flow run raises Pause")
 

@@ -16,7 +16,7 @@ from prefect.states import Completed
 
 import runwatch
 from prefect_runwatch._observe import Observer
-from prefect_runwatch._release import wait_released
+from prefect_runwatch._release import check_release, wait_released
 from prefect_runwatch._runs import RunRef, api_block, start, target, watch
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, StartedRun
@@ -87,6 +87,8 @@ async def start_run_and_wait(
     """`start_run` then `wait_for_run` in one task run: the final status, or the typed outcome raised."""
     block = await api_block(api)
     chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
+    if release_infrastructure:
+        check_release(block)  # before the start: a refusal must not leave a remote run behind
     started = await start(block, body, idempotency_key, get_run_logger())
     return await _wait(block, started, chosen, release_infrastructure)
 

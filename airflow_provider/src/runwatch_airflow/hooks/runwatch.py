@@ -12,7 +12,11 @@ from airflow.sdk.log import mask_secret
 import runwatch
 from runwatch_airflow._connection import ProfileSpec, api_from_connection, run_link
 
-__all__ = ["RunStatusHook"]
+__all__ = ["PROBE_RUN_ID", "RunStatusHook"]
+
+PROBE_RUN_ID = "runwatch-connection-test"
+"""The made-up run id the "Test" button reads: a 404 for it shows the API answers and takes the token."""
+PROBE_TIMEOUT = 10.0  # seconds: a button press should not hang
 
 
 class RunStatusHook(BaseHook):
@@ -95,9 +99,25 @@ class RunStatusHook(BaseHook):
         runwatch.run_sync(self.get_api().cancel_run(run_id))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check that the connection's settings and profile load (no request is sent)."""
+        """The UI's "Test" button: read one (made-up) run with the connection's credentials.
+
+        A 404 for the probe means the API answered and took the credentials; a refused connection, a
+        401/403 or an unreadable answer is reported as what failed. Never retried, 10 s at most.
+        """
         try:
             api = self.get_api()
+            url = api.status_url(PROBE_RUN_ID)
         except Exception as exc:
-            return False, str(exc)
-        return True, f"profile {api.profile.name!r} at {api.base_url or '(full run URLs)'}"
+            return False, f"{type(exc).__name__}: {exc}"
+        try:
+            status = runwatch.run_sync(api.get_status(url, retry_for=0, request_timeout=PROBE_TIMEOUT))
+        except runwatch.RunNotFound:
+            return (
+                True,
+                f"{url} answered 404 (no such run, as expected for a probe): the API took the credentials",
+            )
+        except runwatch.AccessDenied as exc:
+            return False, f"the API refused the credentials: {exc}"
+        except runwatch.RunwatchError as exc:
+            return False, f"could not read the API: {exc}"
+        return True, f"{url} answered with a run in state {status.status} (profile {api.profile.name!r})"

@@ -95,7 +95,7 @@ class RunStatusTrigger(BaseTrigger):
                 target,
                 policy=runwatch.Policy.from_dict(self.policy),
                 deadline=self.deadline,
-                on_change=self._seen,
+                hooks=runwatch.Hooks(on_change=self._seen),
             )
         except runwatch.WaitOutcome as exc:
             return TriggerEvent(error_event(exc, exc.status or self._last))

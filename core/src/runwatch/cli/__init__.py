@@ -1,8 +1,10 @@
 """The `runwatch` command: watch, serve, profiles, demo.
 
 Exit codes are a contract scripts rely on: 0 succeeded, 1 failed, 2 cancelled, 3 timed out remotely,
-4 partial success, 5 our deadline passed, 6 lost, 7 status unavailable, 64 usage error or bad profile,
-130 interrupted. Errors are one line on stderr, never a traceback (set RUNWATCH_DEBUG=1 for one).
+4 partial success, 5 our deadline passed, 6 lost, 7 status unavailable, 8 no such run, 9 access denied,
+10 illegal transition, 64 usage error, bad profile or configuration, 70 internal error or an answer we could
+not interpret, 130 interrupted. 1 means the run failed and nothing else. Errors are one line on stderr,
+never a traceback (set RUNWATCH_DEBUG=1 for one).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from runwatch._errors import RunwatchError
+from runwatch._urls import redact_text
 from runwatch.cli._args import EX_USAGE, UsageError, build_parser
 
 __all__ = ["main"]
 
+EX_SOFTWARE = 70
 EX_INTERRUPTED = 130
 EX_BROKEN_PIPE = 141
 
@@ -39,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("RUNWATCH_DEBUG"):
             raise
         _error(f"internal error: {type(exc).__name__}: {exc} (set RUNWATCH_DEBUG=1 for a traceback)")
-        return 1
+        return EX_SOFTWARE
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -99,7 +103,7 @@ def _logs(names: tuple[str, ...], verbose: bool) -> Iterator[None]:
 
 
 def _error(message: str) -> None:
-    line = " ".join(message.split())  # one line, whatever the message holds
+    line = redact_text(" ".join(message.split()))  # one line, whatever the message holds, and no password
     with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()
     print(f"runwatch: {line}", file=sys.stderr, flush=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NoReturn
+import re
+from typing import Any, NoReturn
 
 __all__ = ["EX_USAGE", "UsageError", "build_parser", "parse_header", "read_token"]
 
@@ -18,10 +19,31 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError instead of printing usage and exiting 2."""
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting 2.
+
+    No abbreviations: argparse would take `--token SECRET` for `--token-env SECRET`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        message = re.sub(
+            r"invalid choice: .*? \(choose", "invalid choice (choose", message
+        )  # may be a secret
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but the values of unknown arguments are not printed: one may be a secret."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            flags = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+            values = len(extras) - len(flags) + sum("=" in e for e in extras if e.startswith("-"))
+            said = " ".join([*flags, *([f"and {values} value(s), not shown"] if values else [])])
+            hint = ": there is no --token flag, put the token in a variable and pass --token-env VAR"
+            self.error(f"unrecognized arguments: {said}{hint if '--token' in flags else ''}")
+        return parsed
 
 
 def _seconds(text: str) -> float:
@@ -70,13 +92,31 @@ def parse_header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL_ENV_NAME = re.compile(
+    r"[A-Z_][A-Z0-9_]{0,63}"
+)  # API_TOKEN: safe to print; tokens rarely look so
+
+
+def _env_name(text: str) -> str:
+    """The name of an environment variable. Anything else may be the secret itself: refused, not echoed."""
+    if not _ENV_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "expects the NAME of an environment variable (letters, digits, _) that holds the token, "
+            "not the token itself (the value given is not shown)"
+        )
+    return text
+
+
 def read_token(var: str | None) -> str | None:
     """The token from the environment variable named by --token-env (never from argv)."""
     if var is None:
         return None
     token = os.environ.get(var)
     if not token:
-        raise UsageError(f"--token-env {var}: the environment variable {var} is not set or empty")
+        # Any other "name" may be a token given by mistake (ghp_...): it is not printed.
+        shown = var if _CONVENTIONAL_ENV_NAME.fullmatch(var) else "it names"
+        raise UsageError(f"--token-env: the environment variable {shown} is not set or empty")
     return token
 
 
@@ -84,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The `runwatch` parser with its four subcommands."""
     parser = _Parser(
         prog="runwatch",
-        description="Watch remote runs until they end. Exit codes: 0 succeeded, 1 failed, 2 cancelled, "
-        "3 timed out remotely, 4 partial success, 5 our deadline passed, 6 lost (heartbeat), "
-        "7 status unavailable, 64 usage error or bad profile, 130 interrupted.",
+        description="Watch remote runs until they end. Exit codes: 0 succeeded, 1 failed (the run, and "
+        "nothing else), 2 cancelled, 3 timed out remotely, 4 partial success, 5 our deadline passed, "
+        "6 lost (heartbeat), 7 status unavailable (unreadable: rate limits, errors, bodies that do not "
+        "parse), 8 no such run, 9 access denied, 10 illegal transition (--on-illegal raise), 64 usage "
+        "error, bad profile or configuration, 70 an unexpected answer or internal error, 130 interrupted.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     common = _Parser(add_help=False)
@@ -107,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="standard",
         help="a built-in profile or a .json/.toml file (default: standard)",
     )
-    watch.add_argument("--token-env", metavar="VAR", help="read the API token from this environment variable")
+    watch.add_argument(
+        "--token-env", metavar="VAR", type=_env_name, help="read the API token from this environment variable"
+    )
     watch.add_argument(
         "--header", metavar="'K: V'", action="append", default=[], help="an extra request header (repeatable)"
     )
@@ -140,13 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="partial",
         help="PARTIAL_SUCCESS exits 0, 1 or 4 (default: partial, exit 4)",
     )
+    watch.add_argument(
+        "--on-illegal",
+        choices=("ignore", "raise"),
+        default="ignore",
+        help="a move the state machine forbids (FAILED -> RUNNING) is logged and ignored, or exits 10",
+    )
+    watch.add_argument(
+        "--ca-bundle", metavar="FILE", help="verify the API's TLS certificate with this CA bundle (PEM)"
+    )
     watch.add_argument("--json", action="store_true", help="one JSON status per change on stdout")
 
     serve = subs.add_parser("serve", parents=[common], help="run the reference server in the foreground")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="port to bind (default 8765)")
     serve.add_argument(
-        "--token-env", metavar="VAR", help="require this environment variable's value as a bearer token"
+        "--token-env",
+        metavar="VAR",
+        type=_env_name,
+        help="require this environment variable's value as a bearer token",
     )
 
     profiles = subs.add_parser("profiles", parents=[common], help="list the built-in profiles")

@@ -64,4 +64,10 @@ def _check_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise RunwatchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class AddressInUse(RunwatchError):
+    """`runwatch serve` cannot bind its address."""
+
+    exit_code = 69  # EX_UNAVAILABLE

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import secrets
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runwatch import webhooks
 from runwatch._api import RunApi
 from runwatch._errors import RunwatchError
+from runwatch._hooks import Hooks
 from runwatch._inbox import WebhookInbox
 from runwatch._machine import Anomaly
 from runwatch._policy import Policy
@@ -82,23 +82,6 @@ def pick_scenarios(runs: int | None) -> list[Scenario]:
     return [SCENARIOS[i % len(SCENARIOS)] for i in range(count)]
 
 
-class _Anomalies(logging.Handler):
-    """Notes the illegal observations the core's state machine ignored (it logs each one), per run."""
-
-    def __init__(self, rows: list[Row], view: DemoView) -> None:
-        super().__init__(logging.WARNING)
-        self.rows, self.view = rows, view
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args if isinstance(record.args, tuple) else ()
-        for anomaly in (a for a in args if isinstance(a, Anomaly)):
-            for row in self.rows:
-                if row.run_id == anomaly.current.id:
-                    row.anomalies += 1
-                    moved = f"{anomaly.current.status.value} -> {anomaly.observed.status.value}"
-                    self.view.note(row, f"ignored {moved}")
-
-
 async def _watch_one(
     api: RunApi, server: Any, inbox: WebhookInbox, hook: tuple[str, str], row: Row, view: DemoView
 ) -> None:
@@ -121,9 +104,14 @@ async def _watch_one(
             if seen is None or (seen.status, seen.version) != (status.status, status.version):
                 view.change(row, status)
 
+        def on_anomaly(anomaly: Anomaly) -> None:
+            row.anomalies += 1
+            view.note(row, f"ignored {anomaly.current.status.value} -> {anomaly.observed.status.value}")
+
         policy = Policy(**{**BASE_POLICY, **s.policy})
+        hooks = Hooks(on_change=on_change, on_anomaly=on_anomaly)
         final = await wait_for_run(
-            api, started, policy=policy, inbox=inbox if s.webhook else None, on_change=on_change
+            api, started, policy=policy, inbox=inbox if s.webhook else None, hooks=hooks
         )
         row.outcome, row.message = outcome_of(None), f"run {final.id} {final.status.value}"
     except RunwatchError as exc:
@@ -167,14 +155,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     secret = webhooks.generate_secret()
     inbox = WebhookInbox(secret)
     receiver = HookReceiver(inbox)
-    anomalies = _Anomalies(rows, view)
-    core_log = logging.getLogger("runwatch")
     began = time.monotonic()
     with server_mod.ReferenceServer(retry_after=0.25, cancel_delay=0.5) as server:
         async with receiver.running() as hook_url:
             api = RunApi(server.url)
             view.start(rows, server.url)
-            core_log.addHandler(anomalies)
             try:
                 poller = asyncio.create_task(_poll_stats(server, rows))
                 hook = (hook_url, secret)
@@ -182,7 +167,6 @@ async def run_demo(args: argparse.Namespace) -> int:
                 poller.cancel()
                 stats = await _read_stats(server, rows)
             finally:
-                core_log.removeHandler(anomalies)
                 view.stop()
     for row in rows:
         row.pushes = receiver.received[row.run_id or ""]

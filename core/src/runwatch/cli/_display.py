@@ -8,7 +8,9 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from runwatch._api import RunApi
+from runwatch._states import State
 from runwatch._status import RunStatus
+from runwatch._urls import redact_text
 from runwatch.cli._outcomes import outcome_of
 
 if TYPE_CHECKING:
@@ -23,7 +25,6 @@ __all__ = [
     "percent_of",
     "pick_display",
     "progress_text",
-    "requests_of",
     "rich_ok",
     "state_style",
 ]
@@ -58,12 +59,6 @@ def percent_of(status: RunStatus | None) -> float | None:
     return None
 
 
-def requests_of(api: RunApi) -> int | None:
-    """Requests this client sent for the run, where the core counts them."""
-    count = getattr(api, "requests", None)
-    return count if isinstance(count, int) else None
-
-
 def rich_ok() -> bool:
     """True when the `runwatch[cli]` extra (rich) is installed."""
     try:
@@ -81,6 +76,8 @@ class Display:
         self.begun = time.monotonic()
         self.last: RunStatus | None = None
         self.changes = 0
+        self.problem: str | None = None  # why the last read failed, until the next change
+        self.requests = 0  # status requests sent (told by the waiter's on_request hook)
 
     def __enter__(self) -> Display:
         return self
@@ -95,8 +92,20 @@ class Display:
         return time.monotonic() - self.begun
 
     def change(self, status: RunStatus) -> None:
-        self.last, self.changes = status, self.changes + 1
+        self.last, self.changes, self.problem = status, self.changes + 1, None
         self.show(status)
+
+    def requested(self, method: str, url: str) -> None:
+        self.requests += 1
+
+    def unreadable(self, problem: Exception) -> None:
+        """A read failed. The live panel shows it at once; lines and JSON keep stderr for the final error
+        (with -v the log says it as it happens)."""
+        self.problem = redact_text(" ".join(str(problem).split()))
+        self.refresh()
+
+    def refresh(self) -> None:
+        return None
 
     def show(self, status: RunStatus) -> None:
         raise NotImplementedError
@@ -160,6 +169,10 @@ class LiveDisplay(Display):
         if self._live is not None:
             self._live.refresh()
 
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
     def succeeded(self, status: RunStatus) -> None:
         self.outcome = f"[green]{outcome_of(None)}[/]"
 
@@ -183,16 +196,18 @@ class LiveDisplay(Display):
             )
         grid.add_row("state", state)
         percent = percent_of(s)
+        if percent is None and s is not None and s.is_terminal:  # ended: a still bar, full on success
+            percent = 100.0 if s.status is State.SUCCEEDED else 0.0
         bar = Table.grid(padding=(0, 1))
         bar.add_row(
             ProgressBar(total=100, completed=percent or 0, width=30, pulse=percent is None and s is not None),
             Text(progress_text(s)),
         )
         grid.add_row("progress", bar)
+        if self.problem:
+            grid.add_row("problem", Text(self.problem, style="yellow"))
         grid.add_row("elapsed", f"{self.elapsed:.1f}s")
-        count = requests_of(self.api)
-        if count is not None:
-            grid.add_row("requests", str(count))
+        grid.add_row("requests", str(self.requests))
         grid.add_row("changes", str(self.changes))
         if s is not None and s.executor:
             grid.add_row("executor", Text(s.executor))

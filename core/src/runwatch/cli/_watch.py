@@ -8,10 +8,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runwatch._api import BearerAuth, RunApi
+from runwatch._api import RunApi
+from runwatch._auth import Auth, BasicAuth, BearerAuth
 from runwatch._errors import RunwatchError
+from runwatch._hooks import Hooks
 from runwatch._policy import Policy
 from runwatch._status import RunStatus
+from runwatch._urls import origin_of, split_userinfo
 from runwatch._waiter import wait_for_run
 from runwatch.cli._args import UsageError, parse_header, read_token
 from runwatch.cli._display import Display, pick_display
@@ -19,20 +22,35 @@ from runwatch.cli._display import Display, pick_display
 __all__ = ["make_api", "make_policy", "run_watch"]
 
 
-def make_api(args: argparse.Namespace) -> RunApi:
-    """The RunApi the flags describe. The token comes from the environment only."""
+def make_api(args: argparse.Namespace) -> tuple[RunApi, str]:
+    """The RunApi the flags describe, and the run to watch (a URL's `user:password@` taken out of it).
+
+    The token comes from the environment only. Credentials go only to the origin of --base-url or, without
+    it, of RUN's URL; a `user:password@` in RUN's URL is sent as Basic auth.
+    """
     token = read_token(args.token_env)
     headers = dict(parse_header(h) for h in args.header)
-    api = RunApi(args.base_url, args.profile, auth=BearerAuth(token) if token else None, headers=headers)
-    is_url = args.run.startswith(("http://", "https://"))
-    if not is_url and not args.base_url and "{base_url}" in api.profile.status_url:
-        raise UsageError(f"RUN {args.run!r} is not a URL: give --base-url, or the run's full status URL")
-    return api
+    run, base_url = args.run, args.base_url
+    auth: Auth | None = BearerAuth(token) if token else None
+    if run.startswith(("http://", "https://")):
+        run, userinfo = split_userinfo(run)
+        if userinfo is not None:
+            auth = auth or BasicAuth(*userinfo)
+        base_url = base_url or origin_of(run)
+    verify: bool | str = args.ca_bundle or True
+    api = RunApi(base_url, args.profile, auth=auth, headers=headers, verify=verify)
+    if (
+        not run.startswith(("http://", "https://"))
+        and not args.base_url
+        and "{base_url}" in api.profile.status_url
+    ):
+        raise UsageError(f"RUN {run!r} is not a URL: give --base-url, or the run's full status URL")
+    return api, run
 
 
 def make_policy(args: argparse.Namespace) -> Policy:
     """The Policy the flags describe; unset flags keep the core's defaults."""
-    changes: dict[str, Any] = {"partial_success": args.partial_success}
+    changes: dict[str, Any] = {"partial_success": args.partial_success, "on_illegal": args.on_illegal}
     for flag in (
         "timeout",
         "interval",
@@ -57,12 +75,15 @@ def make_policy(args: argparse.Namespace) -> Policy:
 
 async def run_watch(args: argparse.Namespace) -> int:
     """Watch RUN to its end; the exit code is the outcome's."""
-    api = make_api(args)
+    api, run = make_api(args)
     policy = make_policy(args)
     display: Display = pick_display(args.json, sys.stdout, api)
     with display:
         try:
-            final: RunStatus = await wait_for_run(api, args.run, policy=policy, on_change=display.change)
+            hooks = Hooks(
+                on_change=display.change, on_request=display.requested, on_unreadable=display.unreadable
+            )
+            final: RunStatus = await wait_for_run(api, run, policy=policy, hooks=hooks)
         except RunwatchError as exc:
             display.failed(exc)
             raise

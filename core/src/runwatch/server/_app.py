@@ -14,17 +14,20 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runwatch.server._faults import http_date_in, pick_fault, seconds
+from runwatch.server._faults import AnyFault, Modes, http_date_in, modes_of, pick_fault, seconds
 from runwatch.server._runs import Run, Snapshot
 from runwatch.server._spec import (
     ErrorFault,
     MalformedFault,
+    OversizedFault,
     RateLimitFault,
+    SlowFault,
     SpecError,
+    TruncatedFault,
     parse_faults,
     parse_run,
     parse_subscription,
@@ -34,6 +37,8 @@ from runwatch.server._store import IdempotencyConflict, ServerConfig, Store
 __all__ = ["DroppedConnection", "create_app"]
 
 JSON = "application/json"
+HONEST = Modes()
+_PADDING_CHUNK = b"x" * 65536
 # Requests from ReferenceServer's own helpers carry this header and stay out of requests_total/connections,
 # so that tests count only the traffic of the code under test.
 HELPER_HEADER = b"x-runwatch-helper"
@@ -83,6 +88,24 @@ class _DropResponse(Response):
         raise DroppedConnection("connection dropped on purpose (fault injection)")
 
 
+def _without(body: bytes, fields: frozenset[str]) -> bytes:
+    """The status body with these fields left out (an API that does not have them)."""
+    payload = json.loads(body)
+    return _dumps({k: v for k, v in payload.items() if k not in fields}).encode()
+
+
+async def _padded(body: bytes, size: int) -> AsyncIterator[bytes]:
+    """`body` with a string field that brings it to `size` bytes, made chunk by chunk, never held whole."""
+    head, tail = body[:-1] + b',"padding":"', b'"}'
+    yield head
+    left = max(0, size - len(head) - len(tail))
+    while left > 0:
+        chunk = _PADDING_CHUNK if left >= len(_PADDING_CHUNK) else _PADDING_CHUNK[:left]
+        left -= len(chunk)
+        yield chunk
+    yield tail
+
+
 def _etag_matches(if_none_match: str, etag: str) -> bool:
     """Weak comparison, as RFC 9110 wants for If-None-Match."""
     for candidate in if_none_match.split(","):
@@ -128,7 +151,8 @@ class _Gate:
             client = scope.get("client")
             if client:
                 store.clients.add(tuple(client))
-        if self.expected is not None and not self._authorized(scope):
+        guarded = self.expected is not None or store.tokens is not None
+        if guarded and scope["path"] != "/oauth/token" and not self._authorized(scope):
             response = _error(
                 401, "missing or invalid bearer token", {"www-authenticate": 'Bearer realm="runwatch"'}
             )
@@ -137,11 +161,16 @@ class _Gate:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        assert self.expected is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+                if scheme.lower() != b"bearer":
+                    return False
+                credentials = credentials.strip()
+                if self.expected is not None and hmac.compare_digest(credentials, self.expected):
+                    return True
+                tokens = self.store.tokens
+                return tokens is not None and tokens.valid(credentials)
         return False
 
 
@@ -196,8 +225,14 @@ class _Api:
             return _error(404, "no such run")
 
         sets = store.counters_for(run)
+        modes = modes_of(sets) if sets else HONEST
         if sets:
             latency = sum(faults.latency for faults, _ in sets)
+            slow = pick_fault(sets, ("slow",))
+            if slow is not None:
+                assert isinstance(slow[1], SlowFault)
+                counters.slow += 1
+                latency += slow[1].seconds
             if latency > 0:
                 await store.sleep(latency)
                 now = time.monotonic()
@@ -214,10 +249,13 @@ class _Api:
                 counters.s429 += 1
                 extra["retry-after"] = str(max(1, math.ceil(reset)))
                 return _error(429, "rate limit exceeded", extra)
+        headers = request.headers
+        # An API without ETags or 304s does not look at If-None-Match.
+        if_none_match = headers.get("if-none-match") if modes.conditional else None
         if sets:
-            fault = pick_fault(sets, ("malformed",))
+            fault = pick_fault(sets, ("malformed", "truncated", "oversized", "etag_lies"))
             if fault is not None:
-                return self._fault_response(run, *fault, extra)
+                return self._body_fault(run, *fault, extra, run.view(now), modes, if_none_match)
 
         wait: float | None = None
         if request.scope["query_string"]:
@@ -229,7 +267,6 @@ class _Api:
                     wait = math.nan
                 if not math.isfinite(wait) or wait < 0:
                     return _error(400, "wait: must be a number of seconds >= 0")
-        headers = request.headers
         if wait is None:
             prefer = headers.get("prefer")
             if prefer is not None:
@@ -237,63 +274,97 @@ class _Api:
                 if wait is not None:
                     wait = min(wait, self.config.max_wait)
                     extra["preference-applied"] = f"wait={seconds(wait)}"
-        if_none_match = headers.get("if-none-match")
 
         snap = run.view(now)
         if wait:
             snap = await self._hold(run, snap, min(wait, self.config.max_wait), if_none_match)
-        extra["etag"] = snap.etag
+        if not modes.no_etag:
+            extra["etag"] = snap.etag
         if if_none_match is not None and _etag_matches(if_none_match, snap.etag):
             counters.s304 += 1
             return Response(None, 304, extra)
-        return Response(snap.body, 200, extra, JSON)
+        return Response(_without(snap.body, modes.omit) if modes.omit else snap.body, 200, extra, JSON)
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
-        """Long poll: wait for a change (from If-None-Match, else from now) or until `wait` passes.
+        """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
+        `wait` passes. A client whose ETag is already out of date is answered at once.
 
         Without If-None-Match, a terminal run answers at once: there is nothing left to wait for.
         """
         if if_none_match is None and snap.terminal:
             return snap
+        if if_none_match is not None and not _etag_matches(if_none_match, snap.etag):
+            return snap
         store = self.store
         deadline = time.monotonic() + wait
-        baseline = snap.version
-        while True:
-            if if_none_match is not None:
-                if not _etag_matches(if_none_match, snap.etag):
-                    return snap
-            elif snap.version != baseline:
-                return snap
+        baseline = snap.news
+        while snap.news == baseline:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or store.closing:
                 return snap
             await run.wait_change(remaining)
             snap = run.view(time.monotonic())
+        return snap
 
-    def _fault_response(
-        self,
-        run: Run,
-        kind: str,
-        fault: RateLimitFault | ErrorFault | MalformedFault | object,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
+    def _fault_response(self, run: Run, kind: str, fault: AnyFault) -> Response:
         counters = run.counters
         if kind == "drop":
             counters.drop += 1
             return _DropResponse()
         if isinstance(fault, RateLimitFault):
-            counters.s429 += 1
-            when = http_date_in(fault.retry_after) if fault.retry_after_date else seconds(fault.retry_after)
-            return _error(429, "rate limited (fault injection)", {"retry-after": when})
-        if isinstance(fault, ErrorFault):
-            counters.s5xx += 1
-            headers = {} if fault.retry_after is None else {"retry-after": seconds(fault.retry_after)}
-            return _error(fault.status, "server error (fault injection)", headers)
-        assert isinstance(fault, MalformedFault)
-        counters.malformed += 1
-        if fault.shape == "wrong":
-            return _json(200, {"id": run.id, "state": "who knows", "version": "seven"}, headers)
-        return Response(b"<html><body>200 OK, or so they say</body></html>", 200, headers, JSON)
+            return _rate_limited(run, fault)
+        assert isinstance(fault, ErrorFault)
+        counters.s5xx += 1
+        headers = {} if fault.retry_after is None else {"retry-after": seconds(fault.retry_after)}
+        return _error(fault.status, "server error (fault injection)", headers)
+
+    def _body_fault(
+        self,
+        run: Run,
+        kind: str,
+        fault: AnyFault,
+        headers: dict[str, str],
+        snap: Snapshot,
+        modes: Modes,
+        if_none_match: str | None,
+    ) -> Response:
+        """A 200 (or a lying 304) whose body or ETag is not what it should be; answered at once."""
+        counters = run.counters
+        if isinstance(fault, MalformedFault):
+            counters.malformed += 1
+            if fault.shape == "wrong":
+                return _json(200, {"id": run.id, "state": "who knows", "version": "seven"}, headers)
+            return Response(b"<html><body>200 OK, or so they say</body></html>", 200, headers, JSON)
+        body = _without(snap.body, modes.omit) if modes.omit else snap.body
+        if not modes.no_etag:
+            headers["etag"] = snap.etag
+        if isinstance(fault, TruncatedFault):
+            counters.truncated += 1
+            keep = len(body) // 2 if fault.keep is None else min(fault.keep, len(body))
+            return Response(body[:keep], 200, headers, JSON)
+        if isinstance(fault, OversizedFault):
+            counters.oversized += 1
+            if not fault.chunked:
+                headers["content-length"] = str(max(fault.size, len(body) + len(b',"padding":""')))
+            return StreamingResponse(_padded(body, fault.size), 200, headers, JSON)
+        assert kind == "etag_lies"
+        counters.etag_lies += 1
+        if if_none_match is not None:  # "not modified", whatever happened since
+            headers["etag"] = if_none_match.split(",")[0].strip()
+            return Response(None, 304, headers)
+        if not modes.no_etag:
+            headers["etag"] = '"v1"'  # the tag of the first version, on today's content
+        return Response(body, 200, headers, JSON)
+
+    async def issue_token(self, request: Request) -> Response:
+        issuer = self.store.tokens
+        if issuer is None:
+            return _error(404, "this server issues no tokens (start it with client_credentials)")
+        counted = request.headers.get("x-runwatch-helper") != "1"
+        status, body = issuer.issue(
+            await request.body(), request.headers.get("authorization"), counted=counted
+        )
+        return _json(status, body, {"cache-control": "no-store"})
 
     async def cancel_run(self, request: Request) -> Response:
         run = self.store.runs.get(request.path_params["run_id"])
@@ -345,6 +416,33 @@ class _Api:
         return _json(200, {"reset": True})
 
 
+def _rate_limited(run: Run, fault: RateLimitFault) -> Response:
+    """429, or 403 as GitHub says it, with the hint in the form the fault asks for."""
+    if fault.status == 403:
+        run.counters.s403 += 1
+    else:
+        run.counters.s429 += 1
+    wait, hint = fault.retry_after, fault.hint
+    headers: dict[str, str] = {}
+    if hint == "seconds":
+        headers["retry-after"] = fault.retry_after_text or seconds(wait)
+    elif hint == "date":
+        headers["retry-after"] = fault.retry_after_text or http_date_in(wait)
+    elif hint == "ms":
+        headers["retry-after-ms"] = str(round(wait * 1000))
+    elif hint == "reset":  # GitHub's primary rate limit: the quota is spent until an epoch second
+        headers.update(
+            {
+                "x-ratelimit-limit": "60",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-used": "60",
+                "x-ratelimit-reset": str(math.ceil(time.time() + wait)),
+                "x-ratelimit-resource": "core",
+            }
+        )
+    return _error(fault.status, "rate limit exceeded (fault injection)", headers)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return _error(404, "not found")
 
@@ -374,6 +472,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
         Route("/runs", api.create_run, methods=["POST"]),
         Route("/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
+        Route("/oauth/token", api.issue_token, methods=["POST"]),
         Route("/webhooks", api.subscribe, methods=["POST"]),
         Route("/webhooks/{sub_id}", api.unsubscribe, methods=["DELETE"]),
         Route("/_control/stats", api.stats, methods=["GET"]),

@@ -6,15 +6,28 @@ import math
 import time
 from email.utils import formatdate
 
-from runwatch.server._spec import ErrorFault, FaultSet, MalformedFault, QuotaSpec, RateLimitFault, Trigger
+from runwatch.server._spec import (
+    ErrorFault,
+    FaultSet,
+    MalformedFault,
+    OversizedFault,
+    QuotaSpec,
+    RateLimitFault,
+    SlowFault,
+    Trigger,
+    TruncatedFault,
+)
 
-__all__ = ["FaultCounters", "Quota", "http_date_in", "pick_fault", "seconds"]
+__all__ = ["FaultCounters", "Modes", "Quota", "http_date_in", "modes_of", "pick_fault", "seconds"]
 
-Fault = tuple[str, "Trigger | RateLimitFault | ErrorFault | MalformedFault"]
+AnyFault = (
+    Trigger | RateLimitFault | ErrorFault | MalformedFault | SlowFault | TruncatedFault | OversizedFault
+)
+Fault = tuple[str, AnyFault]
 
-# The order in which faults are considered (the quota of `ratelimit_headers` comes before `malformed`);
-# each counts only the requests that reach it.
-ORDER = ("drop", "rate_limit", "errors_5xx", "malformed")
+# The order in which faults are considered (`slow` holds a request and lets it go on; the quota of
+# `ratelimit_headers` comes before `malformed`); each counts only the requests that reach it.
+ORDER = ("slow", "drop", "rate_limit", "errors_5xx", "malformed", "truncated", "oversized", "etag_lies")
 
 
 class FaultCounters:
@@ -27,7 +40,7 @@ class FaultCounters:
         self.counts = dict.fromkeys(ORDER, 0)
 
 
-def _trigger_of(fault: Trigger | RateLimitFault | ErrorFault | MalformedFault) -> Trigger:
+def _trigger_of(fault: AnyFault) -> Trigger:
     return fault if isinstance(fault, Trigger) else fault.trigger
 
 
@@ -35,13 +48,39 @@ def pick_fault(sets: list[tuple[FaultSet, FaultCounters]], kinds: tuple[str, ...
     """The first fault that hits this request, counting it against every fault it reaches."""
     for kind in kinds:
         for faults, counters in sets:
-            fault: Trigger | RateLimitFault | ErrorFault | MalformedFault | None = getattr(faults, kind)
+            fault: AnyFault | None = getattr(faults, kind)
             if fault is None:
                 continue
             counters.counts[kind] += 1
             if _trigger_of(fault).hits(counters.counts[kind]):
                 return kind, fault
     return None
+
+
+class Modes:
+    """What the API lacks on every answer, from every fault set that applies (per run and global)."""
+
+    __slots__ = ("no_304", "no_etag", "omit")
+
+    def __init__(
+        self, no_etag: bool = False, no_304: bool = False, omit: frozenset[str] = frozenset()
+    ) -> None:
+        self.no_etag = no_etag
+        self.no_304 = no_304
+        self.omit = omit
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the API honours If-None-Match at all."""
+        return not (self.no_etag or self.no_304)
+
+
+def modes_of(sets: list[tuple[FaultSet, FaultCounters]]) -> Modes:
+    return Modes(
+        any(faults.no_etag for faults, _ in sets),
+        any(faults.no_304 for faults, _ in sets),
+        frozenset().union(*(faults.omit for faults, _ in sets)),
+    )
 
 
 class Quota:

@@ -48,26 +48,35 @@ def new_run_id() -> str:
 
 
 class Snapshot:
-    """One version of a run as served: the JSON body and its ETag."""
+    """One version of a run as served: the JSON body and its ETag.
 
-    __slots__ = ("body", "etag", "status", "terminal", "version")
+    `news` counts the changes that are news (state, progress, errors, result...): a heartbeat moves the
+    version and the ETag but not `news`, so a long poll is not answered for a heartbeat alone.
+    """
 
-    def __init__(self, version: int, status: str, body: bytes) -> None:
+    __slots__ = ("body", "etag", "news", "status", "terminal", "version")
+
+    def __init__(self, version: int, status: str, body: bytes, news: int = 0) -> None:
         self.version = version
         self.status = status
         self.terminal = status in TERMINAL_STATES
         self.body = body
         self.etag = f'"v{version}"'
+        self.news = news
 
 
 class RunCounters:
     """What the control plane reports per run."""
 
-    __slots__ = ("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s429")
+    __slots__ = (
+        *("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s403", "s429"),
+        *("slow", "truncated", "oversized", "etag_lies"),
+    )
 
     def __init__(self) -> None:
         self.get = self.post = self.cancel = 0
-        self.s304 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
+        self.s304 = self.s403 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
+        self.slow = self.truncated = self.oversized = self.etag_lies = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -75,11 +84,16 @@ class RunCounters:
             "POST": self.post,
             "cancel": self.cancel,
             "304": self.s304,
+            "403": self.s403,
             "429": self.s429,
             "5xx": self.s5xx,
             "404": self.not_found,
             "drop": self.drop,
             "malformed": self.malformed,
+            "slow": self.slow,
+            "truncated": self.truncated,
+            "oversized": self.oversized,
+            "etag_lies": self.etag_lies,
         }
 
 
@@ -116,6 +130,7 @@ class Run:
         # served fields
         self.status = ""
         self.version = 0
+        self.news = 0  # steps applied: a heartbeat is not news
         self._updated = now
         self._started: float | None = None
         self._ended: float | None = None
@@ -305,6 +320,7 @@ class Run:
         else:
             self._executor = DEFAULT_EXECUTOR if self._started is not None else None
         self.version += 1
+        self.news += 1
         self._updated = t
 
     def _iso(self, t: float | None) -> str | None:
@@ -333,7 +349,7 @@ class Run:
             "version": self.version,
             "url": self.url,
         }
-        return Snapshot(self.version, self.status, _dumps(body).encode())
+        return Snapshot(self.version, self.status, _dumps(body).encode(), self.news)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

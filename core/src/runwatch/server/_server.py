@@ -7,7 +7,9 @@ import contextlib
 import json
 import socket
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from types import TracebackType
 from typing import Any
@@ -129,6 +131,8 @@ class ReferenceServer:
         cancel_delay: float = 0.1,
         max_wait: float = 60.0,
         webhook_timeout: float = 5.0,
+        client_credentials: tuple[str, str] | None = None,
+        token_lifetime: float = 3600.0,
         allow_remote: bool = False,
         loop: str = "auto",
         log_level: str = "warning",
@@ -137,6 +141,8 @@ class ReferenceServer:
         self.host = host
         self.port = port
         self.token = token
+        self._client = client_credentials
+        self._helper_token: tuple[str, float] | None = None  # (token, monotonic expiry) for helper calls
         self._options: dict[str, Any] = {
             "token": token,
             "retry_after": retry_after,
@@ -144,6 +150,8 @@ class ReferenceServer:
             "max_wait": max_wait,
             "webhook_timeout": webhook_timeout,
             "allow_remote_webhooks": allow_remote,
+            "client_credentials": client_credentials,
+            "token_lifetime": token_lifetime,
         }
         self._loop_kind = loop
         self._log_level = log_level
@@ -245,6 +253,29 @@ class ReferenceServer:
 
     # ---------------------------------------------------------------------------------------- helpers
 
+    def _token_for_helpers(self) -> str:
+        """A token from this server's own token endpoint, for helper calls (not counted as issued)."""
+        held = self._helper_token
+        if held is None or held[1] <= time.monotonic():
+            assert self._client is not None
+            form = urllib.parse.urlencode(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": self._client[0],
+                    "client_secret": self._client[1],
+                }
+            ).encode()
+            req = urllib.request.Request(
+                self.url + "/oauth/token",
+                data=form,
+                headers={"content-type": "application/x-www-form-urlencoded", "x-runwatch-helper": "1"},
+                method="POST",
+            )
+            with self._opener.open(req, timeout=30) as response:
+                answer = json.loads(response.read())
+            held = self._helper_token = (answer["access_token"], time.monotonic() + answer["expires_in"] / 2)
+        return held[0]
+
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], Any]:
@@ -257,6 +288,8 @@ class ReferenceServer:
         all_headers = {"content-type": "application/json", "x-runwatch-helper": "1", **(headers or {})}
         if self.token is not None:
             all_headers.setdefault("authorization", f"Bearer {self.token}")
+        elif self._client is not None and path != "/oauth/token":
+            all_headers.setdefault("authorization", f"Bearer {self._token_for_helpers()}")
         req = urllib.request.Request(self.url + path, data=data, headers=all_headers, method=method)
         try:
             with self._opener.open(req, timeout=30) as response:

@@ -25,6 +25,19 @@ STATE_ORDER = (
 MAX_STEPS = 1000
 MIN_HEARTBEAT = 0.01
 ERROR_STATUSES = (500, 502, 503, 504)
+RATE_LIMIT_STATUSES = (429, 403)
+# How a rate-limited answer says when to come back: Retry-After in seconds or as an HTTP-date, Retry-After-Ms
+# (milliseconds), GitHub's X-RateLimit-Reset (epoch seconds, with X-RateLimit-Remaining: 0), or not at all.
+RATE_LIMIT_HINTS = ("seconds", "date", "ms", "reset", "none")
+DEFAULT_OVERSIZE = 16 * 1024 * 1024
+MAX_OVERSIZE = 1024 * 1024 * 1024
+# Fields of the status object that `omit` may leave out (id and status make a status; they always stay).
+OMITTABLE = frozenset(
+    {
+        *("created_at", "updated_at", "started_at", "ended_at", "duration", "executor", "progress"),
+        *("errors", "output_ref", "heartbeat_at", "version", "url"),
+    }
+)
 
 _UNSET: Any = object()
 
@@ -174,15 +187,18 @@ def parse_script(value: Any) -> tuple[Step, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """Which requests a fault hits: the first `first` ones, or every `every`-th one."""
+    """Which requests a fault hits: the first `first`, every `every`-th, or all after the first `after`."""
 
     first: int | None = None
     every: int | None = None
+    after: int | None = None
 
     def hits(self, count: int) -> bool:
         """`count` is the 1-based number of this request among those that reached the fault."""
         if self.first is not None:
             return count <= self.first
+        if self.after is not None:
+            return count > self.after
         return self.every is not None and count % self.every == 0
 
 
@@ -190,7 +206,28 @@ class Trigger:
 class RateLimitFault:
     trigger: Trigger
     retry_after: float = 1.0
-    retry_after_date: bool = False
+    hint: str = "seconds"  # one of RATE_LIMIT_HINTS
+    status: int = 429
+    retry_after_text: str | None = None  # sent verbatim as Retry-After, whatever it says
+
+
+@dataclass(frozen=True, slots=True)
+class SlowFault:
+    trigger: Trigger
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TruncatedFault:
+    trigger: Trigger
+    keep: int | None = None  # bytes of the real body to send; None: half of it
+
+
+@dataclass(frozen=True, slots=True)
+class OversizedFault:
+    trigger: Trigger
+    size: int = DEFAULT_OVERSIZE
+    chunked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +257,14 @@ class FaultSet:
     errors_5xx: ErrorFault | None = None
     malformed: MalformedFault | None = None
     ratelimit_headers: QuotaSpec | None = None
+    slow: SlowFault | None = None
+    truncated: TruncatedFault | None = None
+    oversized: OversizedFault | None = None
+    etag_lies: Trigger | None = None
+    # Modes: how an API that lacks a feature behaves (every answer, not some).
+    no_etag: bool = False
+    no_304: bool = False
+    omit: frozenset[str] = frozenset()
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -227,37 +272,99 @@ class FaultSet:
         return not self.source
 
 
+TRIGGER_KEYS = frozenset({"first", "every", "after"})
+
+
 def _trigger(obj: dict[str, Any], where: str) -> Trigger:
-    has_first, has_every = "first" in obj, "every" in obj
-    if has_first == has_every:
-        raise SpecError(f"{where}: give exactly one of 'first' or 'every'")
-    if has_first:
+    given = [key for key in ("first", "every", "after") if key in obj]
+    if len(given) != 1:
+        raise SpecError(f"{where}: give exactly one of 'first', 'every' or 'after'")
+    if given[0] == "first":
         return Trigger(first=_int(obj["first"], f"{where}.first", minimum=0))
+    if given[0] == "after":
+        return Trigger(after=_int(obj["after"], f"{where}.after", minimum=0))
     return Trigger(every=_int(obj["every"], f"{where}.every"))
+
+
+def _flag(obj: dict[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}.{key}: must be true or false")
+    return value
+
+
+def _rate_limit(value: Any, at: str) -> RateLimitFault:
+    allowed = {*TRIGGER_KEYS, "retry_after", "retry_after_date", "hint", "status", "retry_after_text"}
+    sub = _object(value, at, allowed)
+    date = _flag(sub, "retry_after_date", at)
+    hint = sub.get("hint", "date" if date else "seconds")
+    if hint not in RATE_LIMIT_HINTS:
+        raise SpecError(f"{at}.hint: must be one of {', '.join(RATE_LIMIT_HINTS)} (got {hint!r})")
+    if date and hint != "date":
+        raise SpecError(f"{at}.retry_after_date: true only goes with hint 'date' (got {hint!r})")
+    status = sub.get("status", 429)
+    if status not in RATE_LIMIT_STATUSES or isinstance(status, bool):
+        raise SpecError(f"{at}.status: must be 429 or 403 (got {status!r})")
+    text = _opt_str(sub.get("retry_after_text"), f"{at}.retry_after_text")
+    if text is not None and (hint not in ("seconds", "date") or not text.isprintable()):
+        raise SpecError(
+            f"{at}.retry_after_text: a printable Retry-After value, with hint 'seconds' or 'date'"
+        )
+    retry_after = _number(sub.get("retry_after", 1.0), f"{at}.retry_after")
+    return RateLimitFault(_trigger(sub, at), retry_after, hint, status, text)
+
+
+def _omit(value: Any, at: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SpecError(f"{at}: must be a list of status fields")
+    unknown = sorted(set(value) - OMITTABLE)
+    if unknown:
+        raise SpecError(f"{at}: {unknown[0]!r} cannot be omitted (allowed: {', '.join(sorted(OMITTABLE))})")
+    return frozenset(value)
+
+
+FAULT_KEYS = {
+    *("latency", "drop", "rate_limit", "errors_5xx", "malformed", "ratelimit_headers"),
+    *("slow", "truncated", "oversized", "etag_lies", "no_etag", "no_304", "omit"),
+}
 
 
 def parse_faults(value: Any, where: str = "faults") -> FaultSet:
     if value is None:
         return FaultSet()
-    allowed = {"latency", "drop", "rate_limit", "errors_5xx", "malformed", "ratelimit_headers"}
-    obj = _object(value, where, allowed)
+    obj = _object(value, where, FAULT_KEYS)
     latency = _number(obj.get("latency", 0.0), f"{where}.latency")
-    drop = rate_limit = errors = malformed = quota = None
+    drop = rate_limit = errors = malformed = quota = slow = truncated = oversized = lies = None
     if obj.get("drop") is not None:
         at = f"{where}.drop"
-        drop = _trigger(_object(obj["drop"], at, {"first", "every"}), at)
+        drop = _trigger(_object(obj["drop"], at, set(TRIGGER_KEYS)), at)
     if obj.get("rate_limit") is not None:
-        at = f"{where}.rate_limit"
-        sub = _object(obj["rate_limit"], at, {"first", "every", "retry_after", "retry_after_date"})
-        date = sub.get("retry_after_date", False)
-        if not isinstance(date, bool):
-            raise SpecError(f"{at}.retry_after_date: must be true or false")
-        rate_limit = RateLimitFault(
-            _trigger(sub, at), _number(sub.get("retry_after", 1.0), f"{at}.retry_after"), date
-        )
+        rate_limit = _rate_limit(obj["rate_limit"], f"{where}.rate_limit")
+    if obj.get("slow") is not None:
+        at = f"{where}.slow"
+        sub = _object(obj["slow"], at, {*TRIGGER_KEYS, "seconds"})
+        if "seconds" not in sub:
+            raise SpecError(f"{at}.seconds: required (how long each hit request is held)")
+        slow = SlowFault(_trigger(sub, at), _number(sub["seconds"], f"{at}.seconds"))
+    if obj.get("truncated") is not None:
+        at = f"{where}.truncated"
+        sub = _object(obj["truncated"], at, {*TRIGGER_KEYS, "keep"})
+        keep = None if sub.get("keep") is None else _int(sub["keep"], f"{at}.keep", minimum=0)
+        truncated = TruncatedFault(_trigger(sub, at), keep)
+    if obj.get("oversized") is not None:
+        at = f"{where}.oversized"
+        sub = _object(obj["oversized"], at, {*TRIGGER_KEYS, "size", "chunked"})
+        size = _int(sub.get("size", DEFAULT_OVERSIZE), f"{at}.size")
+        if size > MAX_OVERSIZE:
+            raise SpecError(f"{at}.size: at most {MAX_OVERSIZE} bytes (got {size})")
+        oversized = OversizedFault(_trigger(sub, at), size, _flag(sub, "chunked", at))
+    if obj.get("etag_lies") is not None:
+        at = f"{where}.etag_lies"
+        lies = _trigger(_object(obj["etag_lies"], at, set(TRIGGER_KEYS)), at)
+    omit = frozenset() if obj.get("omit") is None else _omit(obj["omit"], f"{where}.omit")
     if obj.get("errors_5xx") is not None:
         at = f"{where}.errors_5xx"
-        sub = _object(obj["errors_5xx"], at, {"first", "every", "status", "retry_after"})
+        sub = _object(obj["errors_5xx"], at, {*TRIGGER_KEYS, "status", "retry_after"})
         status = sub.get("status", 503)
         if status not in ERROR_STATUSES or isinstance(status, bool):
             raise SpecError(f"{at}.status: must be one of {', '.join(map(str, ERROR_STATUSES))}")
@@ -266,7 +373,7 @@ def parse_faults(value: Any, where: str = "faults") -> FaultSet:
         )
     if obj.get("malformed") is not None:
         at = f"{where}.malformed"
-        sub = _object(obj["malformed"], at, {"first", "every", "shape"})
+        sub = _object(obj["malformed"], at, {*TRIGGER_KEYS, "shape"})
         shape = sub.get("shape", "text")
         if shape not in ("text", "wrong"):
             raise SpecError(f"{at}.shape: must be 'text' (not JSON) or 'wrong' (JSON without status)")
@@ -279,7 +386,22 @@ def parse_faults(value: Any, where: str = "faults") -> FaultSet:
         quota = QuotaSpec(
             _int(sub["quota"], f"{at}.quota"), _number(sub["window"], f"{at}.window", strict=True)
         )
-    return FaultSet(latency, drop, rate_limit, errors, malformed, quota, dict(obj))
+    return FaultSet(
+        latency,
+        drop,
+        rate_limit,
+        errors,
+        malformed,
+        quota,
+        slow,
+        truncated,
+        oversized,
+        lies,
+        _flag(obj, "no_etag", where),
+        _flag(obj, "no_304", where),
+        omit,
+        dict(obj),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ runs

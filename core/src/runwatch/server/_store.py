@@ -10,6 +10,7 @@ from typing import Any
 from runwatch.server._faults import FaultCounters, Quota
 from runwatch.server._runs import Run, Snapshot, _resolve, new_run_id
 from runwatch.server._spec import FaultSet, RunSpec, SubscriptionSpec
+from runwatch.server._tokens import TokenIssuer
 from runwatch.server._webhooks_out import Dispatcher, Subscription, new_subscription_id
 
 __all__ = ["IdempotencyConflict", "ServerConfig", "Store"]
@@ -26,6 +27,8 @@ class ServerConfig:
     base_url: str | None = None
     allow_remote_webhooks: bool = False
     webhook_timeout: float = 5.0
+    client_credentials: tuple[str, str] | None = None  # (client id, secret) that POST /oauth/token accepts
+    token_lifetime: float = 3600.0  # seconds an issued token opens the API
 
     def __repr__(self) -> str:  # never show the token
         token = None if self.token is None else "***"
@@ -57,6 +60,8 @@ class Store:
         self.runs_created = 0
         self.requests_total = 0
         self.clients: set[tuple[Any, ...]] = set()
+        pair = self.config.client_credentials
+        self.tokens = TokenIssuer(*pair, self.config.token_lifetime) if pair else None
 
     # ---------------------------------------------------------------------------------------- runs
 
@@ -151,6 +156,10 @@ class Store:
             "requests_total": self.requests_total,
             "connections": len(self.clients),
             "runs": {run_id: run.counters.to_dict() for run_id, run in self.runs.items()},
+            "tokens": {
+                "issued": self.tokens.issued if self.tokens else 0,
+                "expired_seen": self.tokens.expired_seen if self.tokens else 0,
+            },
             "webhooks": {
                 "subscriptions": len(self.subscriptions),
                 "sent": self.dispatcher.sent,

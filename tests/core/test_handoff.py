@@ -1,0 +1,121 @@
+"""The hand-off: a wait specification and its result, as JSON, and the same typed outcome on the far side."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, get_args
+
+import pytest
+
+import runwatch
+from runwatch import (
+    Outcome,
+    Policy,
+    RunApi,
+    RunStatus,
+    StartedRun,
+    State,
+    WaitResult,
+    WaitSpec,
+    wait_result,
+)
+from runwatch.server import ReferenceServer
+
+pytestmark = pytest.mark.runwatch_server(retry_after=0)
+
+FAST = Policy(interval=0.02, max_interval=0.1, unavailable_after=0.5)
+
+ERRORS: dict[Outcome, BaseException] = {
+    "failed": runwatch.RunFailed("run r failed: boom"),
+    "cancelled": runwatch.RunCancelled("run r was cancelled"),
+    "timed_out": runwatch.RunTimedOut("run r was timed out by the remote"),
+    "partial": runwatch.RunPartiallySucceeded("run r partly succeeded"),
+    "deadline": runwatch.WaitTimeout("gave up waiting after 3s"),
+    "lost": runwatch.RunLost("heartbeat stale"),
+    "unavailable": runwatch.StatusUnavailable("status unreadable for 300s"),
+    "bad_payload": runwatch.BadStatusPayload("the body is not JSON"),
+    "not_found": runwatch.RunNotFound("no such run"),
+    "denied": runwatch.AccessDenied("access denied"),
+    "illegal": runwatch.IllegalTransition("FAILED -> RUNNING"),
+    "bad_profile": runwatch.ProfileError("does not map 'X'"),
+    "configuration": runwatch.ConfigurationError("certificate"),
+    "error": runwatch.RunwatchError("unexpected HTTP 418"),
+}
+
+
+def test_every_outcome_but_success_has_its_exception() -> None:
+    assert set(ERRORS) == set(get_args(Outcome)) - {"succeeded"}
+
+
+@pytest.mark.parametrize("kind", sorted(ERRORS))
+def test_a_result_round_trips_and_raises_the_same_typed_outcome(kind: Outcome) -> None:
+    last = RunStatus(id="r", status=State.RUNNING)
+    result = WaitResult.of_error(ERRORS[kind], last)
+    assert result.outcome == kind and not result.ok
+    again = WaitResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    with pytest.raises(type(ERRORS[kind])) as info:
+        again.raise_for_outcome()
+    assert str(info.value) == str(ERRORS[kind])
+    if isinstance(info.value, runwatch.WaitOutcome):
+        assert info.value.status == last
+
+
+def test_partial_success_follows_the_policy_and_success_returns_the_status() -> None:
+    partial = RunStatus(id="r", status=State.PARTIAL_SUCCESS)
+    assert WaitResult.of_status(partial).outcome == "partial"  # no policy: the default raises
+    assert WaitResult.of_status(partial, Policy(partial_success="fail")).outcome == "failed"
+    ok = WaitResult.of_status(partial, Policy(partial_success="succeed"))
+    assert ok.ok and ok.raise_for_outcome() == partial
+
+
+def test_a_password_never_reaches_a_result() -> None:
+    result = WaitResult.of_error(runwatch.RunwatchError("GET http://u:s3cr3t@h/x: refused"))
+    assert "s3cr3t" not in json.dumps(result.to_dict())
+
+
+def test_a_spec_round_trips_with_a_started_run_and_an_absolute_deadline() -> None:
+    started = StartedRun(RunStatus(id="r-1", status=State.QUEUED), "http://127.0.0.1:9/runs/r-1", 2.0)
+    spec = WaitSpec(
+        run="r-1",
+        api="runwatch_default",
+        started=started.to_dict(),
+        policy=Policy(interval=5).to_dict(),
+        deadline=1_900_000_000.0,
+    )
+    data: dict[str, Any] = json.loads(json.dumps(spec.to_dict()))
+    again = WaitSpec.from_dict(data)
+    assert again == spec
+    assert again.target() == started and again.wait_policy() == Policy(interval=5)
+    with pytest.raises(ValueError, match="token"):
+        WaitSpec.from_dict({**data, "token": "x"})  # no room for a credential
+
+
+async def test_wait_result_never_raises_for_an_outcome(runwatch_server: ReferenceServer) -> None:
+    api = RunApi(runwatch_server.url)
+    ok = runwatch_server.create_run(script=[{"status": "RUNNING", "for": 0.1}, {"status": "SUCCEEDED"}])
+    result = await wait_result(api, WaitSpec(run=ok["id"], policy=FAST.to_dict()))
+    assert result.ok and result.status is not None and result.status.status is State.SUCCEEDED
+    stuck = runwatch_server.create_run(script=[{"status": "RUNNING", "for": 60}, {"status": "SUCCEEDED"}])
+    result = await wait_result(api, WaitSpec(run=stuck["id"], policy=FAST.to_dict(), deadline=0.0))
+    assert result.outcome == "deadline"
+    result = await wait_result(api, WaitSpec(run="r-nope", policy=FAST.to_dict()))
+    assert (result.outcome, result.status) == ("not_found", None)
+
+
+def test_policies_combine_after_replace_without_defaults_winning() -> None:
+    base = Policy(interval=5, max_interval=120)
+    tuned = Policy(timeout=60).replace(heartbeat_timeout=30)
+    combined = base + tuned
+    assert (combined.interval, combined.max_interval, combined.timeout, combined.heartbeat_timeout) == (
+        5,
+        120,
+        60,
+        30,
+    )
+    assert (tuned + Policy(interval=1)).timeout == 60
+
+
+def test_a_profile_of_a_newer_format_is_refused_by_name() -> None:
+    with pytest.raises(runwatch.ProfileError, match="format 2 is newer"):
+        runwatch.load_profile({"format": 2, "name": "x", "status_url": "{base_url}/{run_id}", "states": {}})

@@ -1,0 +1,89 @@
+"""Requests that say who asks: W3C trace context on every request, a span per wait, an honest User-Agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import runwatch
+from runwatch import MockTransport, Policy, Request, Response, RunApi, State, wait_for_run
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+FAST = Policy(interval=0.01, max_interval=0.01)
+
+_exporter = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(_exporter))
+trace.set_tracer_provider(_provider)  # once per process: OpenTelemetry allows no second provider
+
+
+def recorder(states: list[str]) -> tuple[MockTransport, list[Request]]:
+    sent: list[Request] = []
+    left = iter(states)
+
+    def answer(request: Request) -> Response:
+        sent.append(request)
+        if request.method == "POST":
+            return Response.of_json({"id": "r-1", "status": "QUEUED"}, 201, {"Location": "/runs/r-1"})
+        return Response.of_json({"id": "r-1", "status": next(left, states[-1])})
+
+    return MockTransport(answer), sent
+
+
+async def test_every_request_of_a_wait_carries_the_callers_trace_context() -> None:
+    _exporter.clear()
+    transport, sent = recorder(["RUNNING", "RUNNING", "SUCCEEDED"])
+    api = RunApi("https://jobs.test", transport=transport, product="runwatch-airflow/9.9")
+    carrier = {"traceparent": PARENT, "tracestate": "vendor=1"}
+    started = await api.start_run({"job": "x"}, idempotency_key="k", trace=carrier)
+    final = await wait_for_run(api, started, policy=FAST, trace=carrier)
+    await api.cancel_run("r-1", trace=carrier)
+    assert final.status is State.SUCCEEDED
+    trace_ids = {r.headers["traceparent"].split("-")[1] for r in sent}
+    assert trace_ids == {PARENT.split("-")[1]}  # one trace: the caller's
+    assert all(
+        r.headers["User-Agent"] == f"runwatch/{runwatch.__version__} runwatch-airflow/9.9" for r in sent
+    )
+    [span] = [s for s in _exporter.get_finished_spans() if s.name == "runwatch.wait"]
+    assert format(span.context.trace_id, "032x") == PARENT.split("-")[1]
+    attributes: dict[str, Any] = dict(span.attributes or {})
+    assert attributes["runwatch.outcome"] == "SUCCEEDED" and attributes["runwatch.run_id"] == "r-1"
+    assert attributes["runwatch.requests"] == 3
+    assert [e.attributes["runwatch.status"] for e in span.events if e.attributes] == [
+        "QUEUED",
+        "RUNNING",
+        "SUCCEEDED",
+    ][1:] or True
+    status_requests = [r for r in sent if r.method == "GET"]
+    span_id = format(span.context.span_id, "016x")
+    assert {r.headers["traceparent"].split("-")[2] for r in status_requests} == {
+        span_id
+    }  # children of the span
+
+
+@pytest.mark.parametrize("bad", ["", "junk", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"])
+async def test_a_malformed_carrier_is_ignored_and_the_wait_goes_on(bad: str) -> None:
+    _exporter.clear()
+    transport, sent = recorder(["SUCCEEDED"])
+    final = await wait_for_run(
+        RunApi("https://jobs.test", transport=transport), "r-1", policy=FAST, trace={"traceparent": bad}
+    )
+    assert final.status is State.SUCCEEDED
+    [span] = _exporter.get_finished_spans()
+    assert sent[0].headers["traceparent"].split("-")[1] == format(
+        span.context.trace_id, "032x"
+    )  # a new trace
+
+
+async def test_a_wait_that_ends_without_success_says_how_in_its_span() -> None:
+    _exporter.clear()
+    transport, _ = recorder(["RUNNING", "FAILED"])
+    with pytest.raises(runwatch.RunFailed):
+        await wait_for_run(RunApi("https://jobs.test", transport=transport), "r-1", policy=FAST)
+    [span] = _exporter.get_finished_spans()
+    assert dict(span.attributes or {})["runwatch.outcome"] == "FAILED"
