@@ -1,6 +1,6 @@
-"""A real Airflow 3 (api server, scheduler, dag processor, triggerer; LocalExecutor on SQLite) in its own
-AIRFLOW_HOME, every service in its own process group. The test process never imports Airflow: it reads the
-SQLite DB read-only and the log files.
+"""A real Airflow 3 (api server, scheduler, dag processor, triggerers; LocalExecutor) on PostgreSQL, in its
+own AIRFLOW_HOME, every service in its own process group. The test process never imports Airflow: it reads
+the metadata database (psycopg2) and the log files.
 """
 
 from __future__ import annotations
@@ -12,26 +12,25 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg2
 from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from postgres_server import PostgresServer
 
 __all__ = ["AirflowCluster"]
 
 BIN = Path(sys.executable).parent
-SERVICES = (
-    ("api-server", ["api-server"]),
-    ("dag-processor", ["dag-processor"]),
-    ("scheduler", ["scheduler"]),
-    ("triggerer", ["triggerer"]),
-)
+SERVICES = ("api-server", "dag-processor", "scheduler", "triggerer")
+HEALTH_CHECK_THRESHOLD = 10  # seconds without a heartbeat before a triggerer's triggers go to another one
 T = TypeVar("T")
 
 
@@ -54,15 +53,18 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: 
 
 
 class AirflowCluster:
-    """Airflow's four services on 127.0.0.1, started and stopped by the test."""
+    """Airflow's four services on 127.0.0.1, started and stopped by the test; more triggerers on demand."""
 
-    def __init__(self, home: Path, dags: list[Path], env: dict[str, str]) -> None:
+    def __init__(self, home: Path, dags: list[Path], env: dict[str, str], postgres: PostgresServer) -> None:
         self.home = home
-        self.db_path = home / "airflow.db"
+        self.postgres = postgres
+        self.db_url = postgres.create_database()
+        self._db: Any = None
         fernet_key = Fernet.generate_key().decode()
         self.fernet = Fernet(fernet_key)
         self.api_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed: set[str] = set()
         (home / "dags").mkdir(parents=True)
         (home / "service-logs").mkdir()
         for dag in dags:
@@ -73,7 +75,7 @@ class AirflowCluster:
             "PATH": f"{BIN}{os.pathsep}{inherited.get('PATH', '')}",
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -88,7 +90,9 @@ class AirflowCluster:
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+            # Triggerer HA within a test's time: a triggerer silent for 10 s (default 30) is dead.
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_CHECK_THRESHOLD),
             # Two cores run all of this: give workers' calls to the api server time (defaults: 5 s, 3 tries).
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
@@ -96,23 +100,33 @@ class AirflowCluster:
         }
 
     def start(self) -> None:
-        subprocess.run(
-            [str(BIN / "airflow"), "db", "migrate"],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            timeout=300,
+        migrate = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
         )
-        for name, args in SERVICES:
-            log = (self.home / "service-logs" / f"{name}.log").open("wb")
+        if migrate.returncode != 0:
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+            )
+        for name in SERVICES:
+            self.start_service(name, name)
+        wait_until("the api server answers", self._api_healthy, timeout=180)
+
+    def start_service(self, name: str, command: str) -> None:
+        """Start `airflow <command>` as service `name` (its log: service-logs/<name>.log)."""
+        with (self.home / "service-logs" / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(
-                [str(BIN / "airflow"), *args],
+                [str(BIN / "airflow"), command],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: LocalExecutor workers die with it
             )
-        wait_until("the api server answers", self._api_healthy, timeout=180)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service's whole process group, as a lost machine would end it: no cleanup runs."""
+        self.killed.add(name)
+        _signal_group(self.procs[name], signal.SIGKILL)
+        self.procs[name].wait(30)
 
     def _api_healthy(self) -> bool | None:
         self.check_alive()
@@ -125,7 +139,7 @@ class AirflowCluster:
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
-            if proc.poll() is not None:
+            if proc.poll() is not None and name not in self.killed:
                 raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop(self) -> None:
@@ -137,22 +151,30 @@ class AirflowCluster:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             _signal_group(proc, signal.SIGKILL)  # stragglers in the group (workers, gunicorn children)
             proc.wait(10)
+        if self._db is not None:
+            self._db.close()
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.home / "service-logs" / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """A read-only query on the metadata DB (retried while Airflow holds the write lock)."""
-        for _ in range(20):
+        """A read-only query on the metadata DB (`%s` placeholders); one connection, reopened if it broke."""
+        for attempt in range(3):
             try:
-                with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
-                    return db.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "no such table" not in str(exc):
+                if self._db is None or self._db.closed:
+                    self._db = self.postgres.connect(self.db_url)
+                    self._db.set_session(readonly=True, autocommit=True)
+                with self._db.cursor() as cursor:
+                    cursor.execute(sql, params or None)  # no parameters: a % is a plain %
+                    return list(cursor.fetchall())
+            except psycopg2.OperationalError:
+                if self._db is not None:
+                    self._db.close()
+                if attempt == 2:
                     raise
-                time.sleep(0.2)
-        raise TimeoutError(f"database stayed locked: {sql}")
+                time.sleep(1)
+        raise AssertionError("unreachable")
 
     def trigger_kwargs(self) -> dict[int, tuple[str, str]]:
         """Every trigger row now in the DB: id -> (classpath, decrypted kwargs as stored, JSON text)."""
@@ -166,19 +188,25 @@ class AirflowCluster:
         return out
 
     def dag_run_state(self, dag_id: str) -> str | None:
-        rows = self.query("SELECT state FROM dag_run WHERE dag_id = ?", dag_id)
+        rows = self.query("SELECT state FROM dag_run WHERE dag_id = %s", dag_id)
         return rows[0][0] if rows else None
 
     def task_states(self, dag_id: str) -> list[tuple[str, int, str | None, int]]:
         return self.query(
-            "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = ? "
+            "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = %s "
             "ORDER BY task_id, map_index",
             dag_id,
         )
 
     def xcoms(self, dag_id: str) -> list[tuple[str, int, str, Any]]:
-        rows = self.query("SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = ?", dag_id)
+        rows = self.query("SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = %s", dag_id)
         return [(task, index, key, _xcom_value(value)) for task, index, key, value in rows]
+
+    def task_logs(self, dag_id: str, task_id: str) -> dict[str, str]:
+        """A task's log files (the task's own and, for each triggerer that ran its trigger, the trigger's
+        `…log.trigger.<triggerer job id>.log`): file name -> text."""
+        found = (self.home / "logs").glob(f"dag_id={dag_id}/*/task_id={task_id}/*")
+        return {p.name: p.read_text(errors="replace") for p in found if p.is_file()}
 
     def all_logs(self) -> str:
         parts = [p.read_text(errors="replace") for p in (self.home / "logs").rglob("*") if p.is_file()]
@@ -186,10 +214,10 @@ class AirflowCluster:
         return "\n".join(parts)
 
 
-def _xcom_value(stored: str | None) -> Any:
-    """An XCom value as Airflow reads it: the scheduler's writes (a TaskSuccessEvent's XComs) are JSON
-    encoded twice, the workers' once; Airflow's XComModel.deserialize_value undoes either."""
-    value = json.loads(stored) if stored else None
+def _xcom_value(value: Any) -> Any:
+    """An XCom value as Airflow reads it (psycopg2 decodes the JSONB column): the scheduler's writes (a
+    TaskSuccessEvent's XComs) are JSON encoded twice, the workers' once; XComModel.deserialize_value undoes
+    either."""
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             return json.loads(value)

@@ -1,9 +1,11 @@
-"""End-to-end Prefect suite: deployments served in a subprocess, the watcher as a subprocess, a reference
-server that asks for a canary token. Every subprocess runs in its own process group, killed at the end."""
+"""End-to-end Prefect suite: a Prefect server process of its own (restartable), deployments served in a
+subprocess, the watcher as a subprocess, a reference server that asks for a canary token. Every subprocess
+runs in its own process group, killed at the end."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -16,9 +18,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "prefect"))
-import prefect_harness
+import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
 from prefect.client.orchestration import get_client
+from prefect.events.worker import EventsWorker
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_server import PrefectServer
 
 from prefect_runwatch import RunStatusApi
 from runwatch.server import ReferenceServer
@@ -26,12 +31,40 @@ from runwatch.server import ReferenceServer
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 API_BLOCK = "e2e-api"
+BASIC_BLOCK = "e2e-basic"  # basic auth, on the open server
+USERINFO_BLOCK = "e2e-userinfo"  # a password in the base URL, on the open server
+USER = "rw-user"
+BASIC_CANARY = "rw-e2e-basic-canary-3a9f51c0"
+URL_CANARY = "rw-e2e-url-canary-c24e7b19"
+
+
+_server: PrefectServer | None = None
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_api() -> Iterator[str]:
-    yield prefect_harness.start()
-    prefect_harness.stop()
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` for the session (a test may restart it); this process talks to it."""
+    global _server
+    root = tmp_path_factory.mktemp("prefect-server")
+    (root / "home").mkdir()
+    _server = PrefectServer(root / "home", root / "server.log")
+    try:
+        _server.start()
+        with temporary_settings(updates={PREFECT_API_URL: _server.url}):
+            # The events worker is one per process and keeps the server it started with (the quick suite's
+            # harness, when both suites share the session): a new one must send to this server.
+            EventsWorker.drain_all(timeout=30, at_exit=False)
+            yield _server
+            EventsWorker.drain_all(timeout=30, at_exit=False)
+    finally:
+        _server.stop()
+        _server = None
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess that talks to the session's Prefect server."""
+    assert _server is not None, "the prefect_server fixture is not up"
+    return {**os.environ, "PREFECT_API_URL": _server.url, **extra}
 
 
 class Processes:
@@ -47,7 +80,7 @@ class Processes:
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=prefect_harness.subprocess_env(RUNWATCH_E2E_GROUP=self.mark.partition("=")[2]),
+            env=subprocess_env(RUNWATCH_E2E_GROUP=self.mark.partition("=")[2]),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -98,15 +131,50 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-logs")
 
 
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(self.format(record))
+
+
 @pytest.fixture(scope="module")
-def reference() -> Iterator[ReferenceServer]:
-    with ReferenceServer(retry_after=0, token=prefect_harness.CANARY) as server:
+def server_logs() -> Iterator[list[str]]:
+    """Everything the reference servers and runwatch log in this process (debug level)."""
+    lines: list[str] = []
+    handler = _Collect(lines)
+    # Each by name: a logging config may stop uvicorn.error from propagating.
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn.access", "runwatch")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def reference(server_logs: list[str]) -> Iterator[ReferenceServer]:
+    with ReferenceServer(retry_after=0, token=prefect_harness.CANARY, log_level="debug") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def api_block(reference: ReferenceServer) -> str:
+def open_reference(server_logs: list[str]) -> Iterator[ReferenceServer]:
+    """A reference server that asks for no token: the basic auth and URL userinfo blocks talk to it."""
+    with ReferenceServer(retry_after=0, log_level="debug") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_block(reference: ReferenceServer, open_reference: ReferenceServer) -> str:
     RunStatusApi(base_url=reference.url, token=prefect_harness.CANARY).save(API_BLOCK, overwrite=True)
+    RunStatusApi(base_url=open_reference.url, auth_style="basic", username=USER, token=BASIC_CANARY).save(
+        BASIC_BLOCK, overwrite=True
+    )
+    userinfo_url = open_reference.url.replace("http://", f"http://{USER}:{URL_CANARY}@")
+    RunStatusApi(base_url=userinfo_url).save(USERINFO_BLOCK, overwrite=True)
     return API_BLOCK
 
 

@@ -4,22 +4,27 @@ and the watcher (or an automation) resumes it once with the final status."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+import prefect_harness
 import pytest
-from conftest import API_BLOCK, pids_with_env
+from conftest import API_BLOCK, BASIC_BLOCK, BASIC_CANARY, URL_CANARY, USER, USERINFO_BLOCK, pids_with_env
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect_harness import eventually
+from prefect_server import PrefectServer
 
 import runwatch
 from prefect_runwatch import create_resume_automation, push_run_status
@@ -123,31 +128,108 @@ async def test_suspend_releases_the_process_and_the_watcher_resumes_it(
     print(f"\nremote run ended -> flow resumed {to_resume:.1f} s -> flow completed {to_complete:.1f} s")
 
 
-async def test_a_restarted_watcher_resumes_every_flow_once(
+SHORT = 25.0  # seconds: these runs end while the Prefect server is away
+
+
+@pytest.mark.timeout(420)
+async def test_a_killed_watcher_and_a_restarted_server_resume_every_flow_once(
     served: subprocess.Popen[bytes],
     reference: ReferenceServer,
     watchers: Callable[[], subprocess.Popen[bytes]],
+    prefect_server: PrefectServer,
 ) -> None:
+    """Mid-wait, the watcher is SIGKILLed (two new ones take over), then the Prefect server is SIGKILLed and
+    started again once the short runs have ended. Runs that succeed and runs that fail: each flow resumes
+    once, with its run's outcome, and no run is cancelled."""
+    ends = [("SUCCEEDED", SHORT), ("FAILED", SHORT), ("SUCCEEDED", 50.0), ("FAILED", 50.0)]
+    known = set(reference.stats()["runs"])
     flows = [
-        await start_flow({"script": script(15.0, f"s3://out/{i}"), "api_block": API_BLOCK}) for i in range(3)
+        await start_flow({"script": _ending(end, seconds, i), "api_block": API_BLOCK})
+        for i, (end, seconds) in enumerate(ends)
     ]
     first = watchers()
     await asyncio.gather(*(until(fr, suspended, 90, "to suspend") for fr in flows))
-    runs = {(await read(fr)).id: fr for fr in flows}
-    known = reference.stats()["runs"]
-    await asyncio.sleep(3)  # the watcher scans, then polls every run
-    polled = reference.stats()["runs"]
-    assert sum(polled[r]["GET"] for r in polled) > sum(known[r]["GET"] for r in known)
-    first.send_signal(signal.SIGKILL)  # a crash, mid-wait
-    os.killpg(first.pid, signal.SIGKILL)
+    runs = _runs_by_flow(reference, known, flows)
+    await _polled(reference, runs.values(), "the first watcher")
+    os.killpg(first.pid, signal.SIGKILL)  # a crash, mid-wait
     first.wait(10)
     watchers(), watchers()  # two at once: neither may resume a flow the other resumed
+    await _polled(reference, runs.values(), "the new watchers")
 
-    await asyncio.gather(*(until(fr, completed, 120, "to complete") for fr in runs.values()))
+    # The server crashes; the short runs end while it is away (their watchers cannot resume the flows
+    # then); it starts again on the same database.
+    away_from = datetime.now(timezone.utc)
+    prefect_server.stop(signal.SIGKILL)
+    short = [runs[flows[i]] for i, (_, seconds) in enumerate(ends) if seconds == SHORT]
+    await eventually(lambda: _async(_all_ended(reference, short)), 90, "the short runs to end")
+    await asyncio.to_thread(prefect_server.start)
+    back_at = datetime.now(timezone.utc)
+    away = (back_at - away_from).total_seconds()
+    assert served.poll() is None  # the runner rode the restart out
+
+    await asyncio.gather(*(until(fr, _final, 180, "to finish") for fr in flows))
+    ended_while_away = 0
     for i, flow_run_id in enumerate(flows):
-        assert (await result(flow_run_id))["output_ref"] == f"s3://out/{i}"
+        end, _ = ends[i]
+        run_id = runs[flow_run_id]
+        flow_run = await read(flow_run_id)
+        assert flow_run.state is not None
+        if end == "SUCCEEDED":
+            assert flow_run.state.is_completed(), flow_run.state
+            status = await result(flow_run_id)
+            assert (status["id"], status["output_ref"]) == (run_id, f"s3://out/{i}")
+        else:
+            assert flow_run.state.is_failed(), flow_run.state
+            assert f"flow {i}: out of memory" in (flow_run.state.message or ""), flow_run.state.message
         names = await state_names(flow_run_id)
-        assert names.count("Resuming") == 1, names
+        assert names.count("Suspended") == 1 and names.count("Resuming") == 1, names
+        counters = reference.stats()["runs"][run_id]
+        assert (counters["POST"], counters["cancel"]) == (2, 0)  # the rerun's start replays; no cancel
+        ended = datetime.fromisoformat(reference.get_run(run_id)["ended_at"])
+        ended_while_away += away_from <= ended <= back_at
+    assert ended_while_away >= len(short)
+    print(
+        f"\nwatcher SIGKILLed, Prefect server SIGKILLed and away {away:.1f}s; {ended_while_away} of "
+        f"{len(flows)} runs ended while it was away; every flow resumed once"
+    )
+
+
+def _all_ended(reference: ReferenceServer, run_ids: list[str]) -> bool:
+    return all(reference.get_run(run_id)["ended_at"] is not None for run_id in run_ids)
+
+
+def _ending(end: str, seconds: float, i: int) -> list[dict[str, Any]]:
+    final: dict[str, Any] = {"status": end}
+    if end == "SUCCEEDED":
+        final["output_ref"] = f"s3://out/{i}"
+    else:
+        final["errors"] = [{"message": f"flow {i}: out of memory"}]
+    return [{"status": "RUNNING", "for": seconds, "progress": {"message": f"flow {i}"}}, final]
+
+
+def _final(flow_run: FlowRun) -> bool:
+    return flow_run.state is not None and flow_run.state.is_final()
+
+
+def _runs_by_flow(reference: ReferenceServer, known: set[str], flows: list[UUID]) -> dict[UUID, str]:
+    """Each flow's remote run (its progress message names the flow by index)."""
+    by_index = {
+        reference.get_run(run_id)["progress"]["message"]: run_id
+        for run_id in set(reference.stats()["runs"]) - known
+    }
+    return {flow_run_id: by_index[f"flow {i}"] for i, flow_run_id in enumerate(flows)}
+
+
+async def _polled(reference: ReferenceServer, run_ids: Any, who: str) -> None:
+    """Until every run in `run_ids` was read again (by a watcher) since now."""
+    ids = list(run_ids)
+    before = {r: reference.stats()["runs"][r]["GET"] for r in ids}
+
+    async def probe() -> bool:
+        now = reference.stats()["runs"]
+        return all(now[r]["GET"] > before[r] for r in ids)
+
+    await eventually(probe, 60, f"{who} to poll every run")
 
 
 async def test_an_event_resumes_the_flow_through_the_automation(
@@ -158,7 +240,7 @@ async def test_an_event_resumes_the_flow_through_the_automation(
     flow_run_id = await start_flow({"script": script(3.0), "api_block": API_BLOCK})
     await until(flow_run_id, suspended, 60, "to suspend")
     run_id = remote_run_id(reference, known)
-    api = runwatch.RunApi(reference.url, auth=runwatch.BearerAuth(_token()))
+    api = runwatch.RunApi(reference.url, auth=runwatch.BearerAuth(prefect_harness.CANARY))
 
     async def ended() -> runwatch.RunStatus | None:
         status = await api.get_status(run_id)
@@ -175,27 +257,62 @@ async def test_an_event_resumes_the_flow_through_the_automation(
     assert (await state_names(flow_run_id)).count("Resuming") == 1
 
 
-def _token() -> str:
-    from prefect_harness import CANARY
-
-    return CANARY
-
-
 async def _async(value: Any) -> Any:
     return value
 
 
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"rw-e2e-webhook-canary-8d2e6f4a").decode()
+
+
+def _basic(password: str) -> str:
+    return base64.b64encode(f"{USER}:{password}".encode()).decode()
+
+
+SECRETS = {  # every form each canary takes on the wire
+    "bearer token": [prefect_harness.CANARY],
+    "basic auth password": [BASIC_CANARY, _basic(BASIC_CANARY)],
+    "webhook secret": [WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), "rw-e2e-webhook-canary"],
+}
+USERINFO_SECRETS = {"URL userinfo password": [URL_CANARY, _basic(URL_CANARY)]}
+
+
+@pytest.mark.timeout(300)
 async def test_the_example_flow_and_no_secret_anywhere(
     served: subprocess.Popen[bytes],
     reference: ReferenceServer,
+    open_reference: ReferenceServer,
     watchers: Callable[[], subprocess.Popen[bytes]],
     all_output: Callable[[], str],
+    server_logs: list[str],
 ) -> None:
-    """Runs the example flow users copy (suspended, then resumed), then looks for the canary token, which
-    every request to the reference server carried, in every event, artifact, run input and log."""
-    watchers()
-    job = {"script": [{"status": "RUNNING", "for": 3}, {"status": "SUCCEEDED", "output_ref": "s3://lake/x"}]}
-    flow_run_id = await start_flow({"api_block": API_BLOCK, "job": job}, "nightly-export/example")
+    """Runs the example flow users copy (suspended, then resumed), a wait per credential form (basic auth, a
+    base URL with userinfo) and a wait whose end comes through a relay of signed webhooks; then looks for
+    each canary in every event, artifact, run input, log and flow run, in the served flows' and watchers'
+    output, and in what the reference servers and runwatch logged here."""
+    known = set(reference.stats()["runs"])
+    pushed = await start_flow({"script": script(20.0), "api_block": API_BLOCK})
+    await until(pushed, suspended, 60, "to suspend")
+    pushed_run = remote_run_id(reference, known)
+    async with _relay(runwatch.WebhookInbox(WEBHOOK_SECRET)) as (inbox, url):
+        box = inbox.subscribe(pushed_run)
+        reference.subscribe(url, WEBHOOK_SECRET, runs=[pushed_run])
+        watchers()
+        job = {
+            "script": [{"status": "RUNNING", "for": 3}, {"status": "SUCCEEDED", "output_ref": "s3://lake/x"}]
+        }
+        flow_run_id = await start_flow({"api_block": API_BLOCK, "job": job}, "nightly-export/example")
+        by_block = {
+            block: await start_flow({"script": script(3.0), "api_block": block})
+            for block in (BASIC_BLOCK, USERINFO_BLOCK)
+        }
+        delivered = await _push_the_end(box, pushed)
+    assert delivered  # verified with the secret, and pushed to Prefect
+    for other in (pushed, *by_block.values()):
+        await until(other, completed, 120, "to complete")
+        assert (await result(other))["status"] == "SUCCEEDED"
+        assert (await state_names(other)).count("Resuming") == 1
+    assert len(open_reference.stats()["runs"]) == 2  # the basic and userinfo waits ran there
+
     await until(flow_run_id, completed, 120, "to complete")
     assert (await result(flow_run_id))["output_ref"] == "s3://lake/x"
     assert (await state_names(flow_run_id)).count("Suspended") == 1
@@ -206,14 +323,61 @@ async def test_the_example_flow_and_no_secret_anywhere(
     announced = sorted(t.state.name for t in task_runs if t.name.startswith("announce") and t.state)
     assert announced == ["Cached", "Completed"]  # persisted: the rerun after the resume did not redo it
 
-    token = _token()
     async with get_client() as client:
         seen = await _everything(client)
     assert all(seen[kind] for kind in seen), {kind: len(items) for kind, items in seen.items()}
-    for kind, items in seen.items():
-        leaks = [item for item in items if token in item]
-        assert not leaks, f"the token leaked into {kind}: {leaks[0][:300]}"
-    assert token not in all_output()  # the served flows' and the watchers' own output
+    seen["served flows' and watchers' output"] = [all_output()]
+    seen["reference servers' and runwatch's logs here"] = server_logs
+    assert server_logs  # positive control: they log at debug level
+    assert not _leaks(seen, SECRETS), _leaks(seen, SECRETS)[:3]
+    # URL userinfo must be redacted wherever a URL is shown or stored (issue 7, fault 10). Not yet: the
+    # Prefect server publishes RunStatusApi.base_url (a plain field) in its block-document events.
+    assert not _leaks(seen, USERINFO_SECRETS), _leaks(seen, USERINFO_SECRETS)[:3]
+
+
+def _leaks(seen: dict[str, list[str]], secrets: dict[str, list[str]]) -> list[str]:
+    return [
+        f"the {form} in {kind}: ...{item[max(0, item.index(text) - 150) : item.index(text) + 40]}..."
+        for kind, items in seen.items()
+        for item in items
+        for form, texts in secrets.items()
+        for text in texts
+        if text in item
+    ]
+
+
+@contextlib.asynccontextmanager
+async def _relay(inbox: runwatch.WebhookInbox) -> AsyncIterator[tuple[runwatch.WebhookInbox, str]]:
+    """A webhook receiver on 127.0.0.1, served on this event loop (the inbox's mailboxes live here)."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        inbox.asgi, host="127.0.0.1", port=port, interface="asgi3", lifespan="off", log_level="debug"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _async(server.started), 30, "the webhook relay to listen")
+    try:
+        yield inbox, f"http://127.0.0.1:{port}/hooks"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+async def _push_the_end(box: Any, flow_run_id: UUID) -> int:
+    """What a relay does: each verified delivery for the run; its terminal status goes to Prefect."""
+    seen = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        for status, _ in await box.wait(5.0):
+            seen += 1
+            if status.is_terminal:
+                push_run_status(flow_run_id, status)
+                return seen
+    return 0
 
 
 async def _everything(client: Any) -> dict[str, list[str]]:
