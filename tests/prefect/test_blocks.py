@@ -129,3 +129,17 @@ def test_policy_takes_the_request_timeout_then_overrides() -> None:
         9.0,
         "partial",
     )
+
+
+async def test_a_password_in_the_base_url_becomes_secret_basic_auth(server: ReferenceServer) -> None:
+    block = RunStatusApi(base_url=server.url.replace("http://", "http://me:pw-5a7c@"))
+    assert (block.base_url, block.auth_style, block.username) == (server.url, "basic", "me")
+    assert block.token is not None and block.token.get_secret_value() == "pw-5a7c"
+    await block.asave("userinfo-api", overwrite=True)
+    async with get_client() as client:
+        stored = await client.read_block_document_by_name(
+            "userinfo-api", "runwatch-run-status-api", include_secrets=False
+        )
+    assert "pw-5a7c" not in str(stored.data)  # only the secret field holds it, obfuscated
+    with pytest.raises(ValidationError, match="give them as username and token"):
+        RunStatusApi(base_url="http://me:pw@127.0.0.1:9", token="other")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prefect.blocks.core import Block
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 import runwatch
 
@@ -80,6 +81,31 @@ api = api_block.get_api()  # a runwatch.RunApi
         gt=0,
         description="Most open connections to this API per event loop, shared by all waits.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _userinfo_to_basic(cls, data: Any) -> Any:
+        # A block's plain fields are published in Prefect's own block-document events: a password in the base
+        # URL would be shown there. It moves to the secret `token` (basic auth) before the block exists.
+        if not isinstance(data, dict) or not isinstance(data.get("base_url"), str):
+            return data
+        parts = urlsplit(data["base_url"])
+        if "@" not in parts.netloc:
+            return data
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        if data.get("token"):
+            raise ValueError(
+                "base_url holds credentials and token is set too: keep them in username and token"
+            )
+        clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+        return {
+            **data,
+            "base_url": clean,
+            "auth_style": "basic",
+            "username": unquote(user),
+            "token": unquote(password),
+        }
 
     @field_validator("profile")
     @classmethod

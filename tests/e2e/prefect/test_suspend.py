@@ -330,8 +330,8 @@ async def test_the_example_flow_and_no_secret_anywhere(
     seen["reference servers' and runwatch's logs here"] = server_logs
     assert server_logs  # positive control: they log at debug level
     assert not _leaks(seen, SECRETS), _leaks(seen, SECRETS)[:3]
-    # URL userinfo must be redacted wherever a URL is shown or stored (issue 7, fault 10). Not yet: the
-    # Prefect server publishes RunStatusApi.base_url (a plain field) in its block-document events.
+    # URL userinfo is never shown or stored (issue 7, fault 10): the block keeps it as basic auth, in its
+    # secret field, so Prefect's own block-document events do not publish it with the base URL.
     assert not _leaks(seen, USERINFO_SECRETS), _leaks(seen, USERINFO_SECRETS)[:3]
 
 
