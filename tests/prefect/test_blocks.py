@@ -141,5 +141,6 @@ async def test_a_password_in_the_base_url_becomes_secret_basic_auth(server: Refe
             "userinfo-api", "runwatch-run-status-api", include_secrets=False
         )
     assert "pw-5a7c" not in str(stored.data)  # only the secret field holds it, obfuscated
-    with pytest.raises(ValidationError, match="give them as username and token"):
-        RunStatusApi(base_url="http://me:pw@127.0.0.1:9", token="other")
+    with pytest.raises(ValidationError, match="give them as username and token") as info:
+        RunStatusApi(base_url="http://me:pw-9e1b@127.0.0.1:9", token="other")
+    assert "pw-9e1b" not in str(info.value)  # an error never quotes its input

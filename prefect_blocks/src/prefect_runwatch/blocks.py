@@ -6,7 +6,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prefect.blocks.core import Block
-from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 import runwatch
 
@@ -17,6 +17,9 @@ DOCS_URL = HttpUrl("https://github.com/runwatch/runwatch/blob/main/docs/prefect.
 
 class RunStatusApi(Block):
     """A run API (its base URL, credentials and profile) that remote runs are started on and read from."""
+
+    # A validation error must not quote what it was given: the input may hold a token or a password.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "runwatch Run Status API"
     _block_type_slug = "runwatch-run-status-api"
@@ -96,7 +99,7 @@ api = api_block.get_api()  # a runwatch.RunApi
         user, _, password = userinfo.partition(":")
         if data.get("token"):
             raise ValueError(
-                "base_url holds credentials and token is set too: keep them in username and token"
+                "base_url holds credentials and token is set too: give them as username and token"
             )
         clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
         return {
