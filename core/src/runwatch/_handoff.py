@@ -39,7 +39,7 @@ from runwatch._transport import TransientError
 from runwatch._urls import redact_text
 from runwatch._waiter import outcome, wait_for_run
 
-__all__ = ["Outcome", "WaitResult", "WaitSpec", "wait_result"]
+__all__ = ["Outcome", "WaitResult", "WaitSpec", "outcome_kind", "wait_result"]
 
 Outcome = Literal[
     "succeeded",
@@ -92,6 +92,11 @@ _ERRORS: dict[Outcome, type[RunwatchError]] = {
     "configuration": ConfigurationError,
     "error": RunwatchError,
 }
+
+
+def outcome_kind(exc: BaseException) -> Outcome:
+    """The outcome a wait that raised `exc` ended with (`error` for anything runwatch did not expect)."""
+    return next((kind for kind, cls in _KINDS if isinstance(exc, cls)), "error")
 
 
 class _Data(BaseModel):
@@ -154,7 +159,7 @@ class WaitResult(_Data):
     @classmethod
     def of_error(cls, exc: BaseException, last: RunStatus | None = None) -> WaitResult:
         """The result of a wait that raised `exc`; `last` is the last status seen, if the error has none."""
-        kind: Outcome = next((k for k, cls_ in _KINDS if isinstance(exc, cls_)), "error")
+        kind = outcome_kind(exc)
         status = exc.status if isinstance(exc, WaitOutcome) and exc.status is not None else last
         text = redact_text(" ".join(str(exc).split())) or type(exc).__name__
         return cls(outcome=kind, status=status, message=text)
