@@ -137,8 +137,8 @@ class RemoteRunTask(BaseOperator):
             return self.judge(context, runwatch.RunStatus.from_dict(run))
         if run is not None:
             self.push_link(context, run["id"], run.get("url"))
-        elif isinstance(getattr(self, "run", None), str):  # a sensor whose trigger never read the run
-            self.push_link(context, self.run, None)
+        elif isinstance(run_ref := getattr(self, "run", None), str):  # a sensor's trigger never read the run
+            self.push_link(context, run_ref, None)
         self.raise_outcome(
             event["error"], event.get("message", ""), run["id"] if run else self._remote_run_id
         )

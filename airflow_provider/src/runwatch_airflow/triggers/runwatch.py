@@ -51,7 +51,7 @@ class RunStatusTrigger(BaseTrigger):
         profile: ProfileSpec | None = None,
         end_from_trigger: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is untyped
         self.run_ref = run  # `run` is the coroutine Airflow drives
         self.conn_id = conn_id
         self.started = started
