@@ -9,6 +9,7 @@ it nothing is required and nothing is done.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Mapping
@@ -37,8 +38,11 @@ def trace_headers(carrier: Mapping[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in injected.items() if k in ("traceparent", "tracestate")}
 
 
+@functools.cache
 def _otel(module: str) -> Any:
-    """`opentelemetry.<module>` when OpenTelemetry is installed, else None (it is optional)."""
+    """`opentelemetry.<module>` when OpenTelemetry is installed, else None (it is optional).
+
+    Cached: without OpenTelemetry, a failed import would search the path again at every wait's start."""
     try:
         return importlib.import_module(f"opentelemetry.{module}")
     except ImportError:

@@ -19,7 +19,7 @@ import inspect
 import json as jsonlib
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -165,21 +165,27 @@ def _what(request: Request) -> str:
 
 async def _read_aiohttp(resp: aiohttp.ClientResponse, limit: int, request: Request) -> bytes:
     """The body, refused while streaming once it passes `limit` bytes (the connection is then dropped)."""
-    length = resp.content_length
-    if length is not None and length > limit:
+    try:
+        if resp.content_length is not None and resp.content_length <= limit:
+            return await resp.read()
+        return await _capped(resp.content_length, resp.content.iter_any(), limit, request)
+    except BodyTooLarge:
         resp.close()
+        raise
+
+
+async def _capped(length: int | None, chunks: AsyncIterator[bytes], limit: int, request: Request) -> bytes:
+    """The body from `chunks`; `BodyTooLarge` once it (or its declared `length`) passes `limit`."""
+    if length is not None and length > limit:
         raise BodyTooLarge(f"{_what(request)}: a body of {length} bytes is over the limit of {limit}")
-    if length is not None:
-        return await resp.read()
-    chunks: list[bytes] = []
+    read: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_any():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            resp.close()
             raise BodyTooLarge(f"{_what(request)}: the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        read.append(chunk)
+    return b"".join(read)
 
 
 @functools.lru_cache(maxsize=64)
@@ -237,17 +243,10 @@ class _HttpxChannel(Channel):
                 timeout=timeout,
                 follow_redirects=False,
             ) as resp:
-                length = resp.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > max_body:
-                    raise BodyTooLarge(f"{what}: a body of {length} bytes is over the limit of {max_body}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.aiter_raw():
-                    size += len(chunk)
-                    if size > max_body:
-                        raise BodyTooLarge(f"{what}: the body is over the limit of {max_body} bytes")
-                    chunks.append(chunk)
-                return Response(resp.status_code, resp.headers, b"".join(chunks))
+                declared = resp.headers.get("content-length", "")
+                length = int(declared) if declared.isdigit() else None
+                body = await _capped(length, resp.aiter_raw(), max_body, request)
+                return Response(resp.status_code, resp.headers, body)
         except httpx.ConnectError as exc:
             cause = _cause(exc, ssl.SSLCertVerificationError)
             if cause is not None:
