@@ -261,10 +261,12 @@ def rw_contracts():
     )
     StartRunOperator(
         task_id="lost_then_found",
-        body={"script": [{"status": "RUNNING", "for": 6}, {"status": "SUCCEEDED"}]},
+        # The first try is killed at 4 s while the run goes on; the retry finds it and sees it end at 5 s,
+        # with 3 s to spare before its own timeout, as a loaded machine may take that long between tries.
+        body={"script": [{"status": "RUNNING", "for": 5}, {"status": "SUCCEEDED"}]},
         policy=POLICY,
         deferrable=False,
-        execution_timeout=timedelta(seconds=3),  # the first try is killed while the run goes on
+        execution_timeout=timedelta(seconds=4),
         retries=1,
         retry_delay=timedelta(0),
     )

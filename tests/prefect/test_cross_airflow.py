@@ -93,13 +93,9 @@ async def _wait(api: RunStatusApi, run: str) -> State[Any]:
     return states[0]
 
 
-async def _run_and_wait(
-    airflow: AirflowApiServer, token: str, dag_id: str, proc: subprocess.Popen[bytes]
-) -> tuple[str, State[Any]]:
+async def _wait_then_reap(api: RunStatusApi, run_id: str, proc: subprocess.Popen[bytes]) -> State[Any]:
     try:
-        run_id = await _first_run(airflow, token, dag_id, proc)
-        api = RunStatusApi(base_url=airflow.url, profile="airflow", params={"dag_id": dag_id}, token=token)
-        return run_id, await _wait(api, run_id)
+        return await _wait(api, run_id)
     finally:
         await asyncio.to_thread(proc.wait, 300)
 
@@ -108,13 +104,22 @@ async def _run_and_wait(
 async def test_wait_for_run_with_the_airflow_profile_waits_on_real_dag_runs(
     airflow: AirflowApiServer,
 ) -> None:
-    # Both DAG runs start while the api-server comes up (`dags test` runs its tasks in its own process).
-    procs = {dag_id: airflow.dags_test(dag_id) for dag_id in ("rw_cross_ok", "rw_cross_bad")}
+    # The first DAG run starts while the api-server comes up (`dags test` runs its tasks in its own process);
+    # the second `dags test` starts once the first has written the DAGs, as two at once race on the same
+    # rows of the SQLite database (a UNIQUE constraint fails in one of them).
+    procs = {"rw_cross_ok": airflow.dags_test("rw_cross_ok")}
     await asyncio.to_thread(airflow.wait_ready)
     token = airflow.token()
-    (run_id, ok), (_, bad) = await asyncio.gather(
-        *(_run_and_wait(airflow, token, dag_id, proc) for dag_id, proc in procs.items())
-    )
+
+    def api(dag_id: str) -> RunStatusApi:
+        return RunStatusApi(base_url=airflow.url, profile="airflow", params={"dag_id": dag_id}, token=token)
+
+    run_id = await _first_run(airflow, token, "rw_cross_ok", procs["rw_cross_ok"])
+    waiting_ok = asyncio.ensure_future(_wait_then_reap(api("rw_cross_ok"), run_id, procs["rw_cross_ok"]))
+    procs["rw_cross_bad"] = airflow.dags_test("rw_cross_bad")
+    bad_id = await _first_run(airflow, token, "rw_cross_bad", procs["rw_cross_bad"])
+    bad = await _wait_then_reap(api("rw_cross_bad"), bad_id, procs["rw_cross_bad"])
+    ok = await waiting_ok
     assert ok.is_completed()
     final = await ok.result()
     assert (final["id"], final["status"], final["raw_status"]) == (run_id, "SUCCEEDED", "success")
