@@ -58,6 +58,9 @@ def test_profile_from_extras_name_inline_dict_or_json_and_the_override_wins() ->
     [
         ({}, {"password": "t0k"}, "Authorization", "Bearer t0k"),
         ({"auth_style": "basic"}, {"login": "me", "password": "pw"}, "Authorization", "Basic bWU6cHc="),
+        # An empty user name is a basic user (an API key alone): the core's rule, as in the Prefect block.
+        ({"auth_style": "basic"}, {"login": "", "password": "pw"}, "Authorization", "Basic OnB3"),
+        ({"auth_style": "basic"}, {"password": "pw"}, "Authorization", "Basic OnB3"),
         ({"auth_style": "header", "auth_header": "X-Key"}, {"password": "t0k"}, "X-Key", "t0k"),
         ({"auth_style": "header"}, {"password": "t0k"}, "X-Api-Key", "t0k"),
     ],

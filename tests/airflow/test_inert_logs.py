@@ -30,8 +30,8 @@ async def test_the_error_event_message_shows_the_remote_text_as_data(server_conn
         script=[{"status": "RUNNING", "for": 0.1}, {"status": "FAILED", "errors": [{"message": HOSTILE}]}]
     )
     [event] = [e.payload async for e in RunStatusTrigger(run=run["id"], policy=FAST).run()]
-    assert event["message"] == f"run {run['id']} failed: {SHOWN}"
-    assert event["run"]["errors"][0]["message"] == HOSTILE  # the data itself stays exact
+    assert event["result"]["message"] == f"run {run['id']} failed: {SHOWN}"
+    assert event["result"]["status"]["errors"][0]["message"] == HOSTILE  # the data itself stays exact
 
 
 async def test_the_trigger_logs_a_remote_run_id_as_data(server_conn: ReferenceServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import typing
 
 import pytest
 
@@ -10,7 +11,12 @@ PUBLIC = {
     "runwatch_airflow.hooks.runwatch": {"PROBE_RUN_ID", "RunStatusHook"},
     "runwatch_airflow.operators.runwatch": {"RUN_ID_KEY", "StartRunOperator", "default_idempotency_key"},
     "runwatch_airflow.sensors.runwatch": {"RunStatusSensor"},
-    "runwatch_airflow.triggers.runwatch": {"RunStatusTrigger", "error_event", "status_payload"},
+    "runwatch_airflow.triggers.runwatch": {
+        "RunStatusTrigger",
+        "event_result",
+        "result_event",
+        "status_payload",
+    },
 }
 
 
@@ -28,13 +34,8 @@ def test_every_outcome_has_its_own_exception_and_none_says_failed_for_what_we_co
 
     classes = {name: getattr(exceptions, name) for name in exceptions.__all__ if name.startswith("Remote")}
     assert len(set(classes.values())) == len(classes)  # one class per outcome
-    for name in (
-        "RunNotFound",
-        "AccessDenied",
-        "StatusUnavailable",
-        "BadStatusPayload",
-        "ConfigurationError",
-    ):
-        assert exceptions.for_outcome(name) is not exceptions.RemoteRunFailed
-        assert not issubclass(exceptions.for_outcome(name), exceptions.RemoteRunFailed)
-    assert exceptions.for_outcome(runwatch.RunFailed.__name__) is exceptions.RemoteRunFailed
+    outcomes = set(typing.get_args(runwatch.Outcome)) - {"succeeded"}
+    raised = {kind: exceptions.for_outcome(kind) for kind in outcomes}
+    assert [kind for kind, cls in raised.items() if issubclass(cls, exceptions.RemoteRunFailed)] == ["failed"]
+    assert raised["error"] is exceptions.RunwatchAirflowError  # what runwatch did not expect: the base class
+    assert set(raised.values()) == set(classes.values()) | {exceptions.RunwatchAirflowError}  # all used

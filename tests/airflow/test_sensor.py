@@ -18,7 +18,7 @@ from runwatch_airflow import exceptions
 from runwatch_airflow.links import RemoteRunLink
 from runwatch_airflow.operators.runwatch import StartRunOperator
 from runwatch_airflow.sensors.runwatch import RunStatusSensor
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, result_event, status_payload
 
 RUNNING = [{"status": "RUNNING", "for": 60}, {"status": "SUCCEEDED"}]
 FAST = {"interval": 0.05, "max_interval": 0.2}
@@ -78,37 +78,54 @@ def test_a_run_that_already_ended_is_judged_without_deferring(
             task.execute(CONTEXT)
 
 
-def event(error: str, status: str = "RUNNING") -> dict[str, Any]:
+def event(outcome: str, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error event of `RunStatusTrigger`: a `runwatch.WaitResult`."""
+    status = run or {"id": "r-1", "status": "RUNNING"}
+    return {
+        "status": "error",
+        "result": {"outcome": outcome, "message": f"{outcome}: one line", "status": status},
+    }
+
+
+def old_event(error: str) -> dict[str, Any]:
+    """An error event as the previous version's trigger wrote it (a core class name)."""
     return {
         "status": "error",
         "error": error,
         "message": f"{error}: one line",
-        "run": {"id": "r-1", "status": status},
+        "run": {"id": "r-1", "status": "RUNNING"},
     }
 
 
 @pytest.mark.parametrize(
-    ("error", "raised"),
+    ("outcome", "error", "raised"),
     [
-        ("RunFailed", exceptions.RemoteRunFailed),
-        ("RunCancelled", exceptions.RemoteRunCancelled),
-        ("RunTimedOut", exceptions.RemoteRunTimedOut),
-        ("RunPartiallySucceeded", exceptions.RemoteRunPartiallySucceeded),
-        ("WaitTimeout", exceptions.RemoteWaitTimeout),
-        ("RunLost", exceptions.RemoteRunLost),
-        ("StatusUnavailable", exceptions.RemoteStatusUnavailable),
-        ("IllegalTransition", exceptions.RemoteIllegalTransition),
-        ("RunNotFound", exceptions.RemoteRunNotFound),
-        ("AccessDenied", exceptions.RemoteAccessDenied),
-        ("ProfileError", exceptions.RemoteProfileError),
-        ("BadStatusPayload", exceptions.RemoteBadStatusPayload),
-        ("AirflowNotFoundException", exceptions.RunwatchAirflowError),
+        ("failed", "RunFailed", exceptions.RemoteRunFailed),
+        ("cancelled", "RunCancelled", exceptions.RemoteRunCancelled),
+        ("timed_out", "RunTimedOut", exceptions.RemoteRunTimedOut),
+        ("partial", "RunPartiallySucceeded", exceptions.RemoteRunPartiallySucceeded),
+        ("deadline", "WaitTimeout", exceptions.RemoteWaitTimeout),
+        ("lost", "RunLost", exceptions.RemoteRunLost),
+        ("unavailable", "StatusUnavailable", exceptions.RemoteStatusUnavailable),
+        ("illegal", "IllegalTransition", exceptions.RemoteIllegalTransition),
+        ("not_found", "RunNotFound", exceptions.RemoteRunNotFound),
+        ("denied", "AccessDenied", exceptions.RemoteAccessDenied),
+        ("bad_profile", "ProfileError", exceptions.RemoteProfileError),
+        ("configuration", "ConfigurationError", exceptions.RemoteConfigurationError),
+        ("bad_payload", "BadStatusPayload", exceptions.RemoteBadStatusPayload),
+        ("error", "AirflowNotFoundException", exceptions.RunwatchAirflowError),
     ],
 )
-def test_execute_complete_raises_one_exception_per_outcome(error: str, raised: type[Exception]) -> None:
-    with pytest.raises(raised, match=f"^{error}: one line$") as info:
-        sensor().execute_complete(CONTEXT, event(error))
+def test_execute_complete_raises_one_exception_per_outcome(
+    outcome: str, error: str, raised: type[Exception]
+) -> None:
+    with pytest.raises(raised, match=f"^{outcome}: one line$") as info:
+        sensor().execute_complete(CONTEXT, event(outcome))
     assert type(info.value) is raised and isinstance(info.value, exceptions.RunwatchAirflowError)
+    # An event fired by the previous version's trigger before an upgrade resumes the same way after it.
+    with pytest.raises(raised, match=f"^{error}: one line$") as info:
+        sensor().execute_complete(CONTEXT, old_event(error))
+    assert type(info.value) is raised
 
 
 def test_our_deadline_is_a_sensor_timeout_so_airflow_does_not_retry_it() -> None:
@@ -116,9 +133,13 @@ def test_our_deadline_is_a_sensor_timeout_so_airflow_does_not_retry_it() -> None
 
 
 def test_execute_complete_returns_the_final_status_and_refuses_odd_events() -> None:
-    final = runwatch.RunStatus(id="r-1", status=runwatch.State.SUCCEEDED, output_ref="s3://x").to_dict()
-    assert sensor().execute_complete(CONTEXT, {"status": "success", "run": final})["output_ref"] == "s3://x"
-    for odd in (None, {"status": "maybe"}, "success"):
+    status = runwatch.RunStatus(id="r-1", status=runwatch.State.SUCCEEDED, output_ref="s3://x")
+    new = result_event(runwatch.WaitResult.of_status(status))
+    assert sensor().execute_complete(CONTEXT, new) == status_payload(status)
+    old = {"status": "success", "run": status.to_dict()}  # the previous version's success event
+    assert sensor().execute_complete(CONTEXT, old) == status_payload(status)
+    odd_result = {"status": "error", "result": {"outcome": "exploded"}}
+    for odd in (None, {"status": "maybe"}, "success", odd_result):
         with pytest.raises(exceptions.RunwatchAirflowError, match="unexpected event"):
             sensor().execute_complete(CONTEXT, odd)
 
@@ -132,7 +153,7 @@ def test_partial_success_follows_the_policy_on_resume() -> None:
         sensor().execute_complete(CONTEXT, {"status": "success", "run": final})
 
 
-@pytest.mark.parametrize("error", ["RunFailed", "WaitTimeout", "RunLost"])
+@pytest.mark.parametrize("error", ["failed", "deadline", "lost"])
 def test_soft_fail_skips_through_airflows_resume_path(error: str) -> None:
     task = sensor(soft_fail=True)
     with pytest.raises(AirflowSkipException):
@@ -145,7 +166,7 @@ def test_a_deadline_passing_cancels_the_run_only_with_cancel_on_kill(server: Ref
     kept, cancelled = (server.create_run(script=RUNNING) for _ in range(2))
     for run, cancel in ((kept, False), (cancelled, True)):
         with pytest.raises(exceptions.RemoteWaitTimeout):
-            sensor(cancel_on_kill=cancel).execute_complete(CONTEXT, {**event("WaitTimeout"), "run": run})
+            sensor(cancel_on_kill=cancel).execute_complete(CONTEXT, event("deadline", run))
     time.sleep(0.3)
     assert server.get_run(kept["id"])["status"] == "RUNNING"
     assert server.get_run(cancelled["id"])["status"] == "CANCELLED"

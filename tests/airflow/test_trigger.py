@@ -64,16 +64,20 @@ async def test_success_yields_exactly_one_event_with_the_final_status(server_con
     run = server_conn.create_run(script=script(("QUEUED", 0.05), ("RUNNING", 0.2), output_ref="s3://out/1"))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
     assert event["status"] == "success"
-    assert (event["run"]["id"], event["run"]["status"], event["run"]["output_ref"]) == (
+    assert (
+        event["result"]["status"]["id"],
+        event["result"]["status"]["status"],
+        event["result"]["status"]["output_ref"],
+    ) == (
         run["id"],
         "SUCCEEDED",
         "s3://out/1",
     )
-    assert "observed_at" not in event["run"]  # HA duplicates of one event must compare equal
+    assert event["result"]["status"]["observed_at"] is None  # HA duplicates of one event must compare equal
 
 
 @pytest.mark.parametrize(
-    ("final", "error"), [("FAILED", "RunFailed"), ("CANCELLED", "RunCancelled"), ("TIMED_OUT", "RunTimedOut")]
+    ("final", "error"), [("FAILED", "failed"), ("CANCELLED", "cancelled"), ("TIMED_OUT", "timed_out")]
 )
 async def test_unsuccessful_ends_are_typed_error_events_with_the_remote_message(
     server_conn: ReferenceServer, final: str, error: str
@@ -81,9 +85,12 @@ async def test_unsuccessful_ends_are_typed_error_events_with_the_remote_message(
     errors = [{"code": "E42", "message": "disk full on node 3", "category": "infrastructure"}]
     run = server_conn.create_run(script=script(("RUNNING", 0.1), final=final, errors=errors))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
-    assert (event["status"], event["error"]) == ("error", error)
-    assert "disk full on node 3" in event["message"] and "\n" not in event["message"]
-    assert event["run"]["status"] == final and event["run"]["errors"][0]["code"] == "E42"
+    assert (event["status"], event["result"]["outcome"]) == ("error", error)
+    assert "disk full on node 3" in event["result"]["message"] and "\n" not in event["result"]["message"]
+    assert (
+        event["result"]["status"]["status"] == final
+        and event["result"]["status"]["errors"][0]["code"] == "E42"
+    )
 
 
 async def test_a_run_cancelled_mid_wait_ends_in_run_cancelled(server_conn: ReferenceServer) -> None:
@@ -92,7 +99,7 @@ async def test_a_run_cancelled_mid_wait_ends_in_run_cancelled(server_conn: Refer
     await asyncio.sleep(0.3)
     await asyncio.to_thread(server_conn.cancel_run, run["id"])
     [event] = await asyncio.wait_for(task, 10)
-    assert (event["error"], event["run"]["status"]) == ("RunCancelled", "CANCELLED")
+    assert (event["result"]["outcome"], event["result"]["status"]["status"]) == ("cancelled", "CANCELLED")
 
 
 async def test_a_429_storm_is_waited_out_as_retry_after_asks(server_conn: ReferenceServer) -> None:
@@ -119,19 +126,19 @@ async def test_a_zombie_whose_heartbeat_stops_is_lost(server_conn: ReferenceServ
         script=script(("RUNNING", 60)), heartbeat_every=0.05, stop_heartbeat_after=0.2
     )
     [event] = await events(RunStatusTrigger(run=run["id"], policy={**FAST, "heartbeat_timeout": 0.5}))
-    assert (event["error"], event["run"]["status"]) == ("RunLost", "RUNNING")
-    assert "heartbeat" in event["message"]
+    assert (event["result"]["outcome"], event["result"]["status"]["status"]) == ("lost", "RUNNING")
+    assert "heartbeat" in event["result"]["message"]
 
 
-@pytest.mark.parametrize(("rule", "outcome"), [("ignore", "success"), ("raise", "IllegalTransition")])
+@pytest.mark.parametrize(("rule", "outcome"), [("ignore", "succeeded"), ("raise", "illegal")])
 async def test_an_illegal_regression_is_ignored_or_raised_by_policy(
     server_conn: ReferenceServer, rule: str, outcome: str
 ) -> None:
     run = server_conn.create_run(script=script(("RUNNING", 0.3), ("QUEUED", 0.3)))
     [event] = await events(RunStatusTrigger(run=run["id"], policy={**FAST, "on_illegal": rule}))
-    assert event.get("error", event["status"]) == outcome
+    assert event["result"]["outcome"] == outcome
     if rule == "ignore":
-        assert event["run"]["status"] == "SUCCEEDED"
+        assert event["result"]["status"]["status"] == "SUCCEEDED"
 
 
 async def test_status_unreadable_too_long_is_unavailable_with_the_last_status(
@@ -143,13 +150,13 @@ async def test_status_unreadable_too_long_is_unavailable_with_the_last_status(
     await asyncio.sleep(0.3)
     await asyncio.to_thread(server_conn.set_faults, errors_5xx={"every": 1})
     [event] = await asyncio.wait_for(task, 20)
-    assert (event["error"], event["run"]["status"]) == ("StatusUnavailable", "RUNNING")
+    assert (event["result"]["outcome"], event["result"]["status"]["status"]) == ("unavailable", "RUNNING")
 
 
 async def test_our_deadline_is_absolute_and_ends_in_wait_timeout(server_conn: ReferenceServer) -> None:
     run = server_conn.create_run(script=script(("RUNNING", 60)))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, deadline=time.time() + 0.5))
-    assert (event["error"], event["run"]["status"]) == ("WaitTimeout", "RUNNING")
+    assert (event["result"]["outcome"], event["result"]["status"]["status"]) == ("deadline", "RUNNING")
     assert server_conn.get_run(run["id"])["status"] == "RUNNING"  # the remote run goes on
 
 
@@ -193,10 +200,10 @@ async def test_a_wait_after_our_own_start_tolerates_read_after_write_404(
 @pytest.mark.parametrize(
     ("case", "error"),
     [
-        ("no such run", "RunNotFound"),
-        ("wrong token", "AccessDenied"),
-        ("no such connection", "AirflowNotFoundException"),
-        ("unknown profile", "ProfileError"),
+        ("no such run", "not_found"),
+        ("wrong token", "denied"),
+        ("no such connection", "error"),
+        ("unknown profile", "bad_profile"),
     ],
 )
 async def test_errors_before_any_status_are_error_events_never_crashes(
@@ -216,7 +223,7 @@ async def test_errors_before_any_status_are_error_events_never_crashes(
         policy=FAST,
     )
     [event] = await events(trigger)
-    assert (event["status"], event["error"], event["run"]) == ("error", error, None)
+    assert (event["status"], event["result"]["outcome"], event["result"]["status"]) == ("error", error, None)
     assert canary not in json.dumps(event)
 
 
@@ -273,7 +280,7 @@ async def test_end_from_trigger_outside_a_triggerer_fires_the_plain_success_even
     in dag.test(), the task resumes with the usual event."""
     run = server_conn.create_run(script=script(("RUNNING", 0.1)))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True))
-    assert (event["status"], event["run"]["status"]) == ("success", "SUCCEEDED")
+    assert (event["status"], event["result"]["status"]["status"]) == ("success", "SUCCEEDED")
 
 
 async def test_a_pause_asked_by_one_trigger_never_outlives_anothers_deadline(
@@ -289,8 +296,8 @@ async def test_a_pause_asked_by_one_trigger_never_outlives_anothers_deadline(
     await asyncio.sleep(0.5)  # the quiet wait has seen its run RUNNING
     second = events(RunStatusTrigger(run=limited["id"], policy=FAST, deadline=deadline))
     [mine], [theirs] = await asyncio.wait_for(asyncio.gather(first, second), 30)
-    assert (mine["error"], mine["run"]["status"]) == ("WaitTimeout", "RUNNING")
-    assert theirs["error"] == "WaitTimeout" and theirs["run"] is None
+    assert (mine["result"]["outcome"], mine["result"]["status"]["status"]) == ("deadline", "RUNNING")
+    assert theirs["result"]["outcome"] == "deadline" and theirs["result"]["status"] is None
     assert time.time() - deadline < 3  # ended at the deadline, not an hour later
 
 

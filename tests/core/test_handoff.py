@@ -17,6 +17,7 @@ from runwatch import (
     State,
     WaitResult,
     WaitSpec,
+    first_look,
     wait_result,
 )
 from runwatch.server import ReferenceServer
@@ -61,6 +62,24 @@ def test_a_result_round_trips_and_raises_the_same_typed_outcome(kind: Outcome) -
         assert info.value.status == last
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("RunFailed", "failed"),
+        ("WaitTimeout", "deadline"),
+        ("TransientError", "unavailable"),  # a single read that kept failing
+        ("InvalidURL", "configuration"),  # a subclass takes its parent's outcome
+        ("RunwatchError", "error"),
+        ("NoSuchError", "error"),
+    ],
+)
+def test_a_result_written_as_a_class_name_reads_as_its_outcome(name: str, kind: Outcome) -> None:
+    last = RunStatus(id="r", status=State.FAILED)
+    result = WaitResult.of_error_name(name, "run r failed", last)
+    assert (result.outcome, result.status, result.message) == (kind, last, "run r failed")
+    assert WaitResult.of_error_name(name).message == name
+
+
 def test_partial_success_follows_the_policy_and_success_returns_the_status() -> None:
     partial = RunStatus(id="r", status=State.PARTIAL_SUCCESS)
     assert WaitResult.of_status(partial).outcome == "partial"  # no policy: the default raises
@@ -72,6 +91,11 @@ def test_partial_success_follows_the_policy_and_success_returns_the_status() -> 
 def test_a_password_never_reaches_a_result() -> None:
     result = WaitResult.of_error(runwatch.RunwatchError("GET http://u:s3cr3t@h/x: refused"))
     assert "s3cr3t" not in json.dumps(result.to_dict())
+
+
+def test_the_message_is_one_line_with_the_remote_text_as_data() -> None:
+    result = WaitResult.of_error(runwatch.RunFailed("run r failed: boom\n::error::x\x1b[2J "))
+    assert result.message == "run r failed: boom\\n::error::x\\x1b[2J"
 
 
 def test_a_spec_round_trips_with_a_started_run_and_an_absolute_deadline() -> None:
@@ -119,3 +143,26 @@ def test_policies_combine_after_replace_without_defaults_winning() -> None:
 def test_a_profile_of_a_newer_format_is_refused_by_name() -> None:
     with pytest.raises(runwatch.ProfileError, match="format 2 is newer"):
         runwatch.load_profile({"format": 2, "name": "x", "status_url": "{base_url}/{run_id}", "states": {}})
+
+
+async def test_a_first_look_raises_only_what_no_wait_can_change(runwatch_server: ReferenceServer) -> None:
+    api = RunApi(runwatch_server.url)
+    ended = runwatch_server.create_run(script=[{"status": "SUCCEEDED"}])
+    seen = await first_look(api, ended["id"])
+    assert seen is not None and seen.status is State.SUCCEEDED
+    with pytest.raises(runwatch.RunNotFound):
+        await first_look(api, "r-nope")
+    down = runwatch_server.create_run(script=[{"status": "RUNNING"}], faults={"errors_5xx": {"every": 1}})
+    assert await first_look(api, down["id"]) is None  # passing trouble: the wait rides it out
+    broken = runwatch_server.create_run(script=[{"status": "RUNNING"}], faults={"malformed": {"every": 1}})
+    assert await first_look(api, broken["id"]) is None
+    queued = RunStatus(id="r-new", status=State.QUEUED)
+    just_started = StartedRun(queued, f"{runwatch_server.url}/runs/r-new", None)
+    lagging = await first_look(api, just_started)  # not shown yet: the start's own status
+    assert lagging is not None and (lagging.id, lagging.status, lagging.observed_at is not None) == (
+        "r-new",
+        State.QUEUED,
+        True,
+    )
+    with pytest.raises(runwatch.ConfigurationError):  # a credential never goes to another origin
+        await first_look(RunApi(runwatch_server.url, auth=runwatch.BearerAuth("t")), "http://127.0.0.2:9/r")

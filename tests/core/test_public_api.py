@@ -10,7 +10,7 @@ PUBLIC = {
     # starting runs from tasks that may be retried
     "start_attempt",
     # the hand-off
-    "WaitSpec", "WaitResult", "Outcome", "wait_result",
+    "WaitSpec", "WaitResult", "Outcome", "wait_result", "first_look", "FINAL_AT_ONCE",
     # the model
     "State", "Phase", "RunStatus", "Progress", "RunError", "RunMachine", "Verdict", "Anomaly",
     # APIs, profiles, credentials, transports

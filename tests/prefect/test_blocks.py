@@ -104,6 +104,9 @@ def test_bad_profile_is_refused_with_the_reason() -> None:
     [
         ({}, "Authorization", "Bearer t0k"),
         ({"auth_style": "basic", "username": "me"}, "Authorization", "Basic bWU6dDBr"),
+        # An empty user name is a basic user (an API key alone): the core's rule, as in the Airflow hook.
+        ({"auth_style": "basic", "username": ""}, "Authorization", "Basic OnQwaw=="),
+        ({"auth_style": "basic"}, "Authorization", "Basic OnQwaw=="),
         ({"auth_style": "header", "auth_header": "X-Key"}, "X-Key", "t0k"),
     ],
 )

@@ -17,7 +17,7 @@ from runwatch_airflow._connection import ProfileSpec
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, event_result, status_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,15 +75,16 @@ class RemoteRunTask(BaseOperator):
     def make_trigger(
         self, run: str, started: runwatch.StartedRun | None = None, deadline: float | None = None
     ) -> RunStatusTrigger:
-        return RunStatusTrigger(
+        spec = runwatch.WaitSpec(
             run=run,
-            conn_id=self.conn_id,
+            api=self.conn_id,
+            profile=self.profile,
             started=started.to_dict() if started else None,
             policy=self.policy,
             deadline=deadline,
-            cancel_on_kill=self.cancel_on_kill,
-            profile=self.profile,
-            end_from_trigger=self.end_from_trigger,
+        )
+        return RunStatusTrigger.of_spec(
+            spec, cancel_on_kill=self.cancel_on_kill, end_from_trigger=self.end_from_trigger
         )
 
     def defer_wait(self, context: Context, run: str, started: runwatch.StartedRun | None = None) -> NoReturn:
@@ -98,60 +99,51 @@ class RemoteRunTask(BaseOperator):
         )
 
     def peek(self, run: str) -> runwatch.RunStatus | None:
-        """One quick read before deferring (no retries): a run that already ended needs no trigger.
+        """One quick read before deferring (`runwatch.first_look`): a run that already ended needs no trigger.
 
         An answer that no wait can change (credentials refused, no such run, a bad profile or URL) ends the
-        task here with its typed failure; only passing trouble (network, 5xx, 429) is left to the trigger.
+        task here with its typed failure; passing trouble (network, 5xx, 429) is left to the trigger.
         """
         try:
-            return self.hook.get_status(run, retry_for=0)
-        except (
-            runwatch.AccessDenied,
-            runwatch.RunNotFound,
-            runwatch.ProfileError,
-            runwatch.InvalidURL,
-        ) as exc:
-            self.raise_outcome(type(exc).__name__, str(exc), None)
+            return runwatch.run_sync(runwatch.first_look(self.hook.get_api(), run))
         except runwatch.RunwatchError as exc:
-            self.log.info("could not read %s before deferring (%s): the trigger will", run, exc)
-            return None
+            self.raise_result(runwatch.WaitResult.of_error(exc), None)
 
     def judge(self, context: Context, status: runwatch.RunStatus) -> dict[str, Any]:
         """The final status if it counts as success under the policy (XCom), else its outcome, raised."""
         self._remote_run_id = status.id
         self.push_link(context, status.id, status.url)
-        try:
-            runwatch.outcome(status, runwatch.Policy.from_dict(self.policy))
-        except runwatch.WaitOutcome as exc:
-            self.raise_outcome(type(exc).__name__, str(exc), status.id)
+        result = runwatch.WaitResult.of_status(status, runwatch.Policy.from_dict(self.policy))
+        if not result.ok:
+            self.raise_result(result, status.id)
         self.log.info("run %s ended %s", inert(status.id), status.status.value)
         return status_payload(status)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the final status (XCom `return_value`), or the outcome's exception."""
         self.take_arguments()
-        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
-            raise RunwatchAirflowError(f"unexpected event from RunStatusTrigger: {event!r}")
-        run: dict[str, Any] | None = event.get("run")
-        if event["status"] == "success" and run is not None:
-            return self.judge(context, runwatch.RunStatus.from_dict(run))
+        try:
+            result = event_result(event)
+        except ValueError as exc:
+            raise RunwatchAirflowError(str(exc)) from None
+        run = result.status
+        if result.ok and run is not None:
+            return self.judge(context, run)
         if run is not None:
-            self.push_link(context, run["id"], run.get("url"))
+            self.push_link(context, run.id, run.url)
         elif isinstance(run_ref := getattr(self, "run", None), str):  # a sensor's trigger never read the run
             self.push_link(context, run_ref, None)
-        self.raise_outcome(
-            event["error"], event.get("message", ""), run["id"] if run else self._remote_run_id
-        )
+        self.raise_result(result, run.id if run else self._remote_run_id)
 
-    def raise_outcome(self, error: str, message: str, run_id: str | None) -> NoReturn:
-        """Raise a core outcome as its Airflow exception (a skip under `soft_fail`).
+    def raise_result(self, result: runwatch.WaitResult, run_id: str | None) -> NoReturn:
+        """Raise a wait's outcome as its Airflow exception (a skip under `soft_fail`).
 
         Past our deadline, the run is cancelled first if `cancel_on_kill`.
         """
-        if error == "WaitTimeout":
+        if result.outcome == "deadline":
             self.cancel_at_deadline(run_id)
-        message = inert(message)  # it may quote the remote, and Airflow logs it as it is
-        exc = for_outcome(error)(message)
+        message = inert(result.message)  # it may quote the remote, and Airflow logs it as it is
+        exc = for_outcome(result.outcome)(message)
         if getattr(self, "soft_fail", False):
             raise AirflowSkipException(f"soft_fail: {message}") from exc
         raise exc

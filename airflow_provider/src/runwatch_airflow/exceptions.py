@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
+import runwatch
+
 __all__ = [
     "RemoteAccessDenied",
     "RemoteBadStatusPayload",
@@ -85,24 +87,24 @@ class RemoteBadStatusPayload(RunwatchAirflowError):
     """The remote answered with something the profile cannot read (`runwatch.BadStatusPayload`)."""
 
 
-_BY_OUTCOME: dict[str, type[RunwatchAirflowError]] = {
-    "RunFailed": RemoteRunFailed,
-    "RunCancelled": RemoteRunCancelled,
-    "RunTimedOut": RemoteRunTimedOut,
-    "RunPartiallySucceeded": RemoteRunPartiallySucceeded,
-    "WaitTimeout": RemoteWaitTimeout,
-    "RunLost": RemoteRunLost,
-    "StatusUnavailable": RemoteStatusUnavailable,
-    "IllegalTransition": RemoteIllegalTransition,
-    "RunNotFound": RemoteRunNotFound,
-    "AccessDenied": RemoteAccessDenied,
-    "ProfileError": RemoteProfileError,
-    "ConfigurationError": RemoteConfigurationError,
-    "BadStatusPayload": RemoteBadStatusPayload,
-    "TransientError": RemoteStatusUnavailable,  # a single read (a poke) that kept failing
+_BY_OUTCOME: dict[runwatch.Outcome, type[RunwatchAirflowError]] = {
+    "failed": RemoteRunFailed,
+    "cancelled": RemoteRunCancelled,
+    "timed_out": RemoteRunTimedOut,
+    "partial": RemoteRunPartiallySucceeded,
+    "deadline": RemoteWaitTimeout,
+    "lost": RemoteRunLost,
+    "unavailable": RemoteStatusUnavailable,
+    "illegal": RemoteIllegalTransition,
+    "not_found": RemoteRunNotFound,
+    "denied": RemoteAccessDenied,
+    "bad_profile": RemoteProfileError,
+    "configuration": RemoteConfigurationError,
+    "bad_payload": RemoteBadStatusPayload,
 }
 
 
-def for_outcome(name: str) -> type[RunwatchAirflowError]:
-    """The exception class for a core outcome's class name (`"RunFailed"`); the base class for others."""
-    return _BY_OUTCOME.get(name, RunwatchAirflowError)
+def for_outcome(outcome: runwatch.Outcome) -> type[RunwatchAirflowError]:
+    """The exception class for a wait's outcome (`runwatch.WaitResult.outcome`: `"failed"`, `"lost"`, ...);
+    the base class for `error` (what runwatch did not expect)."""
+    return _BY_OUTCOME.get(outcome, RunwatchAirflowError)

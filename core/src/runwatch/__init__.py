@@ -35,7 +35,7 @@ from runwatch._errors import (
     WaitOutcome,
     WaitTimeout,
 )
-from runwatch._handoff import Outcome, WaitResult, WaitSpec, wait_result
+from runwatch._handoff import FINAL_AT_ONCE, Outcome, WaitResult, WaitSpec, first_look, wait_result
 from runwatch._hooks import Hooks
 from runwatch._inbox import WebhookInbox
 from runwatch._machine import Anomaly, RunMachine, Verdict
@@ -59,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AUTH_STYLES",
+    "FINAL_AT_ONCE",
     "AccessDenied",
     "AiohttpTransport",
     "Anomaly",
@@ -112,6 +113,7 @@ __all__ = [
     "WebhookInbox",
     "auth_for",
     "builtin_profiles",
+    "first_look",
     "load_profile",
     "outcome",
     "run_sync",

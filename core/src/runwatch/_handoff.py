@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from runwatch import _errors
 from runwatch._api import RunApi, StartedRun
 from runwatch._errors import (
     AccessDenied,
@@ -38,8 +39,9 @@ from runwatch._status import RunStatus
 from runwatch._transport import TransientError
 from runwatch._urls import redact_text
 from runwatch._waiter import outcome, wait_for_run
+from runwatch.text import inert
 
-__all__ = ["Outcome", "WaitResult", "WaitSpec", "outcome_kind", "wait_result"]
+__all__ = ["FINAL_AT_ONCE", "Outcome", "WaitResult", "WaitSpec", "first_look", "outcome_kind", "wait_result"]
 
 Outcome = Literal[
     "succeeded",
@@ -94,9 +96,25 @@ _ERRORS: dict[Outcome, type[RunwatchError]] = {
 }
 
 
+FINAL_AT_ONCE: frozenset[Outcome] = frozenset({"not_found", "denied", "bad_profile", "configuration"})
+"""Outcomes that no waiting can change: a first look that meets one ends the wait at once."""
+
+
 def outcome_kind(exc: BaseException) -> Outcome:
     """The outcome a wait that raised `exc` ended with (`error` for anything runwatch did not expect)."""
-    return next((kind for kind, cls in _KINDS if isinstance(exc, cls)), "error")
+    return _kind_of(type(exc))
+
+
+def _kind_of(error: type[BaseException]) -> Outcome:
+    return next((kind for kind, cls in _KINDS if issubclass(error, cls)), "error")
+
+
+# Every error class of the core by name, for results persisted in the format before this one.
+_BY_NAME: dict[str, Outcome] = {
+    name: _kind_of(cls)
+    for name, cls in [*vars(_errors).items(), (TransientError.__name__, TransientError)]
+    if isinstance(cls, type) and issubclass(cls, Exception)
+}
 
 
 class _Data(BaseModel):
@@ -137,7 +155,11 @@ class WaitSpec(_Data):
 
 
 class WaitResult(_Data):
-    """How a wait ended: the outcome's kind, the final (or last seen) status, and one line that says why."""
+    """How a wait ended: the outcome's kind, the final (or last seen) status, and one line that says why.
+
+    The message is one line with no password in it; what the remote wrote there is shown as data (control
+    characters escaped, `runwatch.text.inert`), so it can be logged as it is. The status keeps the exact text.
+    """
 
     outcome: Outcome
     status: RunStatus | None = None
@@ -161,8 +183,16 @@ class WaitResult(_Data):
         """The result of a wait that raised `exc`; `last` is the last status seen, if the error has none."""
         kind = outcome_kind(exc)
         status = exc.status if isinstance(exc, WaitOutcome) and exc.status is not None else last
-        text = redact_text(" ".join(str(exc).split())) or type(exc).__name__
+        text = redact_text(inert(str(exc).strip())) or type(exc).__name__  # it may quote the remote
         return cls(outcome=kind, status=status, message=text)
+
+    @classmethod
+    def of_error_name(cls, name: str, message: str = "", status: RunStatus | None = None) -> WaitResult:
+        """A result written as a core exception's class name (`"RunFailed"`), as Airflow trigger events
+        and Prefect resume inputs were before this format: kept so that what they persisted still reads
+        after an upgrade. An unknown name is the outcome `error`."""
+        kind = _BY_NAME.get(name, "error")
+        return cls(outcome=kind, status=status, message=message or name)
 
     def raise_for_outcome(self) -> RunStatus:
         """The final status if the wait succeeded; else the outcome's exception, raised, with the status."""
@@ -200,3 +230,26 @@ async def wait_result(api: RunApi, spec: WaitSpec, *, hooks: Hooks = NO_HOOKS) -
     except RunwatchError as exc:
         return WaitResult.of_error(exc, last[0] if last else None)
     return WaitResult.of_status(status, policy)
+
+
+async def first_look(
+    api: RunApi, run: str | StartedRun, *, request_timeout: float = 30.0
+) -> RunStatus | None:
+    """One read of a run before its wait is handed off, without retries: a run that already ended needs none.
+
+    Returns the status, or None when the read met passing trouble (network, 5xx, 429, a body that does not
+    parse), which the wait itself rides out. A run we just started that the remote does not show yet is its
+    start's status. Raises what no waiting can change (`FINAL_AT_ONCE`: `RunNotFound`, `AccessDenied`,
+    `ProfileError`, `ConfigurationError`). `request_timeout` is in seconds.
+    """
+    url = run.status_url if isinstance(run, StartedRun) else run
+    try:
+        return await api.get_status(url, retry_for=0, request_timeout=request_timeout)
+    except RunNotFound:
+        if isinstance(run, StartedRun):  # read-after-write lag: the remote may not show it yet
+            return run.status.observed()
+        raise
+    except RunwatchError as exc:
+        if outcome_kind(exc) in FINAL_AT_ONCE:
+            raise
+        return None

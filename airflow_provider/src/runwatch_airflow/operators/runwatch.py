@@ -140,5 +140,5 @@ class StartRunOperator(RemoteRunTask):
         try:
             status = runwatch.wait_for_run_sync(self.hook.get_api(), started, policy=policy)
         except runwatch.RunwatchError as exc:
-            self.raise_outcome(type(exc).__name__, str(exc), started.id)
+            self.raise_result(runwatch.WaitResult.of_error(exc), started.id)
         return status_payload(status)

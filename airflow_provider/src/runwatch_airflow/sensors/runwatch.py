@@ -177,10 +177,11 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
             cut_short = budget < READ_RETRY_FOR and isinstance(exc, runwatch.TransientError)
             if cut_short or self._past_deadline():
                 message = f"{self._gave_up()}; the last read failed: {exc}"
-                self.raise_outcome(
-                    "WaitTimeout", message, self._remote_run_id or self.deferred_run_id(context)
+                self.raise_result(
+                    runwatch.WaitResult(outcome="deadline", message=message),
+                    self._remote_run_id or self.deferred_run_id(context),
                 )
-            self.raise_outcome(type(exc).__name__, str(exc), None)
+            self.raise_result(runwatch.WaitResult.of_error(exc), None)
         if status.is_terminal:
             try:
                 return PokeReturnValue(is_done=True, xcom_value=self.judge(context, status))
@@ -191,8 +192,9 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         self._remote_run_id = status.id
         self.log.info("run %s is %s", inert(status.id), status.status.value)
         if self._past_deadline():
-            self.raise_outcome(
-                "WaitTimeout", f"{self._gave_up()}; run {status.id} is {status.status.value}", status.id
+            message = f"{self._gave_up()}; run {status.id} is {status.status.value}"
+            self.raise_result(
+                runwatch.WaitResult(outcome="deadline", status=status, message=message), status.id
             )
         return PokeReturnValue(is_done=False)
 

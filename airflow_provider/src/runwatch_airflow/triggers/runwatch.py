@@ -19,21 +19,22 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-__all__ = ["RunStatusTrigger", "error_event", "status_payload"]
+__all__ = ["RunStatusTrigger", "event_result", "result_event", "status_payload"]
 
 
 class RunStatusTrigger(BaseTrigger):
     """Wait until a remote run ends and yield exactly one event.
 
-    Success: `{"status": "success", "run": <final status dict>}`; or, with `end_from_trigger` in a
-    triggerer, that dict is pushed as XCom `return_value` (and the run's link) and a `TaskSuccessEvent`
-    ends the task here: no worker runs at all for a successful wait. Anything else:
-    `{"status": "error", "error": <core outcome class name>, "message": <one line>, "run": <last status
-    dict or None>}`, which resumes the task on a worker so that retries and `soft_fail` apply. No
-    exception escapes into the triggerer.
+    The event is `{"status": "success" | "error", "result": <runwatch.WaitResult dict>}` (`event_result()`
+    reads it back, and the shape of the previous version too). On success, with `end_from_trigger` in a
+    triggerer, the final status is pushed as XCom `return_value` (and the run's link) and a
+    `TaskSuccessEvent` ends the task here: no worker runs at all for a successful wait. Anything else resumes
+    the task on a worker so that retries and `soft_fail` apply. No exception escapes into the triggerer.
 
-    The kwargs are plain JSON and hold no secret: the token is read from the connection when the trigger
-    runs. `deadline` is an absolute UNIX time, so a trigger rebuilt after a triggerer restart keeps it.
+    The kwargs are a `runwatch.WaitSpec`'s fields (its `api` is the connection id, `conn_id`) and two of
+    Airflow's: plain JSON, no secret (the token is read from the connection when the trigger runs), and the
+    same keys as before the hand-off format, so a trigger persisted by the previous version resumes.
+    `deadline` is an absolute UNIX time, so a trigger rebuilt after a triggerer restart keeps it.
     `started` is a `runwatch.StartedRun.to_dict()` when the task just started the run (a 404 is then
     tolerated for the policy's grace window). `on_kill` cancels the remote run only if `cancel_on_kill`;
     Airflow calls it on a user's kill, never on a restart or a reassignment, and `cleanup` never cancels.
@@ -90,32 +91,51 @@ class RunStatusTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield await self._wait()
 
+    @classmethod
+    def of_spec(
+        cls, spec: runwatch.WaitSpec, *, cancel_on_kill: bool = False, end_from_trigger: bool = False
+    ) -> RunStatusTrigger:
+        """The trigger that waits as `spec` says; `spec.api` is the connection id (the default if None)."""
+        return cls(
+            run=spec.run,
+            conn_id=spec.api or RunStatusHook.default_conn_name,
+            started=spec.started,
+            policy=spec.policy,
+            deadline=spec.deadline,
+            cancel_on_kill=cancel_on_kill,
+            profile=spec.profile,
+            end_from_trigger=end_from_trigger,
+        )
+
+    @property
+    def spec(self) -> runwatch.WaitSpec:
+        """The wait this trigger stands for."""
+        return runwatch.WaitSpec(
+            run=self.run_ref,
+            api=self.conn_id,
+            profile=self.profile,
+            started=self.started,
+            policy=self.policy,
+            deadline=self.deadline,
+        )
+
     async def _wait(self) -> TriggerEvent:
         hook = RunStatusHook(self.conn_id, self.profile)
         try:
             api = await hook.aget_api()
-            target = runwatch.StartedRun.from_dict(self.started) if self.started else self.run_ref
-            status = await runwatch.wait_for_run(
-                api,
-                target,
-                policy=runwatch.Policy.from_dict(self.policy),
-                deadline=self.deadline,
-                hooks=runwatch.Hooks(on_change=self._seen),
-            )
-        except runwatch.WaitOutcome as exc:
-            return TriggerEvent(error_event(exc, exc.status or self._last))
+            result = await runwatch.wait_result(api, self.spec, hooks=runwatch.Hooks(on_change=self._seen))
         except Exception as exc:  # a trigger must end with an event, never crash the triggerer
-            self.log.warning("waiting for %s failed: %s", self.run_ref, _one_line(exc))
-            return TriggerEvent(error_event(exc, self._last))
-        payload = status_payload(status)
-        if self.end_from_trigger and self.task_instance is not None:
+            result = runwatch.WaitResult.of_error(exc, self._last)
+            self.log.warning("waiting for %s failed: %s", self.run_ref, result.message)
+        if result.ok and result.status is not None and self.end_from_trigger and self.task_instance:
+            final = result.status
             try:
-                await self._push_xcoms(payload, hook.run_link(status.id, status.url))
+                await self._push_xcoms(status_payload(final), hook.run_link(final.id, final.url))
             except Exception as exc:
                 self.log.warning("could not push XCom from the triggerer (%s): resuming on a worker", exc)
             else:
                 return TaskSuccessEvent()
-        return TriggerEvent({"status": "success", "run": payload})
+        return TriggerEvent(result_event(result))
 
     async def _push_xcoms(self, payload: dict[str, Any], link: str | None) -> None:
         # Pushed through the triggerer's supervisor, as a worker pushes them: Airflow 3.3.2 stores the
@@ -163,17 +183,25 @@ def status_payload(status: runwatch.RunStatus) -> dict[str, Any]:
     return payload
 
 
-def error_event(exc: BaseException, last: runwatch.RunStatus | None) -> dict[str, Any]:
-    """The event of a wait that did not succeed."""
-    return {
-        "status": "error",
-        "error": type(exc).__name__,
-        "message": _one_line(exc),
-        "run": status_payload(last) if last is not None else None,
-    }
+def result_event(result: runwatch.WaitResult) -> dict[str, Any]:
+    """The event of a wait that ended. `observed_at` is left out so HA duplicates of an event match."""
+    if result.status is not None:
+        result = result.model_copy(update={"status": result.status.model_copy(update={"observed_at": None})})
+    return {"status": "success" if result.ok else "error", "result": result.to_dict()}
 
 
-def _one_line(exc: BaseException) -> str:
-    # The message may quote the remote (its error text): shown whole, as data, on one line.
-    text = str(exc).strip()
-    return inert(text) if text else type(exc).__name__
+def event_result(event: Any) -> runwatch.WaitResult:
+    """How the wait ended, from a `RunStatusTrigger` event of this version or of the previous one.
+
+    The previous version wrote `{"status": "success", "run": <status>}` or `{"status": "error", "error":
+    <core class name>, "message": <line>, "run": <status or None>}`; a trigger that fired before an upgrade
+    resumes its task after it. Raises `ValueError` for anything else.
+    """
+    if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+        raise ValueError(f"unexpected event from RunStatusTrigger: {event!r}")
+    if "result" in event:
+        return runwatch.WaitResult.from_dict(event["result"])
+    run = runwatch.RunStatus.from_dict(event["run"]) if event.get("run") is not None else None
+    if event["status"] == "success" and run is not None:
+        return runwatch.WaitResult(outcome="succeeded", status=run)
+    return runwatch.WaitResult.of_error_name(str(event.get("error")), event.get("message", ""), run)
