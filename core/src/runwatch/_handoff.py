@@ -9,8 +9,9 @@ httpx's `raise_for_status()`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -117,6 +118,9 @@ _BY_NAME: dict[str, Outcome] = {
 }
 
 
+_D = TypeVar("_D", bound="_Data")
+
+
 class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -124,7 +128,7 @@ class _Data(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
+    def from_dict(cls: type[_D], data: Mapping[str, Any]) -> _D:
         return cls.model_validate(data)
 
 
@@ -141,7 +145,7 @@ class WaitSpec(_Data):
 
     run: str
     api: str | None = None
-    profile: str | dict[str, Any] | None = None
+    profile: str | Mapping[str, Any] | None = None
     started: dict[str, Any] | None = None
     policy: dict[str, Any] = {}
     deadline: float | None = None

@@ -197,11 +197,16 @@ def event_result(event: Any) -> runwatch.WaitResult:
     <core class name>, "message": <line>, "run": <status or None>}`; a trigger that fired before an upgrade
     resumes its task after it. Raises `ValueError` for anything else.
     """
-    if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
-        raise ValueError(f"unexpected event from RunStatusTrigger: {event!r}")
-    if "result" in event:
-        return runwatch.WaitResult.from_dict(event["result"])
-    run = runwatch.RunStatus.from_dict(event["run"]) if event.get("run") is not None else None
-    if event["status"] == "success" and run is not None:
-        return runwatch.WaitResult(outcome="succeeded", status=run)
-    return runwatch.WaitResult.of_error_name(str(event.get("error")), event.get("message", ""), run)
+    try:
+        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+            raise ValueError("neither success nor error")
+        if "result" in event:
+            return runwatch.WaitResult.from_dict(event["result"])
+        run = runwatch.RunStatus.from_dict(event["run"]) if event.get("run") is not None else None
+        if event["status"] == "success" and run is not None:
+            return runwatch.WaitResult(outcome="succeeded", status=run)
+        return runwatch.WaitResult.of_error_name(str(event.get("error")), event.get("message", ""), run)
+    except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(
+            f"unexpected event from RunStatusTrigger ({exc.__class__.__name__}): {event!r}"
+        ) from None
