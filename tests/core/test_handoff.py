@@ -80,6 +80,13 @@ def test_a_result_written_as_a_class_name_reads_as_its_outcome(name: str, kind: 
     assert WaitResult.of_error_name(name).message == name
 
 
+@pytest.mark.parametrize("kind", sorted(ERRORS))
+def test_the_class_name_of_an_outcome_reads_back_as_that_outcome(kind: Outcome) -> None:
+    name = WaitResult(outcome=kind).error_name
+    assert name is not None and WaitResult.of_error_name(name).outcome == kind
+    assert WaitResult(outcome="succeeded").error_name is None
+
+
 def test_partial_success_follows_the_policy_and_success_returns_the_status() -> None:
     partial = RunStatus(id="r", status=State.PARTIAL_SUCCESS)
     assert WaitResult.of_status(partial).outcome == "partial"  # no policy: the default raises

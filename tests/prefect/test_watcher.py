@@ -7,6 +7,7 @@ endings are cheap to reach: a failed run, our deadline, a missing block, a resum
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,8 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
+from prefect.input import RunInput
+from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import State
 from prefect_harness import FAST, eventually
 
@@ -183,6 +186,60 @@ async def test_a_well_formed_outcome_given_by_hand_is_taken(server: ReferenceSer
         await client.resume_flow_run(flow_run.id, run_input={"status": final})
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+
+
+class PreviousRunOutcome(RunInput):
+    """The resume input as the previous version's flow runs declared it when they suspended."""
+
+    status: dict[str, Any] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+async def test_a_resume_input_of_the_previous_version_is_read(server: ReferenceServer, saved: str) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    server.cancel_run(run["id"])
+    cancelled = runwatch.RunStatus(id=run["id"], status=runwatch.State.CANCELLED).to_dict()
+    old = {"status": cancelled, "error": "RunCancelled", "message": f"run {run['id']} was cancelled"}
+    async with get_client() as client:  # as the previous version's watcher resumed it
+        await client.resume_flow_run(flow_run.id, run_input=old)
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+    assert "was cancelled" in (state.message or "")
+
+
+async def test_a_suspension_of_the_previous_version_is_resumed_in_its_own_shape(
+    server: ReferenceServer, saved: str
+) -> None:
+    """A flow run suspended before an upgrade: its record is the previous shape, and Prefect checks the resume
+    input against the schema that version declared (no other keys). The new watcher still resumes it."""
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    state = await execute(flow_run.id)
+    assert state.name == "Suspended"
+    key = state.state_details.pause_key
+    async with get_client() as client:  # rewrite what the flow left as the previous version wrote it
+        spec = json.loads(await client.read_flow_run_input(flow_run.id, f"{key}-watch"))
+        old = {
+            "run": spec["run"],
+            "api_block_id": spec["api"],
+            "api_block_name": saved,
+            "policy": spec["policy"],
+        }
+        keyset = keyset_from_paused_state(state)
+        await client.delete_flow_run_input(flow_run.id, f"{key}-watch")
+        await client.create_flow_run_input(flow_run.id, f"{key}-watch", json.dumps(old))
+        await client.delete_flow_run_input(flow_run.id, keyset["schema"])
+    await PreviousRunOutcome.asave(keyset, flow_run_id=flow_run.id)
+    server.cancel_run(run["id"])
+    await resumed_by(Watcher(), flow_run.id)
+    async with get_client() as client:
+        given = json.loads(await client.read_flow_run_input(flow_run.id, keyset["response"]))
+    assert (given["error"], given["status"]["status"]) == ("RunCancelled", "CANCELLED")
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
 async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServer, saved: str) -> None:

@@ -198,6 +198,11 @@ class WaitResult(_Data):
         kind = _BY_NAME.get(name, "error")
         return cls(outcome=kind, status=status, message=message or name)
 
+    @property
+    def error_name(self) -> str | None:
+        """The core exception class's name for this outcome (None on success): the format before this one."""
+        return None if self.ok else _ERRORS[self.outcome].__name__
+
     def raise_for_outcome(self) -> RunStatus:
         """The final status if the wait succeeded; else the outcome's exception, raised, with the status."""
         if self.ok:

@@ -1,19 +1,21 @@
 """Suspend mode: hand a wait over to the watcher and let the flow run's process exit.
 
-The flow looks at the remote run once. If it is still going, the flow writes a watch record as a flow run
-input (`<pause key>-watch`: the status URL, the `RunStatusApi` block's id and name, the policy and the
-deadline; never a credential), tags the flow run `runwatch`, and suspends with the pause key
+The flow looks at the remote run once (`runwatch.first_look`). If it is still going, the flow writes a watch
+record as a flow run input (`<pause key>-watch`: a `runwatch.WaitSpec` whose `api` is the `RunStatusApi`
+block's id; never a credential), tags the flow run `runwatch`, and suspends with the pause key
 `runwatch-<hash of the status URL>`. The watcher finds suspended flow runs with that tag and key, watches the
-run, and resumes the flow with a `RunOutcome` run input. Prefect reruns the flow from the top; the same call
-finds its pause key fired and returns the outcome without reading the remote run again.
+run, and resumes the flow with a `RunOutcome` run input (a `runwatch.WaitResult`). Prefect reruns the flow
+from the top; the same call finds its pause key fired and returns the outcome without reading the remote run
+again. Records and inputs of the previous version (before the hand-off format) are still read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
@@ -22,22 +24,22 @@ from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Suspended
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
 from prefect_runwatch.blocks import RunStatusApi
-from runwatch import Policy, RunStatus, StartedRun
+from runwatch import Outcome, Policy, RunStatus, StartedRun, WaitResult, WaitSpec
 
 __all__ = [
     "KEY_PREFIX",
     "TAG",
     "RunOutcome",
-    "WatchRecord",
+    "Suspension",
     "check_release",
     "read_record",
     "record_key",
-    "settle",
+    "resume_input",
     "wait_released",
 ]
 
@@ -51,45 +53,62 @@ SUSPENDED_NOTE = (
 
 
 class RunOutcome(RunInput):
-    """The run input a suspended flow is resumed with: the final status, or why the wait ended without one."""
+    """The run input a suspended flow is resumed with: a `runwatch.WaitResult` (`outcome`, `status`,
+    `message`). `error` (a core exception's class name, with `status` and `message`) is the shape the
+    previous version's watcher wrote: read, never written, except to a flow run that version suspended."""
 
+    outcome: Outcome | None = None
     status: dict[str, Any] | None = None
-    error: str | None = None
     message: str | None = None
+    error: str | None = None
+
+    def result(self, policy: Policy) -> WaitResult | None:
+        """How the wait ended; None for an empty input (a resume by hand or by an automation).
+
+        Raises `ValueError` (pydantic's `ValidationError` among them) for an input that says neither how
+        the wait failed nor which final status it reached.
+        """
+        status = RunStatus.from_dict(self.status) if self.status is not None else None
+        if self.outcome is not None:
+            result = WaitResult(outcome=self.outcome, status=status, message=self.message or "")
+        elif self.error is not None:
+            result = WaitResult.of_error_name(self.error, self.message or "", status)
+        elif status is None:
+            return None
+        else:  # the previous version's success: a final status, judged here
+            result = (
+                WaitResult.of_status(status, policy)
+                if status.is_terminal
+                else WaitResult(outcome="succeeded", status=status)
+            )
+        if result.ok and (result.status is None or not result.status.is_terminal):
+            word = result.status.status.value if result.status else None
+            raise ValueError(f"the status is {word}, not a final one")
+        return result
 
 
-class WatchRecord(BaseModel):
-    """What the watcher needs to carry on a wait. Holds no credential: the block is loaded by id."""
+class Suspension(NamedTuple):
+    """A suspended wait as its watch record says: what to watch, and whether the previous version wrote it
+    (its flow run then takes a resume input of the previous shape only)."""
 
-    run: str
-    api_block_id: UUID
-    api_block_name: str | None = None
-    policy: dict[str, Any] = {}
-    deadline: float | None = None
-    started: dict[str, Any] | None = None
-
-    def target(self) -> str | StartedRun:
-        return StartedRun.from_dict(self.started) if self.started else self.run
+    spec: WaitSpec
+    previous_version: bool = False
 
 
 def record_key(pause_key: str) -> str:
     return f"{pause_key}-watch"
 
 
-def settle(answer: RunOutcome, policy: Policy) -> RunStatus:
-    """The status a watcher resumed the flow with if it counts as success, else the typed outcome, raised."""
-    status = RunStatus.from_dict(answer.status) if answer.status else None
-    if answer.error:
-        error = getattr(runwatch, answer.error, None)
-        if not (isinstance(error, type) and issubclass(error, runwatch.RunwatchError)):
-            error = runwatch.RunwatchError
-        message = answer.message or answer.error
-        if issubclass(error, runwatch.WaitOutcome):
-            raise error(message, status)
-        raise error(message)
-    if status is None or not status.is_terminal:
-        raise runwatch.RunwatchError("the flow was resumed without a final status")
-    return runwatch.outcome(status, policy)
+def resume_input(result: WaitResult, previous_version: bool = False) -> dict[str, Any]:
+    """The run input that resumes a suspended flow run with `result`.
+
+    A flow run suspended by the previous version validates its input against that version's schema (Prefect
+    refuses other keys), so it gets that shape: `status`, `error` (the class name) and `message`.
+    """
+    if not previous_version:
+        return result.to_dict()
+    status = result.status.to_dict() if result.status is not None else None
+    return {"status": status, "error": result.error_name, "message": result.message}
 
 
 def check_release(block: RunStatusApi) -> None:
@@ -119,62 +138,71 @@ async def wait_released(
         fired = _fired(base, current.empirical_policy.pause_keys or set())
         previous = await read_record(client, flow_run_id, fired[-1]) if fired else None
     if fired:
-        answer = await _resume_input(fired[-1], flow_run_id, observer)
-        if answer is not None:
+        result = await _resumed_with(fired[-1], flow_run_id, policy, observer)
+        if result is not None:
             observer.logger.info("resumed by the runwatch watcher: remote run %s has ended", url)
-            return settle(answer, policy)
+            return result.raise_for_outcome()
         observer.logger.info(
             "resumed without a final status (an automation or by hand): reading %s once", url
         )
-    status = await _first_look(api, run, url, policy)
-    await observer(status)
-    if status.is_terminal:
-        await observer.finish(status)
-        return runwatch.outcome(status, policy)
-    deadline = previous.deadline if previous else (time.time() + policy.timeout if policy.timeout else None)
-    key = f"{base}-{len(fired) + 1}" if fired else base
-    record = WatchRecord(
+    status = await runwatch.first_look(api, run, request_timeout=policy.request_timeout)
+    if status is not None:
+        await observer(status)
+        if status.is_terminal:
+            await observer.finish(status)
+            return runwatch.outcome(status, policy)
+    deadline = (
+        previous.spec.deadline if previous else (time.time() + policy.timeout if policy.timeout else None)
+    )
+    spec = WaitSpec(
         run=url,
-        api_block_id=block_id,
-        api_block_name=block._block_document_name,
+        api=str(block_id),
         policy=policy.to_dict(),
         deadline=deadline,
         started=run.to_dict() if isinstance(run, StartedRun) else None,
     )
-    await _record(flow_run_id, key, record, current.tags)
+    key = f"{base}-{len(fired) + 1}" if fired else base
+    await _record(flow_run_id, key, spec, current.tags)
+    _say_suspending(observer, status, url)
+    await _suspend(flow_run_id, key, deadline, observer)
+    return None  # Prefect raises Pause in the flow as soon as this task run ends
+
+
+def _say_suspending(observer: Observer, status: RunStatus | None, url: str) -> None:
+    if status is None:  # passing trouble (network, 5xx, 429): the watcher rides it out
+        observer.logger.info("remote run %s could not be read just now: suspending the flow run", url)
+    else:
+        observer.logger.info("remote run %s is %s: suspending the flow run", status.id, status.status.value)
+    observer.logger.info("the runwatch watcher resumes it when the run ends")
+
+
+async def _suspend(flow_run_id: UUID, key: str, deadline: float | None, observer: Observer) -> None:
+    """Suspend the flow run: at the task run's end when called from one, else at once (Prefect's `Pause`)."""
     timeout = None if deadline is None else max(1, math.ceil(deadline - time.time())) + PAUSE_GRACE
-    observer.logger.info(
-        "remote run %s is %s: suspending the flow run; the runwatch watcher resumes it when the run ends",
-        status.id,
-        status.status.value,
-    )
     if TaskRunContext.get() is not None:
         await asuspend_flow_run(wait_for_input=RunOutcome, flow_run_id=flow_run_id, timeout=timeout, key=key)
         observer.logger.info(SUSPENDED_NOTE)
-        return None  # Prefect raises Pause in the flow as soon as this task run ends
+        return
     observer.logger.info(SUSPENDED_NOTE)
     await asuspend_flow_run(wait_for_input=RunOutcome, timeout=timeout, key=key)  # raises Pause
     raise AssertionError("unreachable: suspending the current flow run raises Pause")
 
 
-async def _resume_input(pause_key: str, flow_run_id: UUID, observer: Observer) -> RunOutcome | None:
-    """The outcome the flow run was resumed with, if it is a well-formed one.
+async def _resumed_with(
+    pause_key: str, flow_run_id: UUID, policy: Policy, observer: Observer
+) -> WaitResult | None:
+    """How the wait ended, as the flow run was resumed with it, if the input is a well-formed one.
 
-    Well-formed: an `error` (with the last status, if any, as a status object), or a terminal status
-    object. No input (a resume by hand or by an automation) and anything else (a malformed input given by
-    hand) give None, the latter with a warning: the run is then read again, never guessed from the input.
+    Well-formed: a result that failed (with the last status, if any, as a status object), or one that
+    succeeded with its final status (`RunOutcome.result`). No input (a resume by hand or by an automation)
+    and anything else (a malformed input given by hand) give None, the latter with a warning: the run is then
+    read again, never guessed from the input.
     """
     try:
         answer = await RunOutcome.aload(_keyset(pause_key), flow_run_id=flow_run_id)
-        status = RunStatus.from_dict(answer.status) if answer.status is not None else None
-    except (ValidationError, TypeError) as exc:
+        return answer.result(policy)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         problem = _one_line(exc)
-    else:
-        if answer.error is None and status is None:
-            return None  # resumed without any input
-        if answer.error is not None or (status is not None and status.is_terminal):
-            return answer
-        problem = f"the status is {status.status.value if status else None}, not a final one"
     observer.logger.warning(
         "the flow run was resumed with an input that is not a runwatch outcome (%s): ignoring it", problem
     )
@@ -189,30 +217,33 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-async def _first_look(api: runwatch.RunApi, run: str | StartedRun, url: str, policy: Policy) -> RunStatus:
-    try:
-        return await api.get_status(url, request_timeout=policy.request_timeout)
-    except runwatch.RunNotFound:
-        if isinstance(run, StartedRun):  # just started: the remote may not show it yet
-            return run.status.observed()
-        raise
-
-
-async def _record(flow_run_id: UUID, key: str, record: WatchRecord, tags: list[str]) -> None:
+async def _record(flow_run_id: UUID, key: str, spec: WaitSpec, tags: list[str]) -> None:
     name = record_key(key)
     async with get_client() as client:
         if await read_record(client, flow_run_id, key) is not None:  # left by an earlier attempt
             await client.delete_flow_run_input(flow_run_id, name)
-        await client.create_flow_run_input(flow_run_id, name, record.model_dump_json())
+        await client.create_flow_run_input(flow_run_id, name, spec.model_dump_json())
         if TAG not in tags:
             await client.update_flow_run(flow_run_id, tags=[*tags, TAG])
 
 
-async def read_record(client: PrefectClient, flow_run_id: UUID, pause_key: str) -> WatchRecord | None:
-    """The watch record of a suspension, if there is one."""
+async def read_record(client: PrefectClient, flow_run_id: UUID, pause_key: str) -> Suspension | None:
+    """The watch record of a suspension, if there is one (a `runwatch.WaitSpec`; `api` the block's id).
+
+    Raises `ValueError` (pydantic's `ValidationError`) for a record that is neither this version's nor the
+    previous one's.
+    """
     name = record_key(pause_key)
     found = await client.filter_flow_run_input(flow_run_id, key_prefix=name, limit=1, exclude_keys=set())
-    return WatchRecord.model_validate_json(found[0].value) if found and found[0].key == name else None
+    if not found or found[0].key != name:
+        return None
+    data = json.loads(found[0].value)
+    if isinstance(data, dict) and "api_block_id" in data:  # the previous version's record
+        old = {key: data.get(key) for key in ("run", "policy", "deadline", "started") if key in data}
+        return Suspension(
+            WaitSpec.from_dict({**old, "api": str(data["api_block_id"])}), previous_version=True
+        )
+    return Suspension(WaitSpec.from_dict(data))
 
 
 def _keyset(pause_key: str) -> Any:

@@ -25,13 +25,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.logging.loggers import flow_run_logger
-from pydantic import ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
-from prefect_runwatch._release import KEY_PREFIX, TAG, RunOutcome, WatchRecord, read_record
+from prefect_runwatch._release import KEY_PREFIX, TAG, Suspension, read_record, resume_input
 from prefect_runwatch.blocks import RunStatusApi
-from runwatch import Policy, RunStatus
+from runwatch import WaitResult, WaitSpec
 
 __all__ = ["Watcher"]
 
@@ -81,8 +80,8 @@ class Watcher:
                     continue
                 try:
                     record = await read_record(client, flow_run.id, pause_key)
-                except ValidationError as exc:
-                    record, problem = None, f"an unreadable watch record ({exc.error_count()} errors)"
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    record, problem = None, f"an unreadable watch record ({type(exc).__name__})"
                 else:
                     problem = "no watch record"
                 if record is None:
@@ -113,50 +112,38 @@ class Watcher:
             if len(page) < self.page_size:
                 return found
 
-    async def _watch(self, flow_run: FlowRun, record: WatchRecord) -> None:
+    async def _watch(self, flow_run: FlowRun, record: Suspension) -> None:
         logger = flow_run_logger(flow_run=flow_run)
         try:
-            answer = await _outcome(record, Observer(logger, flow_run_id=flow_run.id))
+            result = await _outcome(record.spec, Observer(logger, flow_run_id=flow_run.id))
+            run_input = resume_input(result, record.previous_version)
             async with get_client() as client:
-                result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
+                resumed = await client.resume_flow_run(flow_run.id, run_input=run_input)
         except Exception as exc:  # Prefect's API away, say: the next scan watches this flow run again
             log.warning("watch of flow run %s failed (%s); the next scan starts it again", flow_run.id, exc)
             return
-        if result.status is SetStateStatus.ACCEPT:
+        if resumed.status is SetStateStatus.ACCEPT:
             self.resumed += 1
-            logger.info(
-                "resumed by the runwatch watcher (%s)", answer.error or (answer.status or {}).get("status")
-            )
+            logger.info("resumed by the runwatch watcher (%s)", result.outcome)
         else:  # resumed meanwhile by another watcher, an automation or a person
             log.info(
-                "flow run %s not resumed: %s", flow_run.id, getattr(result.details, "reason", result.status)
+                "flow run %s not resumed: %s", flow_run.id, getattr(resumed.details, "reason", resumed.status)
             )
 
 
-async def _outcome(record: WatchRecord, observer: Observer) -> RunOutcome:
-    """Watch the run to its end; the run input that says how it ended."""
+async def _outcome(spec: WaitSpec, observer: Observer) -> WaitResult:
+    """Watch the run to its end: how the wait ended."""
     try:
-        block: RunStatusApi = await RunStatusApi.aload_from_ref(record.api_block_id)
+        if spec.api is None:
+            raise ValueError("no block id")
+        block: RunStatusApi = await RunStatusApi.aload_from_ref(spec.api)
     except (ObjectNotFound, ValueError):
-        name = record.api_block_name or record.api_block_id
-        message = f"the runwatch watcher cannot load the RunStatusApi block {name!r}"
-        return RunOutcome(error="RunwatchError", message=message)
-    last: RunStatus | None = None
-    try:
-        policy = Policy.from_dict(record.policy)
-        async for status in runwatch.watch_run(
-            block.get_api(), record.target(), policy=policy, deadline=record.deadline
-        ):
-            await observer(status)
-            last = status
-    except runwatch.WaitOutcome as exc:
-        status_dict = exc.status.to_dict() if exc.status else None
-        return RunOutcome(status=status_dict, error=type(exc).__name__, message=str(exc))
-    except runwatch.RunwatchError as exc:  # a bad profile or payload: the flow fails with it
-        return RunOutcome(error=type(exc).__name__, message=str(exc))
-    assert last is not None  # watch_run ends only on a terminal status
-    await observer.finish(last)
-    return RunOutcome(status=last.to_dict())
+        message = f"the runwatch watcher cannot load the RunStatusApi block {spec.api}"
+        return WaitResult(outcome="error", message=message)
+    result = await runwatch.wait_result(block.get_api(), spec, hooks=runwatch.Hooks(on_change=observer))
+    if result.status is not None and result.status.is_terminal:
+        await observer.finish(result.status)
+    return result
 
 
 def _pause_key(flow_run: FlowRun) -> str | None:

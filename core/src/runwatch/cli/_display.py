@@ -8,10 +8,11 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from runwatch._api import RunApi
+from runwatch._handoff import WaitResult
 from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._urls import redact_text
-from runwatch.cli._outcomes import outcome_of
+from runwatch.cli._outcomes import label
 from runwatch.text import inert
 
 if TYPE_CHECKING:
@@ -111,10 +112,17 @@ class Display:
     def show(self, status: RunStatus) -> None:
         raise NotImplementedError
 
-    def succeeded(self, status: RunStatus) -> None:
-        """The run ended as a success (the error path is reported by the caller, on stderr)."""
+    def ended(self, result: WaitResult) -> None:
+        """The wait ended (an error is reported by the caller, on stderr)."""
+        if result.ok and result.status is not None:
+            self.succeeded(result.status)
+        else:
+            self.failed(result)
 
-    def failed(self, exc: BaseException) -> None:
+    def succeeded(self, status: RunStatus) -> None:
+        """The run ended as a success."""
+
+    def failed(self, result: WaitResult) -> None:
         """The wait ended without success."""
 
 
@@ -177,10 +185,10 @@ class LiveDisplay(Display):
             self._live.refresh()
 
     def succeeded(self, status: RunStatus) -> None:
-        self.outcome = f"[green]{outcome_of(None)}[/]"
+        self.outcome = f"[green]{label('succeeded')}[/]"
 
-    def failed(self, exc: BaseException) -> None:
-        self.outcome = f"[red]{outcome_of(exc)}[/]"
+    def failed(self, result: WaitResult) -> None:
+        self.outcome = f"[red]{label(result.outcome)}[/]"
 
     def __rich__(self) -> RenderableType:
         from rich.panel import Panel

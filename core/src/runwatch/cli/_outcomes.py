@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from runwatch._handoff import outcome_kind
+from runwatch._handoff import Outcome, outcome_kind
 
-__all__ = ["outcome_of"]
+__all__ = ["label", "outcome_of"]
+
+
+def label(kind: Outcome) -> str:
+    """A short label for an outcome: `succeeded`, `failed`, `timed out`, `not found`, ..."""
+    return kind.replace("_", " ")
 
 
 def outcome_of(exc: BaseException | None) -> str:
-    """A short label for how a wait ended: `succeeded`, `failed`, `timed out`, `not found`, ..."""
-    return "succeeded" if exc is None else outcome_kind(exc).replace("_", " ")
+    """The label of a wait that raised `exc` (None: it succeeded)."""
+    return label("succeeded" if exc is None else outcome_kind(exc))

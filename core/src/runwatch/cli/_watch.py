@@ -11,13 +11,11 @@ from pydantic import ValidationError
 
 from runwatch._api import RunApi
 from runwatch._auth import Auth, BasicAuth, BearerAuth
-from runwatch._errors import RunwatchError
+from runwatch._handoff import WaitSpec, wait_result
 from runwatch._hooks import Hooks
 from runwatch._policy import Policy
 from runwatch._profile import load_profile
-from runwatch._status import RunStatus
 from runwatch._urls import origin_of, split_userinfo
-from runwatch._waiter import wait_for_run
 from runwatch.cli._args import UsageError, parse_header, read_token
 from runwatch.cli._display import Display, pick_display
 from runwatch.cli._params import param_env, url_params
@@ -81,18 +79,15 @@ def make_policy(args: argparse.Namespace) -> Policy:
 
 
 async def run_watch(args: argparse.Namespace) -> int:
-    """Watch RUN to its end; the exit code is the outcome's."""
+    """Watch RUN to its end; the exit code is the outcome's (raised as its error, which main reports)."""
     api, run = make_api(args)
-    policy = make_policy(args)
+    spec = WaitSpec(run=run, policy=make_policy(args).to_dict())
     display: Display = pick_display(args.json, sys.stdout, api)
     with display:
-        try:
-            hooks = Hooks(
-                on_change=display.change, on_request=display.requested, on_unreadable=display.unreadable
-            )
-            final: RunStatus = await wait_for_run(api, run, policy=policy, hooks=hooks)
-        except RunwatchError as exc:
-            display.failed(exc)
-            raise
-        display.succeeded(final)
+        hooks = Hooks(
+            on_change=display.change, on_request=display.requested, on_unreadable=display.unreadable
+        )
+        result = await wait_result(api, spec, hooks=hooks)
+        display.ended(result)
+    result.raise_for_outcome()
     return 0
