@@ -111,15 +111,16 @@ def _read_headers(
 ) -> tuple[str, int, list[bytes]]:
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
     msg_id = _header(lowered, "webhook-id")
-    raw_timestamp = _header(lowered, "webhook-timestamp")
-    raw_signatures = _header(lowered, "webhook-signature")
+    timestamp = _timestamp(_header(lowered, "webhook-timestamp"), tolerance, now)
+    return msg_id, timestamp, _signatures(_header(lowered, "webhook-signature"))
 
+
+def _timestamp(raw: str, tolerance: float, now: float | None) -> int:
+    """The delivery's UNIX time, if within `tolerance` seconds of `now` (default: the clock)."""
     # Digits only, and few enough that the arithmetic below stays in float range whatever the sender says.
-    if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) <= 15):
-        raise WebhookVerificationError(
-            f"webhook-timestamp is not an integer number of seconds: {raw_timestamp[:40]!r}"
-        )
-    timestamp = int(raw_timestamp)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):
+        raise WebhookVerificationError(f"webhook-timestamp is not an integer number of seconds: {raw[:40]!r}")
+    timestamp = int(raw)
     current = time.time() if now is None else now
     if timestamp < current - tolerance:
         raise WebhookVerificationError(
@@ -129,9 +130,13 @@ def _read_headers(
         raise WebhookVerificationError(
             f"webhook timestamp too new: {timestamp - current:.0f} s ahead, tolerance is {tolerance:g} s"
         )
+    return timestamp
 
+
+def _signatures(raw: str) -> list[bytes]:
+    """The well-formed `v1` signatures of a space-separated list; at least one."""
     candidates: list[bytes] = []
-    for entry in raw_signatures.split():
+    for entry in raw.split():
         version, _, encoded = entry.partition(",")
         if version != "v1" or not encoded:
             continue  # other schemes (v1a: ed25519) are not ours to check
@@ -141,7 +146,17 @@ def _read_headers(
             continue
     if not candidates:
         raise WebhookVerificationError("webhook-signature has no v1 signature")
-    return msg_id, timestamp, candidates
+    return candidates
+
+
+def _matches(keys: list[bytes], msg_id: str, timestamp: int, body: bytes, candidates: list[bytes]) -> bool:
+    matched = False
+    for key in keys:
+        expected = _digest(key, msg_id, timestamp, body)
+        for candidate in candidates:
+            # Compare every pair (no early exit) so timing says nothing about which one matched.
+            matched |= hmac.compare_digest(expected, candidate)
+    return matched
 
 
 def verify(
@@ -161,13 +176,6 @@ def verify(
     """
     keys = check_secrets(secrets)
     msg_id, timestamp, candidates = _read_headers(headers, tolerance, now)
-    body_bytes = bytes(body)
-    matched = False
-    for key in keys:
-        expected = _digest(key, msg_id, timestamp, body_bytes)
-        for candidate in candidates:
-            # Compare every pair (no early exit) so timing says nothing about which one matched.
-            matched |= hmac.compare_digest(expected, candidate)
-    if not matched:
+    if not _matches(keys, msg_id, timestamp, bytes(body), candidates):
         raise WebhookVerificationError(f"no webhook signature matched (webhook-id {msg_id[:80]!r})")
     return msg_id

@@ -18,10 +18,19 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runwatch.server._faults import AnyFault, Modes, http_date_in, modes_of, pick_fault, seconds
+from runwatch.server._faults import (
+    AnyFault,
+    FaultCounters,
+    Modes,
+    http_date_in,
+    modes_of,
+    pick_fault,
+    seconds,
+)
 from runwatch.server._runs import Run, Snapshot
 from runwatch.server._spec import (
     ErrorFault,
+    FaultSet,
     MalformedFault,
     OversizedFault,
     RateLimitFault,
@@ -214,77 +223,86 @@ class _Api:
         return Response(snap.body, 202, headers, JSON)
 
     async def get_run(self, request: Request) -> Response:
-        store = self.store
-        run = store.runs.get(request.path_params["run_id"])
+        """A run's status: after the faults its scripts ask for, the quota, `If-None-Match`, long polling."""
+        run = self.store.runs.get(request.path_params["run_id"])
         if run is None:
             return _error(404, "no such run")
-        counters = run.counters
-        counters.get += 1
-        now = time.monotonic()
-        if now < run.not_found_until:
-            counters.not_found += 1
+        run.counters.get += 1
+        if time.monotonic() < run.not_found_until:  # read-after-write lag
+            run.counters.not_found += 1
             return _error(404, "no such run")
-
-        sets = store.counters_for(run)
+        sets = self.store.counters_for(run)
         modes = modes_of(sets) if sets else HONEST
-        if sets:
-            latency = sum(faults.latency for faults, _ in sets)
-            slow = pick_fault(sets, ("slow",))
-            if slow is not None:
-                assert isinstance(slow[1], SlowFault)
-                counters.slow += 1
-                latency += slow[1].seconds
-            if latency > 0:
-                await store.sleep(latency)
-                now = time.monotonic()
-            fault = pick_fault(sets, ("drop", "rate_limit", "errors_5xx"))
-            if fault is not None:
-                return self._fault_response(run, *fault)
-
+        if sets and (failure := await self._before_reading(run, sets)) is not None:
+            return failure
+        now = time.monotonic()
         extra: dict[str, str] = {}
-        quota = run.quota or store.global_quota
-        if quota is not None:
-            allowed, remaining, reset = quota.take(now)
-            extra.update(quota.headers(remaining, reset))
-            if not allowed:
-                counters.s429 += 1
-                extra["retry-after"] = str(max(1, math.ceil(reset)))
-                return _error(429, "rate limit exceeded", extra)
-        headers = request.headers
+        if (limited := self._over_quota(run, now, extra)) is not None:
+            return limited
         # An API without ETags or 304s does not look at If-None-Match.
-        if_none_match = headers.get("if-none-match") if modes.conditional else None
+        if_none_match = request.headers.get("if-none-match") if modes.conditional else None
         if sets:
             fault = pick_fault(sets, ("malformed", "truncated", "oversized", "etag_lies"))
             if fault is not None:
                 return self._body_fault(run, *fault, extra, run.view(now), modes, if_none_match)
-
-        wait: float | None = None
-        if request.scope["query_string"]:
-            raw_wait = request.query_params.get("wait")
-            if raw_wait is not None:
-                try:
-                    wait = float(raw_wait)
-                except ValueError:
-                    wait = math.nan
-                if not math.isfinite(wait) or wait < 0:
-                    return _error(400, "wait: must be a number of seconds >= 0")
-        if wait is None:
-            prefer = headers.get("prefer")
-            if prefer is not None:
-                wait = _prefer_wait(prefer)
-                if wait is not None:
-                    wait = min(wait, self.config.max_wait)
-                    extra["preference-applied"] = f"wait={seconds(wait)}"
-
+        try:
+            wait = self._wait_asked(request, extra)
+        except ValueError:
+            return _error(400, "wait: must be a number of seconds >= 0")
         snap = run.view(now)
         if wait:
             snap = await self._hold(run, snap, min(wait, self.config.max_wait), if_none_match)
         if not modes.no_etag:
             extra["etag"] = snap.etag
         if if_none_match is not None and _etag_matches(if_none_match, snap.etag):
-            counters.s304 += 1
+            run.counters.s304 += 1
             return Response(None, 304, extra)
         return Response(_without(snap.body, modes.omit) if modes.omit else snap.body, 200, extra, JSON)
+
+    async def _before_reading(self, run: Run, sets: list[tuple[FaultSet, FaultCounters]]) -> Response | None:
+        """The faults that strike before the run is read: latency (and slow answers), then a dropped
+        connection, a 429 or a 5xx (their answer)."""
+        latency = sum(faults.latency for faults, _ in sets)
+        slow = pick_fault(sets, ("slow",))
+        if slow is not None:
+            assert isinstance(slow[1], SlowFault)
+            run.counters.slow += 1
+            latency += slow[1].seconds
+        if latency > 0:
+            await self.store.sleep(latency)
+        fault = pick_fault(sets, ("drop", "rate_limit", "errors_5xx"))
+        return self._fault_response(run, *fault) if fault is not None else None
+
+    def _over_quota(self, run: Run, now: float, extra: dict[str, str]) -> Response | None:
+        """The RateLimit quota (the run's, else the server's): its headers go in `extra`; a 429 once spent."""
+        quota = run.quota or self.store.global_quota
+        if quota is None:
+            return None
+        allowed, remaining, reset = quota.take(now)
+        extra.update(quota.headers(remaining, reset))
+        if allowed:
+            return None
+        run.counters.s429 += 1
+        extra["retry-after"] = str(max(1, math.ceil(reset)))
+        return _error(429, "rate limit exceeded", extra)
+
+    def _wait_asked(self, request: Request, extra: dict[str, str]) -> float | None:
+        """How long the client asks us to hold the answer, in seconds: `?wait=`, else `Prefer: wait=`
+        (capped, and said back in `Preference-Applied`, put in `extra`). ValueError for a bad `?wait=`."""
+        if request.scope["query_string"]:
+            raw = request.query_params.get("wait")
+            if raw is not None:
+                asked = float(raw)
+                if not math.isfinite(asked) or asked < 0:
+                    raise ValueError(raw)
+                return asked
+        prefer = request.headers.get("prefer")
+        wait = _prefer_wait(prefer) if prefer is not None else None
+        if wait is None:
+            return None
+        wait = min(wait, self.config.max_wait)
+        extra["preference-applied"] = f"wait={seconds(wait)}"
+        return wait
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
         """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
