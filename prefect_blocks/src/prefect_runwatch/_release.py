@@ -132,13 +132,9 @@ async def wait_released(
     flow_run_id = _suspendable_flow_run()
     api = block.get_api()
     url = run.status_url if isinstance(run, StartedRun) else api.status_url(run)
-    base = KEY_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:20]
-    async with get_client() as client:
-        current = await client.read_flow_run(flow_run_id)
-        fired = _fired(base, current.empirical_policy.pause_keys or set())
-        previous = await read_record(client, flow_run_id, fired[-1]) if fired else None
-    if fired:
-        result = await _resumed_with(fired[-1], flow_run_id, policy, observer)
+    earlier = await _earlier(flow_run_id, KEY_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:20])
+    if earlier.fired:
+        result = await _resumed_with(earlier.fired[-1], flow_run_id, policy, observer)
         if result is not None:
             observer.logger.info("resumed by the runwatch watcher: remote run %s has ended", url)
             return result.raise_for_outcome()
@@ -151,21 +147,44 @@ async def wait_released(
         if status.is_terminal:
             await observer.finish(status)
             return runwatch.outcome(status, policy)
-    deadline = (
-        previous.spec.deadline if previous else (time.time() + policy.timeout if policy.timeout else None)
-    )
     spec = WaitSpec(
         run=url,
         api=str(block_id),
         policy=policy.to_dict(),
-        deadline=deadline,
+        deadline=earlier.deadline(policy),
         started=run.to_dict() if isinstance(run, StartedRun) else None,
     )
-    key = f"{base}-{len(fired) + 1}" if fired else base
-    await _record(flow_run_id, key, spec, current.tags)
+    await _record(flow_run_id, earlier.next_key, spec, earlier.tags)
     _say_suspending(observer, status, url)
-    await _suspend(flow_run_id, key, deadline, observer)
+    await _suspend(flow_run_id, earlier.next_key, spec.deadline, observer)
     return None  # Prefect raises Pause in the flow as soon as this task run ends
+
+
+class _Earlier(NamedTuple):
+    """What earlier attempts of this wait left on the flow run."""
+
+    base: str  # the wait's pause key: `runwatch-<hash of the status URL>`
+    fired: list[str]  # its pause keys already used, oldest first
+    previous: Suspension | None  # the watch record of the last of them
+    tags: list[str]
+
+    @property
+    def next_key(self) -> str:
+        return f"{self.base}-{len(self.fired) + 1}" if self.fired else self.base
+
+    def deadline(self, policy: Policy) -> float | None:
+        """The wait's absolute deadline (UNIX seconds): the first suspension's, kept across resumes."""
+        if self.previous is not None:
+            return self.previous.spec.deadline
+        return time.time() + policy.timeout if policy.timeout else None
+
+
+async def _earlier(flow_run_id: UUID, base: str) -> _Earlier:
+    async with get_client() as client:
+        current = await client.read_flow_run(flow_run_id)
+        fired = _fired(base, current.empirical_policy.pause_keys or set())
+        previous = await read_record(client, flow_run_id, fired[-1]) if fired else None
+    return _Earlier(base, fired, previous, current.tags)
 
 
 def _say_suspending(observer: Observer, status: RunStatus | None, url: str) -> None:

@@ -143,12 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log what the waiter does to stderr")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    _add_watch(subs, common)
+    _add_serve(subs, common)
+    _add_profiles(subs, common)
+    _add_demo(subs, common)
+    return parser
+
+
+def _add_watch(subs: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """`runwatch watch RUN ...`."""
     watch = subs.add_parser(
         "watch",
         parents=[common],
         help="wait for one run to end",
         description=("Wait for one run to end. RUN is a full status URL, or a run id with --base-url."),
     )
+    _add_what_to_watch(watch)
+    _add_wait_policy(watch)
+    watch.add_argument(
+        "--ca-bundle", metavar="FILE", help="verify the API's TLS certificate with this CA bundle (PEM)"
+    )
+    watch.add_argument("--json", action="store_true", help="one JSON status per change on stdout")
+
+
+def _add_what_to_watch(watch: argparse.ArgumentParser) -> None:
+    """Which run, on which API, with which credentials and parameters."""
     watch.add_argument("run", metavar="RUN", help="a status URL, or a run id (with --base-url)")
     watch.add_argument("--base-url", metavar="URL", help="the API's base URL, for a run id")
     watch.add_argument(
@@ -172,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--header", metavar="'K: V'", action="append", default=[], help="an extra request header (repeatable)"
     )
+
+
+def _add_wait_policy(watch: argparse.ArgumentParser) -> None:
+    """The wait's `Policy`, flag by flag (units: seconds)."""
     watch.add_argument("--timeout", metavar="S", type=_seconds, help="give up after S seconds (exit 5)")
     watch.add_argument("--interval", metavar="S", type=_seconds, help="first poll interval (default 2)")
     watch.add_argument(
@@ -207,11 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="ignore",
         help="a move the state machine forbids (FAILED -> RUNNING) is logged and ignored, or exits 10",
     )
-    watch.add_argument(
-        "--ca-bundle", metavar="FILE", help="verify the API's TLS certificate with this CA bundle (PEM)"
-    )
-    watch.add_argument("--json", action="store_true", help="one JSON status per change on stdout")
 
+
+def _add_serve(subs: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """`runwatch serve`."""
     serve = subs.add_parser("serve", parents=[common], help="run the reference server in the foreground")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="port to bind (default 8765)")
@@ -222,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this environment variable's value as a bearer token",
     )
 
+
+def _add_profiles(subs: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """`runwatch profiles [NAME]`."""
     profiles = subs.add_parser(
         "profiles",
         parents=[common],
@@ -232,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("name", metavar="NAME", nargs="?", help="a built-in profile or a .json/.toml file")
     profiles.add_argument("--json", action="store_true", help="JSON: one object per profile, or the profile")
 
+
+def _add_demo(subs: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """`runwatch demo`."""
     demo = subs.add_parser("demo", parents=[common], help="watch a dozen runs through every lifecycle")
     demo.add_argument(
         "--runs",
@@ -240,4 +268,3 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many runs (default: one per scenario; more repeat the scenarios)",
     )
     demo.add_argument("--json", action="store_true", help="JSON lines instead of tables")
-    return parser

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from runwatch import webhooks
@@ -330,78 +331,81 @@ FAULT_KEYS = {
 
 
 def parse_faults(value: Any, where: str = "faults") -> FaultSet:
+    """A run's (or the server's) fault set; `SpecError` naming the first bad key."""
     if value is None:
         return FaultSet()
     obj = _object(value, where, FAULT_KEYS)
-    latency = _number(obj.get("latency", 0.0), f"{where}.latency")
-    drop = rate_limit = errors = malformed = quota = slow = truncated = oversized = lies = None
-    if obj.get("drop") is not None:
-        at = f"{where}.drop"
-        drop = _trigger(_object(obj["drop"], at, set(TRIGGER_KEYS)), at)
-    if obj.get("rate_limit") is not None:
-        rate_limit = _rate_limit(obj["rate_limit"], f"{where}.rate_limit")
-    if obj.get("slow") is not None:
-        at = f"{where}.slow"
-        sub = _object(obj["slow"], at, {*TRIGGER_KEYS, "seconds"})
-        if "seconds" not in sub:
-            raise SpecError(f"{at}.seconds: required (how long each hit request is held)")
-        slow = SlowFault(_trigger(sub, at), _number(sub["seconds"], f"{at}.seconds"))
-    if obj.get("truncated") is not None:
-        at = f"{where}.truncated"
-        sub = _object(obj["truncated"], at, {*TRIGGER_KEYS, "keep"})
-        keep = None if sub.get("keep") is None else _int(sub["keep"], f"{at}.keep", minimum=0)
-        truncated = TruncatedFault(_trigger(sub, at), keep)
-    if obj.get("oversized") is not None:
-        at = f"{where}.oversized"
-        sub = _object(obj["oversized"], at, {*TRIGGER_KEYS, "size", "chunked"})
-        size = _int(sub.get("size", DEFAULT_OVERSIZE), f"{at}.size")
-        if size > MAX_OVERSIZE:
-            raise SpecError(f"{at}.size: at most {MAX_OVERSIZE} bytes (got {size})")
-        oversized = OversizedFault(_trigger(sub, at), size, _flag(sub, "chunked", at))
-    if obj.get("etag_lies") is not None:
-        at = f"{where}.etag_lies"
-        lies = _trigger(_object(obj["etag_lies"], at, set(TRIGGER_KEYS)), at)
-    omit = frozenset() if obj.get("omit") is None else _omit(obj["omit"], f"{where}.omit")
-    if obj.get("errors_5xx") is not None:
-        at = f"{where}.errors_5xx"
-        sub = _object(obj["errors_5xx"], at, {*TRIGGER_KEYS, "status", "retry_after"})
-        status = sub.get("status", 503)
-        if status not in ERROR_STATUSES or isinstance(status, bool):
-            raise SpecError(f"{at}.status: must be one of {', '.join(map(str, ERROR_STATUSES))}")
-        errors = ErrorFault(
-            _trigger(sub, at), status, _opt_number(sub.get("retry_after"), f"{at}.retry_after")
-        )
-    if obj.get("malformed") is not None:
-        at = f"{where}.malformed"
-        sub = _object(obj["malformed"], at, {*TRIGGER_KEYS, "shape"})
-        shape = sub.get("shape", "text")
-        if shape not in ("text", "wrong"):
-            raise SpecError(f"{at}.shape: must be 'text' (not JSON) or 'wrong' (JSON without status)")
-        malformed = MalformedFault(_trigger(sub, at), shape)
-    if obj.get("ratelimit_headers") is not None:
-        at = f"{where}.ratelimit_headers"
-        sub = _object(obj["ratelimit_headers"], at, {"quota", "window"})
-        if "quota" not in sub or "window" not in sub:
-            raise SpecError(f"{at}: needs 'quota' (requests) and 'window' (seconds)")
-        quota = QuotaSpec(
-            _int(sub["quota"], f"{at}.quota"), _number(sub["window"], f"{at}.window", strict=True)
-        )
+
+    def part(key: str, parse: Callable[[Any, str], _P]) -> _P | None:
+        return None if obj.get(key) is None else parse(obj[key], f"{where}.{key}")
+
     return FaultSet(
-        latency,
-        drop,
-        rate_limit,
-        errors,
-        malformed,
-        quota,
-        slow,
-        truncated,
-        oversized,
-        lies,
-        _flag(obj, "no_etag", where),
-        _flag(obj, "no_304", where),
-        omit,
-        dict(obj),
+        latency=_number(obj.get("latency", 0.0), f"{where}.latency"),
+        drop=part("drop", _bare_trigger),
+        rate_limit=part("rate_limit", _rate_limit),
+        errors_5xx=part("errors_5xx", _errors_5xx),
+        malformed=part("malformed", _malformed),
+        ratelimit_headers=part("ratelimit_headers", _quota),
+        slow=part("slow", _slow),
+        truncated=part("truncated", _truncated),
+        oversized=part("oversized", _oversized),
+        etag_lies=part("etag_lies", _bare_trigger),
+        no_etag=_flag(obj, "no_etag", where),
+        no_304=_flag(obj, "no_304", where),
+        omit=frozenset() if obj.get("omit") is None else _omit(obj["omit"], f"{where}.omit"),
+        source=dict(obj),
     )
+
+
+_P = TypeVar("_P")
+
+
+def _bare_trigger(value: Any, at: str) -> Trigger:
+    return _trigger(_object(value, at, set(TRIGGER_KEYS)), at)
+
+
+def _slow(value: Any, at: str) -> SlowFault:
+    sub = _object(value, at, {*TRIGGER_KEYS, "seconds"})
+    if "seconds" not in sub:
+        raise SpecError(f"{at}.seconds: required (how long each hit request is held)")
+    return SlowFault(_trigger(sub, at), _number(sub["seconds"], f"{at}.seconds"))
+
+
+def _truncated(value: Any, at: str) -> TruncatedFault:
+    sub = _object(value, at, {*TRIGGER_KEYS, "keep"})
+    keep = None if sub.get("keep") is None else _int(sub["keep"], f"{at}.keep", minimum=0)
+    return TruncatedFault(_trigger(sub, at), keep)
+
+
+def _oversized(value: Any, at: str) -> OversizedFault:
+    sub = _object(value, at, {*TRIGGER_KEYS, "size", "chunked"})
+    size = _int(sub.get("size", DEFAULT_OVERSIZE), f"{at}.size")
+    if size > MAX_OVERSIZE:
+        raise SpecError(f"{at}.size: at most {MAX_OVERSIZE} bytes (got {size})")
+    return OversizedFault(_trigger(sub, at), size, _flag(sub, "chunked", at))
+
+
+def _errors_5xx(value: Any, at: str) -> ErrorFault:
+    sub = _object(value, at, {*TRIGGER_KEYS, "status", "retry_after"})
+    status = sub.get("status", 503)
+    if status not in ERROR_STATUSES or isinstance(status, bool):
+        raise SpecError(f"{at}.status: must be one of {', '.join(map(str, ERROR_STATUSES))}")
+    return ErrorFault(_trigger(sub, at), status, _opt_number(sub.get("retry_after"), f"{at}.retry_after"))
+
+
+def _malformed(value: Any, at: str) -> MalformedFault:
+    sub = _object(value, at, {*TRIGGER_KEYS, "shape"})
+    shape = sub.get("shape", "text")
+    if shape not in ("text", "wrong"):
+        raise SpecError(f"{at}.shape: must be 'text' (not JSON) or 'wrong' (JSON without status)")
+    return MalformedFault(_trigger(sub, at), shape)
+
+
+def _quota(value: Any, at: str) -> QuotaSpec:
+    sub = _object(value, at, {"quota", "window"})
+    if "quota" not in sub or "window" not in sub:
+        raise SpecError(f"{at}: needs 'quota' (requests) and 'window' (seconds)")
+    return QuotaSpec(_int(sub["quota"], f"{at}.quota"), _number(sub["window"], f"{at}.window", strict=True))
 
 
 # ------------------------------------------------------------------------------------------------ runs
