@@ -49,7 +49,13 @@ def test_a_run_that_does_not_exist_ends_the_task_without_deferring(
     ("conn", "task", "raised", "says"),
     [
         ({}, {"profile": "no_such_profile"}, exceptions.RemoteProfileError, "no_such_profile"),
-        ({"host": "http://127.0.0.1:99999"}, {}, exceptions.RunwatchAirflowError, "has a bad port"),
+        ({"host": "http://127.0.0.1:99999"}, {}, exceptions.RemoteConfigurationError, "has a bad port"),
+        (  # no wait can change it: the credentials never go to another origin (runwatch.first_look)
+            {"password": "t0k"},
+            {"run": "http://127.0.0.2:9/runs/r-1"},
+            exceptions.RemoteConfigurationError,
+            "origin",
+        ),
         (
             {},
             {"run": ""},

@@ -96,6 +96,22 @@ async def test_suspend_watch_resume_rerun(server: ReferenceServer, saved: str) -
     await watcher.close()
 
 
+async def test_passing_trouble_on_the_first_look_is_left_to_the_watcher(
+    server: ReferenceServer, saved: str
+) -> None:
+    """The first look is `runwatch.first_look`, as the Airflow sensor's: a 503 suspends, it does not fail."""
+    run = server.create_run(
+        script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}],
+        faults={"errors_5xx": {"first": 1, "status": 503}},
+    )
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    await resumed_by(Watcher(), flow_run.id)
+    state = await execute(flow_run.id)
+    assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+    assert server.stats()["runs"][run["id"]]["5xx"] == 1
+
+
 async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer, saved: str) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
@@ -315,13 +331,11 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
         token_url=f"{server.url}/oauth/token",
     )
     await block.asave("oauth-api", overwrite=True)
-    runs = [
-        server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
-        for _ in range(3)
-    ]
-    flow_runs = [await new_flow_run(run=r["id"], api_block="oauth-api") for r in runs]
-    for flow_run in flow_runs:
-        assert (await execute(flow_run.id)).name == "Suspended"
+    flow_runs = []
+    for _ in range(3):  # each run starts just before its flow: a loaded machine must not see it end first
+        run = server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+        flow_runs.append(await new_flow_run(run=run["id"], api_block="oauth-api"))
+        assert (await execute(flow_runs[-1].id)).name == "Suspended"
     watcher = Watcher(scan_interval=0.2)
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
