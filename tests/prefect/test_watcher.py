@@ -171,6 +171,7 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
         {"status": {"status": "SUCCEEDED"}},  # no id: not a status object
         {"status": {"id": "r-x", "status": "RUNNING"}},  # a status, but not a final one
         {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
+        {"outcome": "succeeded"},  # a success without its final status
     ],
 )
 async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
@@ -193,13 +194,17 @@ async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
-async def test_a_well_formed_outcome_given_by_hand_is_taken(server: ReferenceServer, saved: str) -> None:
+@pytest.mark.parametrize("shape", ["result", "previous"])
+async def test_a_well_formed_outcome_given_by_hand_is_taken(
+    server: ReferenceServer, saved: str, shape: str
+) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     assert (await execute(flow_run.id)).name == "Suspended"
     final = runwatch.RunStatus(id=run["id"], status=runwatch.State.SUCCEEDED).to_dict()
+    given = {"outcome": "succeeded", "status": final} if shape == "result" else {"status": final}
     async with get_client() as client:
-        await client.resume_flow_run(flow_run.id, run_input={"status": final})
+        await client.resume_flow_run(flow_run.id, run_input=given)
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
 

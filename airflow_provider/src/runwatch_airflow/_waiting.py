@@ -105,9 +105,12 @@ class RemoteRunTask(BaseOperator):
         task here with its typed failure; passing trouble (network, 5xx, 429) is left to the trigger.
         """
         try:
-            return runwatch.run_sync(runwatch.first_look(self.hook.get_api(), run))
+            status = runwatch.run_sync(runwatch.first_look(self.hook.get_api(), run))
         except runwatch.RunwatchError as exc:
             self.raise_result(runwatch.WaitResult.of_error(exc), None)
+        if status is None:
+            self.log.info("could not read %s before deferring: the trigger will", run)
+        return status
 
     def judge(self, context: Context, status: runwatch.RunStatus) -> dict[str, Any]:
         """The final status if it counts as success under the policy (XCom), else its outcome, raised."""

@@ -69,21 +69,18 @@ class RunOutcome(RunInput):
         the wait failed nor which final status it reached.
         """
         status = RunStatus.from_dict(self.status) if self.status is not None else None
+        if self.outcome is None and self.error is None:
+            if status is None:
+                return None
+            if not status.is_terminal:
+                raise ValueError(f"the status is {status.status.value}, not a final one")
+            return WaitResult.of_status(status, policy)  # the previous version's success, judged here
         if self.outcome is not None:
             result = WaitResult(outcome=self.outcome, status=status, message=self.message or "")
-        elif self.error is not None:
-            result = WaitResult.of_error_name(self.error, self.message or "", status)
-        elif status is None:
-            return None
-        else:  # the previous version's success: a final status, judged here
-            result = (
-                WaitResult.of_status(status, policy)
-                if status.is_terminal
-                else WaitResult(outcome="succeeded", status=status)
-            )
+        else:
+            result = WaitResult.of_error_name(str(self.error), self.message or "", status)
         if result.ok and (result.status is None or not result.status.is_terminal):
-            word = result.status.status.value if result.status else None
-            raise ValueError(f"the status is {word}, not a final one")
+            raise ValueError("a success without its final status")
         return result
 
 
