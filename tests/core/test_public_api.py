@@ -16,6 +16,7 @@ PUBLIC = {
     # APIs, profiles, credentials, transports
     "RunApi", "StartedRun", "Auth", "BearerAuth", "BasicAuth", "HeaderAuth", "Profile", "load_profile",
     "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "auth_for", "AUTH_STYLES", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
+    "RedisBudget",
     "Response",
     # push
     "WebhookInbox", "webhooks",

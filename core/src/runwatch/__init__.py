@@ -16,6 +16,7 @@ from runwatch._auth import (
     TokenProvider,
     auth_for,
 )
+from runwatch._budget import RedisBudget
 from runwatch._clock import Clock
 from runwatch._errors import (
     AccessDenied,
@@ -82,6 +83,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Progress",
+    "RedisBudget",
     "Request",
     "Response",
     "RunApi",

@@ -14,6 +14,7 @@ import jmespath
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from runwatch._auth import Auth, BasicAuth, TokenAuth
+from runwatch._budget import RedisBudget
 from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import (
     AccessDenied,
@@ -102,7 +103,9 @@ class RunApi:
     the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
     `MockTransport`); `clock` is the time the engine waits by (a fake one in tests). `product` names the
     integration in the `User-Agent` after runwatch's own (`runwatch/0.1.0 runwatch-airflow/0.1.0`, RFC 9110
-    §10.1.5), so API owners can see who polls them.
+    §10.1.5), so API owners can see who polls them. `budget` is a request budget per origin that every
+    process using the same store shares (`RedisBudget`); without it, nothing is asked of any store. Like
+    `auth`, it is not part of `to_dict`: its store address may hold a password.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class RunApi:
         transport: Transport | None = None,
         clock: Clock | None = None,
         product: str | None = None,
+        budget: RedisBudget | None = None,
     ) -> None:
         userinfo = None
         if base_url:
@@ -137,6 +141,7 @@ class RunApi:
         self.other_origins = other_origins
         self.transport = transport or DEFAULT_TRANSPORT
         self.clock = clock or SYSTEM_CLOCK
+        self.budget = budget
         from runwatch import __version__  # the package is imported whole by the time an API is made
 
         agent = f"runwatch/{__version__}" + (f" {product}" if product else "")
@@ -164,8 +169,10 @@ class RunApi:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], auth: Auth | None = None) -> RunApi:
-        return cls(auth=auth, **data)
+    def from_dict(
+        cls, data: Mapping[str, Any], auth: Auth | None = None, budget: RedisBudget | None = None
+    ) -> RunApi:
+        return cls(auth=auth, budget=budget, **data)
 
     def status_url(self, run: str) -> str:
         """The URL of a run: `run` itself when it is a URL, else the profile's template.
@@ -299,6 +306,7 @@ class RunApi:
             deadline=deadline,
             rate_limit=self.profile.rate_limit,
             max_body=self.max_body,
+            budget=self.budget,
         )
 
     async def post_form(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
@@ -313,7 +321,13 @@ class RunApi:
             ):
                 with attempt:
                     return await origin.request(
-                        "POST", url, headers=headers, data=body, timeout=30.0, max_body=self.max_body
+                        "POST",
+                        url,
+                        headers=headers,
+                        data=body,
+                        timeout=30.0,
+                        max_body=self.max_body,
+                        budget=self.budget,
                     )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1,0 +1,302 @@
+"""One request budget per API origin across processes (RedisBudget), on a real Redis and real OS processes.
+
+The Redis server is started here from the system package (redis_server.py); the processes run
+_budget_child.py against the reference server and are measured at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from redis_server import RedisServer
+
+from runwatch import ConfigurationError, Policy, RedisBudget, RunApi, TransientError, wait_for_run
+from runwatch._clock import SYSTEM_CLOCK
+from runwatch.server import ReferenceServer
+
+CHILD = Path(__file__).with_name("_budget_child.py")
+RUNNING_LONG = [{"status": "RUNNING", "for": 600}, {"status": "SUCCEEDED"}]
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared Redis, emptied for each test."""
+    with Redis.from_url(redis_server.url) as client:
+        client.flushdb()
+    return redis_server.url
+
+
+class Children:
+    """Processes running _budget_child.py; every one still alive at the end is killed."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, **config: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def go(proc: subprocess.Popen[str], urls: list[str]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.stdin.write(json.dumps(urls) + "\n")
+        proc.stdin.flush()
+
+    @staticmethod
+    def outcomes(proc: subprocess.Popen[str]) -> list[str]:
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0
+        result: list[str] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    made = Children()
+    try:
+        yield made
+    finally:
+        made.kill_all()
+
+
+def gets(server: ReferenceServer, run_ids: list[str]) -> int:
+    runs = server.stats()["runs"]
+    return sum(runs[run_id]["GET"] for run_id in run_ids)
+
+
+def until(what: str, check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------------------------ the store
+
+
+async def test_tokens_come_in_a_burst_then_at_the_rate_and_the_key_expires(redis_url: str) -> None:
+    budget = RedisBudget(redis_url, rate=20, burst=3, key_prefix="t")
+    begun = time.monotonic()
+    waits = []
+    for _ in range(7):
+        before = time.monotonic()
+        assert await budget.take("http://a.test", None, SYSTEM_CLOCK) == 0.0
+        waits.append(time.monotonic() - before)
+    elapsed = time.monotonic() - begun
+    await budget.aclose()
+    # Three at once, then one every 50 ms: the last four cannot come sooner than 4 x 50 ms.
+    assert max(waits[:3]) < 0.05 <= elapsed
+    assert elapsed >= 0.19
+    with Redis.from_url(redis_url) as client:
+        assert client.keys("t:*") == [b"t:http://a.test"]
+        ttl = client.pttl("t:http://a.test")
+        assert 0 < ttl <= 2000  # the state expires soon after its last slot
+
+
+async def test_a_shared_pause_is_answered_before_any_token(redis_url: str) -> None:
+    budget = RedisBudget(redis_url, rate=1000, burst=10)
+    await budget.pause("http://a.test", 30.0)
+    paused = await budget.take("http://a.test", None, SYSTEM_CLOCK)
+    assert 29.0 < paused <= 30.0
+    assert await budget.take("http://b.test", None, SYSTEM_CLOCK) == 0.0  # another origin is not paused
+    with pytest.raises(TransientError, match="no request budget left before the deadline"):
+        await RedisBudget(redis_url, rate=0.01).take("http://c.test", time.time() - 1, SYSTEM_CLOCK)
+    await budget.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rate": 0}, "budget rate must be a number of requests per second > 0 (got 0)"),
+        ({"rate": float("inf")}, "budget rate must be a number of requests per second > 0 (got inf)"),
+        ({"rate": 5, "burst": 0}, "budget burst must be a whole number of requests >= 1 (got 0)"),
+        ({"rate": 5, "burst": 2.5}, "budget burst must be a whole number of requests >= 1 (got 2.5)"),
+        ({"rate": 5, "store_timeout": 0}, "budget store_timeout must be a number of seconds > 0 (got 0)"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RedisBudget("redis://127.0.0.1:6379/0", **options)
+    assert str(caught.value) == message
+
+
+def test_the_store_password_is_never_shown() -> None:
+    budget = RedisBudget("redis://user:s3cret@127.0.0.1:6380/2", rate=5)
+    assert "s3cret" not in repr(budget)
+    assert budget.store == "redis://127.0.0.1:6380/2"
+    api = RunApi("http://127.0.0.1:9", budget=budget)
+    assert "s3cret" not in json.dumps(api.to_dict())
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def test_three_processes_stay_within_one_budget_and_the_dead_ones_share_goes_to_the_living(
+    redis_url: str, runwatch_server_factory: Any, children: Children
+) -> None:
+    """3 processes x 3 waits polling every 50 ms would send ~180 requests/s; the budget is 10/s, burst 2.
+
+    The server allows 20 requests per 1 s window, so a budget that leaks shows up as 429s too. Two of the
+    three are killed mid-way: had each process owned a third of the budget, the survivor would get ~3.3/s;
+    sharing one bucket, it gets the whole 10/s.
+    """
+    rate, burst = 10, 2
+    server = runwatch_server_factory(cancel_delay=0.0)
+    server.set_faults(ratelimit_headers={"quota": 20, "window": 1})
+    config = {"redis": redis_url, "base_url": server.url, "rate": rate, "burst": burst, "interval": 0.05}
+    procs = [children.start(**config) for _ in range(3)]
+    runs = [[server.create_run(script=RUNNING_LONG) for _ in range(3)] for _ in procs]
+    begun = time.monotonic()
+    for proc, own in zip(procs, runs, strict=True):
+        Children.go(proc, [run["url"] for run in own])
+    ids = [[run["id"] for run in own] for own in runs]
+    doomed = ids[1] + ids[2]
+    until("the processes to be killed are polling", lambda: gets(server, doomed) >= 6)
+    for proc in procs[1:]:
+        proc.kill()
+        proc.wait(30)
+    window_start, before = time.monotonic(), gets(server, ids[0])
+    time.sleep(2.0)
+    survivor = (gets(server, ids[0]) - before) / (time.monotonic() - window_start)
+    for run_id in ids[0]:
+        server.cancel_run(run_id)
+    assert Children.outcomes(procs[0]) == ["RunCancelled"] * 3
+    elapsed = time.monotonic() - begun
+    total = gets(server, [run_id for own in ids for run_id in own])
+    assert total <= burst + rate * elapsed * 1.2, f"{total} requests in {elapsed:.1f}s"
+    assert sum(run["429"] for run in server.stats()["runs"].values()) == 0
+    assert survivor >= 0.6 * rate, f"the survivor sent {survivor:.1f} requests/s"
+
+
+def test_a_429_seen_by_one_process_pauses_the_others(
+    redis_url: str, runwatch_server_factory: Any, children: Children
+) -> None:
+    """A's first read is answered 429, Retry-After 4 s. B and C start during that pause: their runs end
+    1.5 s after they start, so a B that polled at once would read it RUNNING ~15 times; held by the shared
+    pause, each reads its run once, already ended."""
+    server = runwatch_server_factory()
+    config = {"redis": redis_url, "base_url": server.url, "rate": 50, "burst": 5, "interval": 0.1}
+    a, b, c = (children.start(**config) for _ in range(3))
+    limited = server.create_run(
+        script=[{"status": "RUNNING", "for": 0.5}, {"status": "SUCCEEDED"}],
+        faults={"rate_limit": {"first": 1, "retry_after": 4}},
+    )
+    Children.go(a, [limited["url"]])
+    until("A's first read is answered 429", lambda: server.stats()["runs"][limited["id"]]["429"] == 1)
+    ends = ("SUCCEEDED", "FAILED")
+    others = [server.create_run(script=[{"status": "RUNNING", "for": 1.5}, {"status": end}]) for end in ends]
+    Children.go(b, [others[0]["url"]])
+    Children.go(c, [others[1]["url"]])
+    assert Children.outcomes(a) == ["SUCCEEDED"]
+    assert Children.outcomes(b) == ["SUCCEEDED"]
+    assert Children.outcomes(c) == ["RunFailed"]
+    runs = server.stats()["runs"]
+    assert runs[limited["id"]]["GET"] == 2  # the 429, then the end after the pause
+    assert [runs[run["id"]]["GET"] for run in others] == [1, 1]
+
+
+# ------------------------------------------------------------------------------------------------ no store
+
+
+async def test_a_store_that_stops_never_fails_a_wait(
+    runwatch_server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisServer().start()
+    try:
+        budget = RedisBudget(store.url, rate=100, burst=5, retry_store_after=60)
+        api = RunApi(runwatch_server.url, budget=budget)
+        run = runwatch_server.create_run(script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}])
+        policy = Policy(interval=0.05, max_interval=0.05, jitter=False, timeout=60)
+        wait = asyncio.ensure_future(wait_for_run(api, run["url"], policy=policy))
+        for _ in range(500):  # until a few reads went through the store
+            if runwatch_server.stats()["runs"][run["id"]]["GET"] >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(store.stop)
+        with caplog.at_level(logging.WARNING, logger="runwatch"):
+            status = await asyncio.wait_for(wait, 60)
+        assert status.status.value == "SUCCEEDED"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert warnings[0].startswith(f"request budget store {store.url} did not answer (")
+        assert warnings[0].endswith("this process paces itself at 100 requests/s until it does")
+        await budget.aclose()
+    finally:
+        store.stop()
+
+
+async def test_a_store_that_never_answers_does_not_hold_up_a_wait(
+    runwatch_server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A socket that accepts and never answers: each ask gives up after store_timeout, then local pacing."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        port = silent.getsockname()[1]
+        budget = RedisBudget(f"redis://127.0.0.1:{port}/0", rate=100, store_timeout=0.2)
+        api = RunApi(runwatch_server.url, budget=budget)
+        run = runwatch_server.create_run(script=[{"status": "RUNNING", "for": 0.3}, {"status": "FAILED"}])
+        policy = Policy(interval=0.05, max_interval=0.05, jitter=False, timeout=60)
+        with caplog.at_level(logging.WARNING, logger="runwatch"), pytest.raises(Exception) as caught:
+            await asyncio.wait_for(wait_for_run(api, run["url"], policy=policy), 30)
+        assert type(caught.value).__name__ == "RunFailed"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warnings == [
+            f"request budget store redis://127.0.0.1:{port}/0 did not answer (no answer within 0.2s): this process "
+            "paces itself at 100 requests/s until it does"
+        ]
+        assert accepted  # the store was asked, and did not answer
+    finally:
+        stop.set()
+        acceptor.join(5)
+        for conn in accepted:
+            conn.close()
+        silent.close()
