@@ -1,8 +1,9 @@
 """One OS process of the shared-budget tests and bench: waits on runs through one `RedisBudget`.
 
-`python _budget_child.py '<config JSON>'`: prints `ready` once imported, then reads one line from stdin (the
-go signal: a JSON list of status URLs), waits on all of them at once and prints a JSON list of outcomes in
-the same order (the terminal state's name, or the exception's class name). A rate of 0 means no budget.
+`python _budget_child.py`: prints `ready` once imported, then for each line on stdin (a JSON object: the
+`config` of the round and the status `urls` to wait on) waits on all of those runs at once and prints a JSON
+list of outcomes in the same order (the terminal state's name, or the exception's class name). A process
+serves many rounds, so the tests pay for starting Python once. A rate of 0 means no budget.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 from runwatch import Policy, RedisBudget, RunApi, WaitOutcome, wait_for_run
 
 
-async def main(config: dict[str, float | str]) -> list[str]:
-    print("ready", flush=True)
-    urls: list[str] = json.loads(sys.stdin.readline())
-    rate = float(config["rate"])  # 0: no budget (the bench's comparison)
+async def wait_all(config: dict[str, Any], urls: list[str]) -> list[str]:
+    rate = float(config["rate"])
     budget = RedisBudget(str(config["redis"]), rate=rate, burst=int(config["burst"])) if rate else None
     api = RunApi(str(config["base_url"]), budget=budget)
     interval = float(config["interval"])
@@ -40,5 +40,12 @@ async def main(config: dict[str, float | str]) -> list[str]:
             await budget.aclose()
 
 
+def main() -> None:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        round_ = json.loads(line)
+        print(json.dumps(asyncio.run(wait_all(round_["config"], round_["urls"]))), flush=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))), flush=True)
+    main()

@@ -15,6 +15,7 @@ warning line per outage) and asks the store again after `retry_store_after` seco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runwatch._clock import Clock
+from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import ConfigurationError
 from runwatch._transport import TransientError
 
@@ -171,7 +172,8 @@ class RedisBudget:
                 left = math.inf if deadline is None else deadline - clock.time()
                 if left <= 0:
                     raise _late(origin, None)
-                answer = await self._ask(state.take, origin, left, self.interval, self.burst, self.horizon)
+                reach = min(self.horizon, left)  # never reserve a slot past the deadline
+                answer = await self._ask(state.take, origin, left, self.interval, self.burst, reach)
                 if answer is None:
                     wait = self._take_locally(origin)
                     break
@@ -182,19 +184,25 @@ class RedisBudget:
                     break
                 if wait >= left:
                     raise _late(origin, wait)
-                await clock.sleep(wait - self.horizon)  # the store's next free slot is beyond the horizon
+                await clock.sleep(wait - reach)  # the store's next free slot is beyond our reach
         finally:
             lock.release()
         if wait > 0:
             left = math.inf if deadline is None else deadline - clock.time()
-            if wait >= left:  # only while the store is down: a reserved slot is always within the deadline
+            if wait >= left:  # local pacing, or a slot whose answer took up the rest of the time
                 raise _late(origin, wait)
             await clock.sleep(wait)
         return 0.0
 
-    async def pause(self, origin: str, seconds: float) -> None:
-        """Make every process hold off `origin` for `seconds` (a 429's hint). Never raises."""
-        await self._ask(self._state().pause, origin, self.store_timeout, seconds)
+    async def pause(
+        self, origin: str, seconds: float, deadline: float | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        """Make every process hold off `origin` for `seconds` (a 429's hint); never past `deadline` (UNIX
+        seconds on `clock`). Never raises: a pause the store did not take still holds this process."""
+        left = math.inf if deadline is None else deadline - clock.time()
+        if left > 0:
+            with contextlib.suppress(TransientError):
+                await self._ask(self._state().pause, origin, left, seconds)
 
     async def aclose(self) -> None:
         """Close this event loop's connections to the store (they are also dropped with the loop)."""

@@ -99,7 +99,7 @@ class Origin:
             if budget is None:
                 self._learn(method, url, response, rate_limit)
             else:
-                await self._learn_shared(method, url, response, rate_limit, budget)
+                await self._learn_shared(method, url, response, rate_limit, budget, deadline)
             location = response.headers.get("location")
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -146,7 +146,13 @@ class Origin:
             self.slots.release()  # a pause began while we queued: wait it out without holding a slot
 
     async def _learn_shared(
-        self, method: str, url: str, response: Response, rate_limit: RateLimitSpec, budget: RedisBudget
+        self,
+        method: str,
+        url: str,
+        response: Response,
+        rate_limit: RateLimitSpec,
+        budget: RedisBudget,
+        deadline: float | None,
     ) -> None:
         """`_learn`, and a pause it puts on the origin goes to the budget's store for every process."""
         before = self.paused_until
@@ -154,7 +160,8 @@ class Origin:
             self._learn(method, url, response, rate_limit)
         finally:
             if self.paused_until > before:
-                await budget.pause(self.origin, self.paused_until - self.clock.monotonic())
+                seconds = self.paused_until - self.clock.monotonic()
+                await budget.pause(self.origin, seconds, deadline, self.clock)
 
     def _learn(self, method: str, url: str, response: Response, rate_limit: RateLimitSpec) -> None:
         """Turn the server's hints into a pause on the origin; raise for an answer worth retrying."""
