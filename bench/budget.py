@@ -44,7 +44,7 @@ def measure(
     config = {"redis": redis_url, "base_url": server.url, "rate": rate, "burst": burst, "interval": INTERVAL}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(CHILD), json.dumps(config)],
+            [sys.executable, str(CHILD)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -61,7 +61,7 @@ def measure(
                 for _ in range(waits)
             ]
             ids.append([run["id"] for run in runs])
-            proc.stdin.write(json.dumps([run["url"] for run in runs]) + "\n")
+            proc.stdin.write(json.dumps({"config": config, "urls": [run["url"] for run in runs]}) + "\n")
             proc.stdin.flush()
         every = [run_id for own in ids for run_id in own]
         deadline = time.monotonic() + 120
