@@ -30,6 +30,7 @@ from runwatch import (
     TransientError,
     WaitTimeout,
     wait_for_run,
+    wait_for_run_sync,
 )
 from runwatch._clock import SYSTEM_CLOCK
 from runwatch.server import ReferenceServer
@@ -175,6 +176,20 @@ async def test_the_deadline_bounds_the_wait_for_a_token(
     assert runwatch_server.stats()["runs"][run["id"]]["GET"] == 1
     assert api.budget is not None
     await api.budget.aclose()
+
+
+def test_sync_waits_leave_no_connection_to_the_store_open(
+    redis_url: str, runwatch_server: ReferenceServer
+) -> None:
+    """Each sync wait runs in a loop of its own: its connection to the store closes with its pool."""
+    api = RunApi(runwatch_server.url, budget=RedisBudget(redis_url, rate=100))
+    policy = Policy(interval=0.05, max_interval=0.05, jitter=False, timeout=60)
+    for end in ("SUCCEEDED", "SUCCEEDED"):
+        run = runwatch_server.create_run(script=[{"status": "RUNNING", "for": 0.1}, {"status": end}])
+        assert wait_for_run_sync(api, run["url"], policy=policy).status.value == end
+    with Redis.from_url(redis_url) as client:
+        assert len(client.client_list()) == 1  # this one
+        assert client.keys("runwatch:budget:*") == [f"runwatch:budget:{runwatch_server.url}".encode()]
 
 
 @pytest.mark.parametrize(

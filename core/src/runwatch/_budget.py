@@ -84,6 +84,7 @@ class _LoopState:
     take: AsyncScript
     pause: AsyncScript
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    holders: int = 0  # pools (one per origin) in this loop that use the budget
 
 
 class RedisBudget:
@@ -204,6 +205,18 @@ class RedisBudget:
             with contextlib.suppress(TransientError):
                 await self._ask(self._state().pause, origin, left, seconds)
 
+    def hold(self) -> None:
+        """A pool of this loop uses the budget: its connections stay open until the last one `release`s."""
+        self._state().holders += 1
+
+    async def release(self) -> None:
+        """The counterpart of `hold`: the last pool of this loop to leave closes its connections."""
+        state = self._loops.get(asyncio.get_running_loop())
+        if state is not None:
+            state.holders -= 1
+            if state.holders <= 0:
+                await self.aclose()
+
     async def aclose(self) -> None:
         """Close this event loop's connections to the store (they are also dropped with the loop)."""
         state = self._loops.pop(asyncio.get_running_loop(), None)
@@ -214,6 +227,9 @@ class RedisBudget:
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
+            # Forget the clients of loops that ended (a sync wait runs in a loop of its own each time).
+            for ended in [other for other in self._loops if other.is_closed()]:
+                del self._loops[ended]
             from redis.asyncio import Redis
             from redis.backoff import NoBackoff
             from redis.retry import Retry

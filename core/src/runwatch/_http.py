@@ -56,6 +56,7 @@ class Origin:
         # Polls queue here, as one future each, rather than as built requests inside the transport:
         # thousands of queued requests would be promoted to the old GC generation and stall the loop.
         self.slots = asyncio.Semaphore(max_connections)
+        self.budgets: set[RedisBudget] = set()  # budgets used here: released when the pool closes
 
     def pause(self, seconds: float) -> None:
         until = self.clock.monotonic() + min(seconds, MAX_HINT)
@@ -130,6 +131,9 @@ class Origin:
                 await clock.sleep(pause)
                 continue
             if budget is not None:
+                if budget not in self.budgets:
+                    self.budgets.add(budget)
+                    budget.hold()
                 shared = await budget.take(self.origin, deadline, clock)
                 if shared > 0:
                     self.pause(shared)
@@ -213,6 +217,8 @@ async def lease(
         if pool.leases == 0 and pools.get(key) is pool:
             del pools[key]
             await pool.channel.aclose()
+            for budget in pool.budgets:
+                await budget.release()
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
