@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._errors import ConfigurationError
 from runwatch._transport import TransientError
+from runwatch._urls import redact_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -91,10 +92,11 @@ class RedisBudget:
     """A request budget per API origin, shared through Redis by every process that uses the same store.
 
     `RunApi(budget=RedisBudget("redis://host:6379/0", rate=10, burst=5))`: every request of that API (status
-    reads, starts, cancels) takes a token first, so all processes together send at most `burst` requests at
-    once and `rate` requests per second after that, per origin. A 429 (or any server hint that pauses the
-    origin) seen by one process pauses all of them. `rate` is in requests per second (> 0), `burst` a
-    whole number of requests (>= 1). `key_prefix` names the Redis keys (`<prefix>:<origin>`, expiring).
+    reads, starts, cancels, token requests) takes a token first, so all processes together send at most
+    `burst` requests at once and `rate` requests per second after that, per origin. A 429 (or any server
+    hint that pauses the origin) seen by one process pauses all of them. `rate` is in requests per second
+    (> 0), `burst` a whole number of requests (>= 1). `key_prefix` names the Redis keys (`<prefix>:<origin>`,
+    expiring).
 
     The store is asked at most `store_timeout` seconds per call (and never past a request's deadline); when
     it does not answer, requests are paced by this process alone at `rate` (one warning line) until it
@@ -272,7 +274,7 @@ class RedisBudget:
             if isinstance(exc, (asyncio.TimeoutError, RedisTimeout)):
                 reason = f"no answer within {self.store_timeout:g}s"
             else:
-                reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+                reason = redact_text((str(exc) or type(exc).__name__).splitlines()[0][:200])
             log.warning(
                 "request budget store %s did not answer (%s): this process paces itself at %g requests/s "
                 "until it does",
