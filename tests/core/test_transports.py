@@ -107,7 +107,7 @@ async def test_outcomes_and_refusals_are_the_same_on_every_transport(
         await wait_for_run(RunApi(runwatch_server.url, transport=make()), failed["id"], policy=FAST)
     broken = runwatch_server.create_run(script=LIFECYCLE, faults={"malformed": {"every": 1}})
     with pytest.raises(BadStatusPayload):
-        await wait_for_run(api, broken["id"], policy=FAST.replace(unavailable_after=0.3))
+        await wait_for_run(api, broken["id"], policy=FAST.replace(unavailable_after=2))
     down = runwatch_server.create_run(script=LIFECYCLE, faults={"errors_5xx": {"every": 1}})
     with pytest.raises(StatusUnavailable):
         await wait_for_run(api, down["id"], policy=FAST.replace(unavailable_after=0.3))
