@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,7 @@ from typing import Any
 from runwatch._api import RunApi
 from runwatch._auth import TokenAuth
 from runwatch._clock import Clock, SystemClock
-from runwatch._errors import BadStatusPayload, RunwatchError
+from runwatch._errors import BadStatusPayload, RunLost, RunwatchError
 from runwatch._http import Origin
 from runwatch._status import RunStatus
 from runwatch._transport import Response, TransientError
@@ -53,10 +54,13 @@ def credential_id(api: RunApi, headers: dict[str, str]) -> str:
 class Feed:
     """How one wait gets its readings. This base sends the wait's own requests."""
 
-    draw: float | None = None  # the jitter draw the wait paces by (None: its own)
-
     def __init__(self, api: RunApi, watch: Watch, origin: Origin, announce: Announce) -> None:
         self.api, self.watch, self.origin, self.announce = api, watch, origin, announce
+
+    @property
+    def draw(self) -> float | None:
+        """The jitter draw the wait paces by (None: its own)."""
+        return None
 
     def pending(self) -> Reading | None:
         """A reading another wait's read brought since this wait last looked, if any."""
@@ -83,12 +87,20 @@ class Feed:
 class _Member(Feed):
     """A wait in a group: readings come to it from every read the group makes."""
 
-    def __init__(self, api: RunApi, watch: Watch, origin: Origin, announce: Announce) -> None:
+    def __init__(self, group: _Group, api: RunApi, watch: Watch, origin: Origin, announce: Announce) -> None:
         super().__init__(api, watch, origin, announce)
+        self.group = group
         self.inbox: list[Reading] = []
         self.waker: asyncio.Future[None] | None = None
         self.read_at = -1e18  # monotonic time of the last reading this wait took
         self.floor = watch.policy.interval / 2  # never read for it sooner than its own jitter allows
+
+    @property
+    def draw(self) -> float:
+        return self.group.draw
+
+    async def read(self, ask: Ask) -> Reading:
+        return await self.group.read(self, ask)
 
     def pending(self) -> Reading | None:
         if not self.inbox:
@@ -137,6 +149,11 @@ def _wake(waker: asyncio.Future[None]) -> None:
         waker.set_result(None)
 
 
+def _arrive(arrival: asyncio.Future[Reading], reading: Reading) -> None:
+    if not arrival.done():
+        arrival.set_result(reading)
+
+
 def _late() -> Reading:
     return Reading(error=TransientError("the shared read did not answer before this wait's limit"))
 
@@ -150,9 +167,12 @@ class _Group:
         self.draw = random.random()
         self.tasks: set[asyncio.Task[Any]] = set()
 
+    async def read(self, member: _Member, ask: Ask) -> Reading:
+        """A reading for `member`, which asks for one now."""
+        raise NotImplementedError
+
     def join(self, member: _Member) -> None:
         self.members.add(member)
-        member.draw = self.draw
 
     def leave(self, member: _Member) -> None:
         self.members.discard(member)
@@ -164,13 +184,16 @@ class _Group:
 
     def deadline(self) -> float | None:
         """The latest limit among the members (None: one has none): no shared read outlives them all."""
-        limits = [member.watch.limit() for member in self.members]
-        return None if any(limit is None for limit in limits) else max(limits)  # type: ignore[type-var]
+        latest = -math.inf
+        for member in self.members:
+            limit = member.watch.limit()
+            if limit is None:
+                return None
+            latest = max(latest, limit)
+        return latest
 
     def redraw(self) -> None:
         self.draw = random.random()
-        for member in self.members:
-            member.draw = self.draw
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -179,20 +202,27 @@ class _Group:
         return task
 
 
+_Answer = tuple[Reading, "str | None"]  # a reading, and the ETag its request sent in If-None-Match
+
+
 class _UrlGroup(_Group):
-    """Members that read one status URL with one credential: one request per read, an ETag kept for all."""
+    """Members that read one status URL with one credential: one request per read.
+
+    A read asks with its sender's ETag, as that wait alone would; a 304 to it is passed on as it is to the
+    members that hold that version, and as the last 200 of that version to the others (or, if none was
+    kept, as a reading that brings nothing).
+    """
 
     def __init__(self, key: tuple[Any, ...], groups: dict[tuple[Any, ...], _Group], clock: Clock) -> None:
         super().__init__(key, groups, clock)
-        self.inflight: asyncio.Task[Reading] | None = None
+        self.inflight: asyncio.Task[_Answer] | None = None
         self.waiting: set[_Member] = set()
-        self.last: Reading | None = None
+        self.last: _Answer | None = None
         self.last_at = -1e18
-        self.etag: str | None = None
-        self.full: Response | None = None  # the last 200, for members that have not seen it yet
+        self.full: Response | None = None  # the last 200 with an ETag
 
     async def read(self, member: _Member, ask: Ask) -> Reading:
-        clock = member.api.clock
+        clock = self.clock
         now = clock.monotonic()
         fresh = self.last is not None and now - self.last_at < member.floor
         if self.inflight is None and fresh and member.read_at < self.last_at:
@@ -202,10 +232,7 @@ class _UrlGroup(_Group):
             return self._for(member, self.last)
         if self.inflight is None:
             member.announce("GET", ask.url)
-            headers = dict(member.watch.headers)
-            if self.etag is not None:
-                headers["If-None-Match"] = self.etag
-            self.inflight = self.spawn(self._fetch(member, ask, headers))
+            self.inflight = self.spawn(self._fetch(member, ask))
             self.inflight.add_done_callback(self._done)
         task = self.inflight
         self.waiting.add(member)
@@ -216,20 +243,26 @@ class _UrlGroup(_Group):
         member.read_at = clock.monotonic()
         return self._for(member, task.result()) if finished else _late()
 
-    async def _fetch(self, member: _Member, ask: Ask, headers: dict[str, str]) -> Reading:
-        api, clock = member.api, member.api.clock
+    async def _fetch(self, member: _Member, ask: Ask) -> _Answer:
+        api, clock = member.api, self.clock
+        asked = ask.headers.get("If-None-Match")
         sent = clock.monotonic()
         try:
             response = await api.send(
-                member.origin, "GET", ask.url, headers=headers, timeout=ask.timeout, deadline=self.deadline()
+                member.origin,
+                "GET",
+                ask.url,
+                headers=ask.headers,
+                timeout=ask.timeout,
+                deadline=self.deadline(),
             )
         except RunwatchError as exc:  # a 401 refresh that fails, a certificate: every member's to judge
-            return Reading(error=exc)
-        if response.status == 200:
-            self.etag, self.full = response.headers.get("etag"), response
-        return Reading(response, clock.monotonic() - sent)
+            return Reading(error=exc), asked
+        if response.status == 200 and "etag" in response.headers:
+            self.full = response
+        return Reading(response, clock.monotonic() - sent), asked
 
-    def _done(self, task: asyncio.Task[Reading]) -> None:
+    def _done(self, task: asyncio.Task[_Answer]) -> None:
         self.inflight = None
         if task.cancelled():
             return
@@ -239,28 +272,34 @@ class _UrlGroup(_Group):
             if member not in self.waiting:
                 member.give(self._for(member, self.last))
 
-    def _for(self, member: _Member, reading: Reading) -> Reading:
-        """A 304 answers the group's ETag: a member that has not seen that version gets the 200 itself."""
+    def _for(self, member: _Member, answer: _Answer) -> Reading:
+        reading, asked = answer
         response = reading.response
-        if response is None or response.status != 304 or self.full is None:
+        if response is None or response.status != 304 or member.watch.etag == asked:
             return reading
-        if member.watch.etag == self.full.headers.get("etag"):
-            return reading
-        return Reading(self.full, reading.took)
+        full = self.full
+        if full is not None and full.headers.get("etag") == asked:
+            return Reading(full, reading.took)
+        return Reading(took=reading.took)  # "unchanged" from a version this member never saw: nothing
 
 
 class _ListGroup(_Group):
     """Members on runs of one API, read by the profile's `[list_runs]` in batches of its page limit.
 
-    A run missing from the answer (it left an active-only list, or it is not listed) gets one read of its
-    own status URL for every member on it.
+    A member that asks for a read is parked here until a batch brings its run. A batch that shows the run
+    as the member last saw it is taken on the member's behalf (`_absorb`: its quiet count, heartbeat and next
+    due time, all by its own `Watch`), without waking its wait: at thousands of waits, waking each one per
+    tick would cost more than the requests saved. Anything else (news, a failure, a limit or heartbeat due)
+    wakes the wait with the reading. A run missing from the answer (it left an active-only list, or it is not
+    listed) gets one read of its own status URL for every member on it.
     """
 
     def __init__(self, key: tuple[Any, ...], groups: dict[tuple[Any, ...], _Group], clock: Clock) -> None:
         super().__init__(key, groups, clock)
-        self.due: set[_Member] = set()
-        self.batch: asyncio.Future[None] | None = None  # set when the next batch has been read
-        self.readings: dict[_Member, Reading] = {}
+        self.due: dict[_Member, float] = {}  # parked members -> monotonic time their next read is due
+        self.arrivals: dict[_Member, asyncio.Future[Reading]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
         self.seen: dict[str, tuple[Any, RunStatus]] = {}  # run id -> (its last listed item, parsed)
         self.watched: dict[str, int] = {}  # run id -> members on it
 
@@ -272,48 +311,94 @@ class _ListGroup(_Group):
 
     def leave(self, member: _Member) -> None:
         super().leave(member)
-        self.due.discard(member)
-        self.readings.pop(member, None)
+        self.due.pop(member, None)
         run_id = member.watch.run_id
         assert run_id is not None
         self.watched[run_id] -= 1
         if not self.watched[run_id]:
             del self.watched[run_id]
             self.seen.pop(run_id, None)
+        if not self.members and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     async def read(self, member: _Member, ask: Ask) -> Reading:
-        self.due.add(member)
-        if self.batch is None:
-            self.batch = batch = asyncio.get_running_loop().create_future()
-            self.spawn(self._gather(batch))
-        task = self.batch
-        finished = await member.until(task)
-        member.read_at = member.api.clock.monotonic()
-        if not finished:
-            self.due.discard(member)
-            return _late()
-        return self.readings.pop(member, None) or _late()
+        loop = asyncio.get_running_loop()
+        arrival: asyncio.Future[Reading] = loop.create_future()
+        self.arrivals[member] = arrival
+        now = self.clock.monotonic()
+        self.due[member] = now
+        self._schedule(now + BATCH_GATHER)
+        limit = member.watch.limit()
+        timer = None
+        if limit is not None:  # one timer for the whole park: no batch keeps a wait past its limit
+            timer = loop.call_later(max(0.0, limit - self.clock.time()), _arrive, arrival, _late())
+        try:
+            return await arrival
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.due.pop(member, None)
+            if self.arrivals.get(member) is arrival:
+                del self.arrivals[member]
 
-    async def _gather(self, batch: asyncio.Future[None]) -> None:
-        await asyncio.sleep(BATCH_GATHER)
-        self.batch = None
-        due, self.due = self.due, set()
-        due &= self.members
-        if not due:
-            batch.set_result(None)
+    def _schedule(self, at: float) -> None:
+        if at >= self.timer_at:
             return
-        first = next(iter(due))
-        now = first.api.clock.monotonic()
-        # Members whose own pause is far enough along are read now too, so the members fall into step.
-        riders = {m for m in self.members - due if m.waker is not None and now - m.read_at >= m.floor}
-        readings = await self._read(first, due | riders)
-        self.redraw()
-        for member, reading in readings.items():
-            if member in due:
-                self.readings[member] = reading
-            elif member in self.members:
-                member.give(reading)
-        batch.set_result(None)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = asyncio.get_running_loop().call_later(
+            max(0.0, at - self.clock.monotonic()), lambda: self.spawn(self._batch())
+        )
+
+    async def _batch(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        now = self.clock.monotonic()
+        # Members due now, and those whose own pause is far enough along (at least half their interval since
+        # their last read), so that members that joined at other times fall into step.
+        parked = [m for m, at in self.due.items() if at <= now + BATCH_GATHER or now - m.read_at >= m.floor]
+        riders = [
+            m
+            for m in self.members
+            if m.waker is not None and m not in self.due and now - m.read_at >= m.floor
+        ]
+        for member in parked:
+            del self.due[member]
+        if parked or riders:
+            first = (parked or riders)[0]
+            readings = await self._read(first, {*parked, *riders})
+            now = self.clock.monotonic()
+            for member, reading in readings.items():
+                member.read_at = now
+                arrival = self.arrivals.get(member)
+                if arrival is not None and member in self.members:
+                    if not self._absorb(member, reading, now):
+                        _arrive(arrival, reading)
+                elif member in self.members:
+                    member.give(reading)
+            self.redraw()
+        if self.due:
+            self._schedule(min(self.due.values()))
+
+    def _absorb(self, member: _Member, reading: Reading, now: float) -> bool:
+        """Take a reading that shows the run as last seen on the parked member's behalf; False when its wait
+        must see it (anything else, a heartbeat or a limit due before its next read)."""
+        if reading.listed is not None or reading.response is not None or reading.error is not None:
+            return False
+        watch = member.watch
+        try:
+            watch.check_heartbeat()
+        except RunLost:
+            return False
+        watch.readable()
+        watch.nothing_new()
+        delay = watch.next_delay(None, False, self.draw)
+        limit = watch.limit()
+        if limit is not None and self.clock.time() + delay >= limit:
+            return False  # the wait meets its limit itself
+        self.due[member] = now + delay
+        return True
 
     async def _read(self, first: _Member, members: set[_Member]) -> dict[_Member, Reading]:
         api = first.api
@@ -408,28 +493,6 @@ class _ListGroup(_Group):
         return Reading(response, clock.monotonic() - sent)
 
 
-class _SharedFeed(_Member):
-    def __init__(
-        self, group: _UrlGroup, api: RunApi, watch: Watch, origin: Origin, announce: Announce
-    ) -> None:
-        super().__init__(api, watch, origin, announce)
-        self.group = group
-
-    async def read(self, ask: Ask) -> Reading:
-        return await self.group.read(self, ask)
-
-
-class _BatchFeed(_Member):
-    def __init__(
-        self, group: _ListGroup, api: RunApi, watch: Watch, origin: Origin, announce: Announce
-    ) -> None:
-        super().__init__(api, watch, origin, announce)
-        self.group = group
-
-    async def read(self, ask: Ask) -> Reading:
-        return await self.group.read(self, ask)
-
-
 _groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Group]] = (
     weakref.WeakKeyDictionary()
 )
@@ -454,23 +517,15 @@ async def feed_for(api: RunApi, watch: Watch, origin: Origin, announce: Announce
         return
     groups = _groups.setdefault(asyncio.get_running_loop(), {})
     common = (api.transport, api.clock, origin.origin, api.verify)
-    member: _SharedFeed | _BatchFeed
+    group: _Group
     if _batchable(api, watch):
         key = ("list", *common, api.list_key(), credential_id(api, watch.headers))
-        list_group = groups.get(key)
-        if not isinstance(list_group, _ListGroup):
-            list_group = _ListGroup(key, groups, api.clock)
-            groups[key] = list_group
-        member = _BatchFeed(list_group, api, watch, origin, announce)
-        group: _Group = list_group
+        group = groups.get(key) or _ListGroup(key, groups, api.clock)
     else:
         key = ("url", *common, watch.url, credential_id(api, watch.headers))
-        url_group = groups.get(key)
-        if not isinstance(url_group, _UrlGroup):
-            url_group = _UrlGroup(key, groups, api.clock)
-            groups[key] = url_group
-        member = _SharedFeed(url_group, api, watch, origin, announce)
-        group = url_group
+        group = groups.get(key) or _UrlGroup(key, groups, api.clock)
+    groups[key] = group
+    member = _Member(group, api, watch, origin, announce)
     group.join(member)
     try:
         yield member
