@@ -366,20 +366,53 @@ class _ListGroup(_Group):
         for member in parked:
             del self.due[member]
         if parked or riders:
+            by_run: dict[str, list[_Member]] = {}
+            for member in (*parked, *riders):
+                run_id = member.watch.run_id
+                assert run_id is not None
+                by_run.setdefault(run_id, []).append(member)
             first = (parked or riders)[0]
-            readings = await self._read(first, {*parked, *riders})
-            now = self.clock.monotonic()
-            for member, reading in readings.items():
-                member.read_at = now
-                arrival = self.arrivals.get(member)
-                if arrival is not None and member in self.members:
-                    if not self._absorb(member, reading, now):
-                        _arrive(arrival, reading)
-                elif member in self.members:
-                    member.give(reading)
+            spec = first.api.profile.list_runs
+            assert spec is not None
+            ids = list(by_run)
+            size = spec.page_limit or len(ids)
+            pages = [ids[i : i + size] for i in range(0, len(ids), size)] if spec.by_ids else [ids]
+            # Each page is handed out as it comes, so no one pass over every member stalls the loop.
+            await asyncio.gather(*(self._serve(first, page, by_run) for page in pages))
             self.redraw()
         if self.due:
             self._schedule(min(self.due.values()))
+
+    async def _serve(self, first: _Member, page: list[str], by_run: dict[str, list[_Member]]) -> None:
+        """Read one page of runs and hand each member on them its reading; a run not listed, its own read."""
+        answer = await self._page(first, page)
+        now = self.clock.monotonic()
+        missing: list[str] = []
+        for run_id in page:
+            if isinstance(answer, Reading):  # the whole page failed
+                for member in by_run[run_id]:
+                    self._hand(member, answer, now)
+            elif run_id in answer:
+                item = answer[run_id]
+                for member in by_run[run_id]:
+                    self._hand(member, self._listed(member, run_id, item), now)
+            else:
+                missing.append(run_id)
+        singles = await asyncio.gather(*(self._single(by_run[run_id][0]) for run_id in missing))
+        now = self.clock.monotonic()
+        for run_id, reading in zip(missing, singles, strict=True):
+            for member in by_run[run_id]:
+                self._hand(member, reading, now)
+
+    def _hand(self, member: _Member, reading: Reading, now: float) -> None:
+        if member not in self.members:
+            return
+        member.read_at = now
+        arrival = self.arrivals.get(member)
+        if arrival is None:
+            member.give(reading)  # a rider, asleep in its wait
+        elif not self._absorb(member, reading, now):
+            _arrive(arrival, reading)
 
     def _absorb(self, member: _Member, reading: Reading, now: float) -> bool:
         """Take a reading that shows the run as last seen on the parked member's behalf; False when its wait
@@ -399,35 +432,6 @@ class _ListGroup(_Group):
             return False  # the wait meets its limit itself
         self.due[member] = now + delay
         return True
-
-    async def _read(self, first: _Member, members: set[_Member]) -> dict[_Member, Reading]:
-        api = first.api
-        spec = api.profile.list_runs
-        assert spec is not None
-        by_run: dict[str, list[_Member]] = {}
-        for member in members:
-            run_id = member.watch.run_id
-            assert run_id is not None
-            by_run.setdefault(run_id, []).append(member)
-        ids = sorted(by_run)
-        limit = spec.page_limit or len(ids) or 1
-        pages = [ids[i : i + limit] for i in range(0, len(ids), limit)] if spec.by_ids else [ids]
-        answers = await asyncio.gather(*(self._page(first, page) for page in pages))
-        out: dict[_Member, Reading] = {}
-        missing: list[str] = []
-        for page, answer in zip(pages, answers, strict=True):
-            for run_id in page:
-                if isinstance(answer, Reading):  # the whole page failed
-                    out.update(dict.fromkeys(by_run[run_id], answer))
-                elif run_id in answer:
-                    for member in by_run[run_id]:
-                        out[member] = self._listed(member, run_id, answer[run_id])
-                else:
-                    missing.append(run_id)
-        singles = await asyncio.gather(*(self._single(by_run[run_id][0]) for run_id in missing))
-        for run_id, reading in zip(missing, singles, strict=True):
-            out.update(dict.fromkeys(by_run[run_id], reading))
-        return out
 
     async def _page(self, first: _Member, run_ids: list[str]) -> dict[str, Any] | Reading:
         """One batch request: each listed run's item by id, or the reading that says why not."""
