@@ -38,10 +38,13 @@ def _stats(base: str) -> dict[str, Any]:
     return stats
 
 
-def _requests(base: str) -> tuple[int, int]:
-    """(all requests served, batch requests among them), control calls excluded."""
+def _requests(base: str) -> tuple[int, int, int]:
+    """(all requests served, batch requests among them, runs read: one a single read, each listed run of a
+    batch), control calls excluded."""
     stats = _stats(base)
-    return int(stats["requests_total"]), int(stats["batch"]["requests"])
+    batch = stats["batch"]
+    singles = int(stats["requests_total"]) - int(batch["requests"])
+    return int(stats["requests_total"]), int(batch["requests"]), singles + int(batch["runs"])
 
 
 def _ids(urls: list[str]) -> list[str]:
@@ -94,12 +97,12 @@ async def _watch_many(
         if i % 1000 == 999:
             await asyncio.sleep(0)  # let the first ones start: a triggerer does not get all at once
     await asyncio.sleep(warmup)
-    requests0, batch0 = await loop.run_in_executor(None, _requests, base)
+    requests0, batch0, reads0 = await loop.run_in_executor(None, _requests, base)
     ended0 = sum(task.done() for task in tasks)
     cpu0, queued0, began = cpu_seconds(), runqueue_wait_s(), loop.time()
     await asyncio.sleep(window)
     cpu1, queued1, ended = cpu_seconds(), runqueue_wait_s(), loop.time()
-    requests1, batch1 = await loop.run_in_executor(None, _requests, base)
+    requests1, batch1, reads1 = await loop.run_in_executor(None, _requests, base)
     ended1 = sum(task.done() for task in tasks)
     failed = [t for t in tasks if t.done() and t.exception() is not None]
     for task in tasks:
@@ -118,6 +121,8 @@ async def _watch_many(
         "client CPU s": round(cpu, 2),
         "CPU share of a core": round(cpu / (ended - began), 3),
         "CPU us per run-minute": round(cpu / run_minutes * 1e6, 1),
+        "run reads per interval": round((reads1 - reads0) / intervals, 1),
+        "CPU us per run read": round(cpu / max(1, reads1 - reads0) * 1e6, 1),
         "run queue wait s": round(queued1 - queued0, 2),
         "lag p99 ms": round(probe.lag_ms(99, began, ended), 1),
         "lag max ms": round(probe.lag_ms(None, began, ended), 1),
@@ -144,8 +149,9 @@ def many(base: str, batched: int, single: int, pace: float, warmup: float, windo
         out[reads] = asyncio.run(_watch_many(base, run_ids, reads, pace, warmup, window))
         out[reads]["load"] = load_average()
         _call(base, "POST", "/_control/reset")
-    b, s = out["batched"]["CPU us per run-minute"], out["own"]["CPU us per run-minute"]
-    out["CPU ratio (single / batched)"] = round(s / b, 1) if b else None
+    for figure in ("CPU us per run-minute", "CPU us per run read"):
+        b, s = out["batched"][figure], out["own"][figure]
+        out[f"ratio of {figure} (single / batched)"] = round(s / b, 1) if b else None
     return out
 
 
@@ -156,7 +162,9 @@ def moonshot(base: str, waits: int, pace: float, warmup: float, window: float) -
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--section", default="one-run,many", help="of one-run,many,moonshot")
     parser.add_argument("--waits", type=int, default=10_000, help="batched waits in 'many'")
     parser.add_argument("--single", type=int, default=1_000, help="single-read waits in 'many'")
@@ -173,7 +181,10 @@ def main(argv: list[str]) -> None:
             print(json.dumps(one_run(server.url, 200, 10.0, 1.0)), flush=True)
             _call(server.url, "POST", "/_control/reset")
         if "many" in sections:
-            print(json.dumps(many(server.url, args.waits, args.single, args.pace, args.warmup, args.window)), flush=True)
+            print(
+                json.dumps(many(server.url, args.waits, args.single, args.pace, args.warmup, args.window)),
+                flush=True,
+            )
             _call(server.url, "POST", "/_control/reset")
         if "moonshot" in sections:
             result = moonshot(server.url, args.moonshot_waits, 30.0, 60.0, args.moonshot_window)

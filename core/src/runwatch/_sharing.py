@@ -154,6 +154,9 @@ def _arrive(arrival: asyncio.Future[Reading], reading: Reading) -> None:
         arrival.set_result(reading)
 
 
+_AS_LAST_SEEN = Reading()  # a batch showed the run as the wait last saw it (one object: cheap to tell)
+
+
 def _late() -> Reading:
     return Reading(error=TransientError("the shared read did not answer before this wait's limit"))
 
@@ -417,7 +420,7 @@ class _ListGroup(_Group):
     def _absorb(self, member: _Member, reading: Reading, now: float) -> bool:
         """Take a reading that shows the run as last seen on the parked member's behalf; False when its wait
         must see it (anything else, a heartbeat or a limit due before its next read)."""
-        if reading.listed is not None or reading.response is not None or reading.error is not None:
+        if reading is not _AS_LAST_SEEN:
             return False
         watch = member.watch
         try:
@@ -474,8 +477,7 @@ class _ListGroup(_Group):
             except RunwatchError as exc:
                 return Reading(error=exc)
             self.seen[run_id] = (item, status)
-        last = member.watch.last
-        return Reading(listed=None if last is status else status)
+        return _AS_LAST_SEEN if member.watch.machine.current is status else Reading(listed=status)
 
     async def _single(self, member: _Member) -> Reading:
         """A run the list does not show: one read of its own status URL."""
@@ -520,7 +522,7 @@ async def feed_for(api: RunApi, watch: Watch, origin: Origin, announce: Announce
         yield Feed(api, watch, origin, announce)
         return
     groups = _groups.setdefault(asyncio.get_running_loop(), {})
-    common = (api.transport, api.clock, origin.origin, api.verify)
+    common = (api.transport, api.clock, origin.origin, api.verify, api.max_body)
     group: _Group
     if _batchable(api, watch):
         key = ("list", *common, api.list_key(), credential_id(api, watch.headers))
