@@ -238,3 +238,9 @@ def test_run_ids_in_a_list_body_become_a_json_list() -> None:
     assert profile.list_runs is not None and profile.list_runs.by_ids
     assert profile.render_body(profile.list_runs.body, run_ids=["1", "2"]) == {"id": {"any_": ["1", "2"]}}  # type: ignore[arg-type]
     assert profile.render_body({"n": "{run_ids:int}"}, run_ids=["1", "2"]) == {"n": [1, 2]}  # type: ignore[arg-type]
+
+
+def test_waits_that_share_a_draw_pause_alike() -> None:
+    policy = Policy(interval=2, max_interval=8)  # after 2 quiet reads: between 1 s (the floor) and 8 s
+    assert [policy.delay(2, draw) for draw in (0.0, 0.5, 0.999)] == [1.0, 4.5, 1 + 0.999 * 7]
+    assert Policy(interval=2, jitter=False).delay(2, 0.3) == 8  # no jitter: the draw does not matter

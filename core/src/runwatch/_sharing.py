@@ -1,6 +1,6 @@
 """Shared reads: waits in one event loop that read the same thing share the requests.
 
-A wait reads through a feed. `_OwnFeed` sends its own requests (long polls, `RunApi(reads="own")`). The
+A wait reads through a feed. `Feed` sends its own requests (long polls, `RunApi(reads="own")`). The
 others join a group per event loop keyed by what they read and with which credentials (a digest, never the
 credential): waits on one status URL share one read (`_UrlGroup`); with `RunApi(reads="batched")`, waits on
 runs of one API share batch reads of the profile's `[list_runs]` (`_ListGroup`). Every member gets every
