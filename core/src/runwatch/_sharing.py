@@ -120,6 +120,7 @@ class _Member(Feed):
         loop = asyncio.get_running_loop()
         self.waker = waker = loop.create_future()
         clock = self.api.clock
+        self.group.sleepers.add(self)
         try:
             if isinstance(clock, SystemClock):  # one timer, no task: thousands of waits sleep at once
                 handle = loop.call_later(seconds, _wake, waker)
@@ -135,6 +136,7 @@ class _Member(Feed):
                     sleeper.cancel()
         finally:
             self.waker = None
+            self.group.sleepers.discard(self)
 
     async def until(self, task: asyncio.Future[Any]) -> bool:
         """Wait for a group's read, never past this wait's limit; whether it finished."""
@@ -167,6 +169,7 @@ class _Group:
     def __init__(self, key: tuple[Any, ...], groups: dict[tuple[Any, ...], _Group], clock: Clock) -> None:
         self.key, self.groups, self.clock = key, groups, clock
         self.members: set[_Member] = set()
+        self.sleepers: set[_Member] = set()  # members paused in their waits, that a reading wakes
         self.draw = random.random()
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -179,6 +182,7 @@ class _Group:
 
     def leave(self, member: _Member) -> None:
         self.members.discard(member)
+        self.sleepers.discard(member)
         if not self.members:  # the last one left: nothing more is read for it
             if self.groups.get(self.key) is self:
                 del self.groups[self.key]
@@ -358,14 +362,11 @@ class _ListGroup(_Group):
     async def _batch(self) -> None:
         self.timer, self.timer_at = None, math.inf
         now = self.clock.monotonic()
-        # Members due now, and those whose own pause is far enough along (at least half their interval since
-        # their last read), so that members that joined at other times fall into step.
-        parked = [m for m, at in self.due.items() if at <= now + BATCH_GATHER or now - m.read_at >= m.floor]
-        riders = [
-            m
-            for m in self.members
-            if m.waker is not None and m not in self.due and now - m.read_at >= m.floor
-        ]
+        # Members due now, and those due within the last quarter of their own pause, so that members that
+        # joined at other times fall into step (at worst a wait reads at 4/3 of its pace, and only once);
+        # members asleep in their waits (after news) ride along once half their interval has passed.
+        parked = [m for m, at in self.due.items() if at - now <= max(BATCH_GATHER, (at - m.read_at) / 4)]
+        riders = [m for m in self.sleepers if now - m.read_at >= m.floor]
         for member in parked:
             del self.due[member]
         if parked or riders:
