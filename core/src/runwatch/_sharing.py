@@ -363,19 +363,22 @@ class _ListGroup(_Group):
         self.timer, self.timer_at = None, math.inf
         now = self.clock.monotonic()
         # Members due now, and those due within the last quarter of their own pause, so that members that
-        # joined at other times fall into step (at worst a wait reads at 4/3 of its pace, and only once);
-        # members asleep in their waits (after news) ride along once half their interval has passed.
+        # joined at other times fall into step (at worst a wait reads at 4/3 of its pace, and only once).
         parked = [m for m, at in self.due.items() if at - now <= max(BATCH_GATHER, (at - m.read_at) / 4)]
-        riders = [m for m in self.sleepers if now - m.read_at >= m.floor]
         for member in parked:
             del self.due[member]
-        if parked or riders:
+        if parked:
             by_run: dict[str, list[_Member]] = {}
-            for member in (*parked, *riders):
+            for member in parked:
                 run_id = member.watch.run_id
                 assert run_id is not None
                 by_run.setdefault(run_id, []).append(member)
-            first = (parked or riders)[0]
+            # Members paused in their waits (after news) on a run read anyway get the reading too, so waits
+            # on one run see every reading; they are not read for otherwise (they come back when due).
+            for member in self.sleepers:
+                if member.watch.run_id in by_run:
+                    by_run[member.watch.run_id].append(member)
+            first = parked[0]
             spec = first.api.profile.list_runs
             assert spec is not None
             ids = list(by_run)
