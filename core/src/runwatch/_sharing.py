@@ -25,10 +25,11 @@ from typing import Any
 from runwatch._api import RunApi
 from runwatch._auth import TokenAuth
 from runwatch._clock import Clock, SystemClock
-from runwatch._errors import BadStatusPayload, RunLost, RunwatchError
+from runwatch._errors import BadStatusPayload, ConfigurationError, RunLost, RunwatchError
 from runwatch._http import Origin
 from runwatch._status import RunStatus
 from runwatch._transport import Response, TransientError
+from runwatch._urls import redact
 from runwatch._watch import Ask, Reading, Watch
 
 __all__ = ["Feed", "feed_for"]
@@ -446,6 +447,11 @@ class _ListGroup(_Group):
         spec = api.profile.list_runs
         assert spec is not None
         method, url, body = api.batch_request(run_ids)
+        # Errors name the batch read, not its URL: a hundred ids in each of a hundred waits' log lines.
+        shown, what = (
+            redact(url),
+            f"the batch read {method} {redact(url.split('?')[0])} of {len(run_ids)} runs",
+        )
         first.announce(method, url)
         try:
             response = await api.send(
@@ -457,17 +463,23 @@ class _ListGroup(_Group):
                 timeout=first.watch.policy.request_timeout,
                 deadline=self.deadline(),
             )
-            api.check(response, url)
-            payload = json.loads(response.body)
-        except (TransientError, BadStatusPayload) as exc:
+        except TransientError as exc:
+            return Reading(error=TransientError(str(exc).replace(shown, what), exc.retry_after))
+        except RunwatchError as exc:
             return Reading(error=exc)
-        except ValueError:
-            return Reading(error=BadStatusPayload(f"{method} {url}: the body is not JSON"))
-        except RunwatchError as exc:  # refused (401/403/404 on the list): every member's to judge
-            return Reading(error=exc)
+        status = response.status
+        if not 200 <= status < 300:  # a refused list says nothing of any run: the profile or the API is wrong
+            return Reading(
+                error=ConfigurationError(
+                    f"{what} was answered HTTP {status}: give this API reads='shared' (each run read on its "
+                    "own), or a profile whose [list_runs] this API serves"
+                )
+            )
         try:
-            return api.profile.listed_items(payload)
-        except (BadStatusPayload, RunwatchError) as exc:
+            return api.profile.listed_items(json.loads(response.body))
+        except ValueError:
+            return Reading(error=BadStatusPayload(f"{what}: the body is not JSON"))
+        except RunwatchError as exc:
             return Reading(error=exc)
 
     def _listed(self, member: _Member, run_id: str, item: Any) -> Reading:
