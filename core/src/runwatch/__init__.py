@@ -17,6 +17,7 @@ from runwatch._auth import (
     auth_for,
 )
 from runwatch._clock import Clock
+from runwatch._ended import EndedRuns, Outcomes, ended_runs, read_run_list, run_lists
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
@@ -70,6 +71,7 @@ __all__ = [
     "ClientCredentials",
     "Clock",
     "ConfigurationError",
+    "EndedRuns",
     "HeaderAuth",
     "Hooks",
     "HttpxTransport",
@@ -77,6 +79,7 @@ __all__ = [
     "InvalidURL",
     "MockTransport",
     "Outcome",
+    "Outcomes",
     "Phase",
     "Policy",
     "Profile",
@@ -112,8 +115,11 @@ __all__ = [
     "WebhookInbox",
     "auth_for",
     "builtin_profiles",
+    "ended_runs",
     "load_profile",
     "outcome",
+    "read_run_list",
+    "run_lists",
     "run_sync",
     "start_attempt",
     "text",
