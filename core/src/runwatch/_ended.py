@@ -106,7 +106,8 @@ async def read_run_list(
 ) -> list[RunStatus]:
     """Read every run of one answer of the profile's list endpoint, with the API's parameters as the filter.
 
-    Transient failures are retried for up to `retry_for` seconds. Raises ProfileError when the profile has no
+    Each run's `url` is its status URL when the API's parameters fill the profile's template. Transient
+    failures are retried for up to `retry_for` seconds. Raises ProfileError when the profile has no
     `[list_runs]` or does not map a listed state, BadStatusPayload for an answer it cannot read,
     AccessDenied/RunNotFound/RunwatchError for an error answer, TransientError when retries ran out.
     """
@@ -121,7 +122,18 @@ async def read_run_list(
         payload = json.loads(response.body)
     except (ValueError, RecursionError):
         raise BadStatusPayload(f"{spec.method} {url}: the body is not JSON") from None
-    return api.profile.parse_list(payload)
+    return [
+        run if run.url else run.model_copy(update={"url": _url(api, run.id)})
+        for run in api.profile.parse_list(payload)
+    ]
+
+
+def _url(api: RunApi, run_id: str) -> str | None:
+    """The run's own status URL, when the filter's parameters are enough to build it."""
+    try:
+        return api.status_url(run_id)
+    except RunwatchError:
+        return None
 
 
 async def run_lists(api: RunApi, *, interval: float = 30.0) -> AsyncIterator[list[RunStatus]]:
