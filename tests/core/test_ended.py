@@ -61,6 +61,15 @@ def test_the_cursor_forgets_the_oldest_ends_no_longer_listed_beyond_its_size() -
     assert cursor.seen == ["e", "f", "g", "h"]  # never fewer than the answer holds
 
 
+def test_a_copy_moves_on_alone() -> None:
+    cursor = EndedRuns(["a"])
+    attempt = cursor.copy()
+    assert [s.id for s in attempt.update(_runs(a="SUCCEEDED", b="FAILED"))] == ["b"]
+    assert cursor.seen == ["a"] and attempt.seen == ["a", "b"]
+    fresh = EndedRuns().copy()
+    assert not fresh.started
+
+
 def test_two_copies_of_a_cursor_merge_into_what_either_saw() -> None:
     one, other = EndedRuns(["a"]), EndedRuns(["b"])
     one.merge(other)

@@ -77,6 +77,10 @@ class EndedRuns:
                 del self._seen[run_id]
         return new
 
+    def copy(self) -> EndedRuns:
+        """An independent cursor that remembers the same (to try an announcement, and keep it if it went)."""
+        return EndedRuns(self.seen if self.started else None, keep=self.keep)
+
     def merge(self, other: EndedRuns) -> None:
         """Also remember what `other` remembers (two copies of one cursor: a run either saw stays seen)."""
         if other.started:

@@ -137,13 +137,16 @@ class RunEndedEvents:
         log.info("source %s: watching %s for runs that end", self.source, api.base_url)
         async for runs in runwatch.run_lists(api, interval=self.interval):
             async with self._announcing:
-                first = not cursor.started
-                ended = cursor.update(runs)
-                wanted = [status for status in ended if fires(status, self.outcomes)]
-                if wanted:
-                    await self._emit(wanted)
-                if ended or first:
-                    await self._save_cursor(cursor)
+                attempt = cursor.copy()
+                ended = attempt.update(runs)
+                try:
+                    await self._emit([status for status in ended if fires(status, self.outcomes)])
+                    if ended or not cursor.started:
+                        await self._save_cursor(attempt)
+                except Exception as exc:  # Prefect's API away: the next read announces these again, same ids
+                    log.warning("source %s: could not tell Prefect (%s); trying again", self.source, exc)
+                else:
+                    cursor = attempt
 
     async def _load_cursor(self) -> EndedRuns:
         try:
@@ -160,6 +163,8 @@ class RunEndedEvents:
             await block.asave(self.cursor_block, overwrite=True)
 
     async def _emit(self, ended: list[RunStatus]) -> None:
+        if not ended:
+            return
         # Sent and awaited one by one before the cursor is saved: a crash loses no event, and one sent
         # twice keeps its id.
         async with get_events_client() as client:
