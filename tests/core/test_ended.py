@@ -153,6 +153,11 @@ async def test_a_failed_read_is_said_and_tried_again_later_never_an_end(
     assert "BadStatusPayload" in warnings[1] and "not JSON" in warnings[1]
 
 
-async def test_a_profile_without_a_list_endpoint_is_refused_by_name() -> None:
+async def test_a_profile_without_a_list_endpoint_is_refused_by_name_before_any_request() -> None:
+    transport = MockTransport(lambda request: Response(200, {}, b"[]"))
+    api = RunApi("https://jobs.test", transport=transport)
     with pytest.raises(runwatch.ProfileError, match="profile 'standard' has no \\[list_runs\\] section"):
-        await runwatch.read_run_list(RunApi("https://jobs.test"))
+        await runwatch.read_run_list(api)
+    with pytest.raises(runwatch.ProfileError, match="profile 'standard' has no \\[list_runs\\] section"):
+        await anext(runwatch.run_lists(api))
+    assert transport.requests == []

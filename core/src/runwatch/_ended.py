@@ -145,8 +145,11 @@ async def run_lists(api: RunApi, *, interval: float = 30.0) -> AsyncIterator[lis
 
     A read that fails (the API away, rate limited, an answer the profile cannot read) is logged on one line
     and tried again after a pause that doubles up to 5 minutes: "could not tell" never ends the stream and
-    never reads as a run that ended. Sleeps on `api.clock`.
+    never reads as a run that ended. Sleeps on `api.clock`. Raises ProfileError at once, before any request,
+    when the profile has no `[list_runs]` (a mistake no retry mends).
     """
+    if api.profile.list_runs is None:
+        raise ProfileError(f"profile {api.profile.name!r} has no [list_runs] section")
     failures = 0
     while True:
         try:

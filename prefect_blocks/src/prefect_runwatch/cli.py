@@ -16,6 +16,7 @@ from prefect.events.worker import EventsWorker
 from prefect_runwatch.automations import AUTOMATION_NAME, create_resume_automation
 from prefect_runwatch.run_ended import RunEndedEvents
 from prefect_runwatch.watcher import Watcher
+from runwatch import RunwatchError
 
 __all__ = ["main"]
 
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 interval=args.interval,
             )
             asyncio.run(_until_signalled(source))
-        except ValueError as exc:  # a bad option, or no such block
+        except (ValueError, RunwatchError) as exc:  # a bad option, no such block, a profile with no list
             print(f"prefect-runwatch events: {exc}", file=sys.stderr)
             return 2
         return 0
