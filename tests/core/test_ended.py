@@ -155,9 +155,17 @@ async def test_a_failed_read_is_said_and_tried_again_later_never_an_end(
 
 async def test_a_profile_without_a_list_endpoint_is_refused_by_name_before_any_request() -> None:
     transport = MockTransport(lambda request: Response(200, {}, b"[]"))
-    api = RunApi("https://jobs.test", transport=transport)
-    with pytest.raises(runwatch.ProfileError, match="profile 'standard' has no \\[list_runs\\] section"):
-        await runwatch.read_run_list(api)
-    with pytest.raises(runwatch.ProfileError, match="profile 'standard' has no \\[list_runs\\] section"):
-        await anext(runwatch.run_lists(api))
+    bare = {
+        "name": "bare",
+        "status_url": "{base_url}/runs/{run_id}",
+        "fields": {"id": "id", "status": "status"},
+        "states": {"RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED"},
+    }
+    by_ids = "profile 'standard' lists runs by id only \\({run_ids}\\), not under a filter"
+    for profile, message in [(bare, "profile 'bare' has no \\[list_runs\\] section"), ("standard", by_ids)]:
+        api = RunApi("https://jobs.test", profile=profile, transport=transport)
+        with pytest.raises(runwatch.ProfileError, match=message):
+            await runwatch.read_run_list(api)
+        with pytest.raises(runwatch.ProfileError, match=message):
+            await anext(runwatch.run_lists(api))
     assert transport.requests == []

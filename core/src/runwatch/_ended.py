@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from runwatch._api import RunApi
 from runwatch._errors import BadStatusPayload, ProfileError, RunwatchError
+from runwatch._profile import ListSpec
 from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch.text import inert
@@ -112,12 +113,10 @@ async def read_run_list(
 
     Each run's `url` is its status URL when the API's parameters fill the profile's template. Transient
     failures are retried for up to `retry_for` seconds. Raises ProfileError when the profile has no
-    `[list_runs]` or does not map a listed state, BadStatusPayload for an answer it cannot read,
+    `[list_runs]` under a filter (none, or one by `{run_ids}` only) or does not map a listed state, BadStatusPayload for an answer it cannot read,
     AccessDenied/RunNotFound/RunwatchError for an error answer, TransientError when retries ran out.
     """
-    spec = api.profile.list_runs
-    if spec is None:
-        raise ProfileError(f"profile {api.profile.name!r} has no [list_runs] section")
+    spec = _filtered_list(api)
     url = api.profile.url(spec.url, base_url=api.base_url or "", **api.params)
     body = None if spec.body is None else api.profile.render_body(spec.body, **api.params)
     response = await api._send(spec.method, url, body, {}, retry_for, request_timeout)
@@ -130,6 +129,20 @@ async def read_run_list(
         run if run.url else run.model_copy(update={"url": _url(api, run.id)})
         for run in api.profile.parse_list(payload)
     ]
+
+
+def _filtered_list(api: RunApi) -> ListSpec:
+    """The profile's `[list_runs]`, when it lists runs under a filter; ProfileError when it has none, or lists
+    only the runs it is given by id (`{run_ids}`, for batched reads): runs not yet known cannot be named."""
+    spec = api.profile.list_runs
+    if spec is None:
+        raise ProfileError(f"profile {api.profile.name!r} has no [list_runs] section")
+    if spec.by_ids:
+        raise ProfileError(
+            f"profile {api.profile.name!r} lists runs by id only ({{run_ids}}), not under a filter: "
+            "it cannot find runs it has not been told of"
+        )
+    return spec
 
 
 def _url(api: RunApi, run_id: str) -> str | None:
@@ -146,10 +159,9 @@ async def run_lists(api: RunApi, *, interval: float = 30.0) -> AsyncIterator[lis
     A read that fails (the API away, rate limited, an answer the profile cannot read) is logged on one line
     and tried again after a pause that doubles up to 5 minutes: "could not tell" never ends the stream and
     never reads as a run that ended. Sleeps on `api.clock`. Raises ProfileError at once, before any request,
-    when the profile has no `[list_runs]` (a mistake no retry mends).
+    when the profile has no `[list_runs]` under a filter (a mistake no retry mends).
     """
-    if api.profile.list_runs is None:
-        raise ProfileError(f"profile {api.profile.name!r} has no [list_runs] section")
+    _filtered_list(api)
     failures = 0
     while True:
         try:
