@@ -113,8 +113,9 @@ async def read_run_list(
 
     Each run's `url` is its status URL when the API's parameters fill the profile's template. Transient
     failures are retried for up to `retry_for` seconds. Raises ProfileError when the profile has no
-    `[list_runs]` under a filter (none, or one by `{run_ids}` only) or does not map a listed state, BadStatusPayload for an answer it cannot read,
-    AccessDenied/RunNotFound/RunwatchError for an error answer, TransientError when retries ran out.
+    `[list_runs]` under a filter (none, or one by `{run_ids}` only) or does not map a listed state,
+    BadStatusPayload for an answer it cannot read, AccessDenied/RunNotFound/RunwatchError for an error
+    answer, TransientError when retries ran out.
     """
     spec = _filtered_list(api)
     url = api.profile.url(spec.url, base_url=api.base_url or "", **api.params)
