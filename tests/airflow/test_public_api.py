@@ -17,6 +17,7 @@ PUBLIC = {
         "result_event",
         "status_payload",
     },
+    "runwatch_airflow.triggers.run_ended": {"CURSOR_KEY_PREFIX", "PERSIST_GRACE", "RunEndedTrigger"},
 }
 
 

@@ -16,7 +16,9 @@ from runwatch._auth import (
     TokenProvider,
     auth_for,
 )
+from runwatch._budget import RedisBudget
 from runwatch._clock import Clock
+from runwatch._ended import EndedRuns, Outcomes, ended_runs, read_run_list, run_lists
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
@@ -71,6 +73,7 @@ __all__ = [
     "ClientCredentials",
     "Clock",
     "ConfigurationError",
+    "EndedRuns",
     "HeaderAuth",
     "Hooks",
     "HttpxTransport",
@@ -78,11 +81,13 @@ __all__ = [
     "InvalidURL",
     "MockTransport",
     "Outcome",
+    "Outcomes",
     "Phase",
     "Policy",
     "Profile",
     "ProfileError",
     "Progress",
+    "RedisBudget",
     "Request",
     "Response",
     "RunApi",
@@ -113,9 +118,12 @@ __all__ = [
     "WebhookInbox",
     "auth_for",
     "builtin_profiles",
+    "ended_runs",
     "first_look",
     "load_profile",
     "outcome",
+    "read_run_list",
+    "run_lists",
     "run_sync",
     "start_attempt",
     "text",
