@@ -957,6 +957,7 @@ async def test_reset_forgets_everything(
         "requests_total": 0,
         "connections": 0,
         "runs": {},
+        "traceparents": {},
         "tokens": {"issued": 0, "expired_seen": 0},
         "webhooks": {"subscriptions": 0, "sent": 0, "failed": 0},
     }

@@ -156,6 +156,7 @@ class Store:
             "requests_total": self.requests_total,
             "connections": len(self.clients),
             "runs": {run_id: run.counters.to_dict() for run_id, run in self.runs.items()},
+            "traceparents": {run_id: dict(run.traceparents) for run_id, run in self.runs.items()},
             "tokens": {
                 "issued": self.tokens.issued if self.tokens else 0,
                 "expired_seen": self.tokens.expired_seen if self.tokens else 0,
