@@ -56,7 +56,7 @@ class RemoteRunTask(BaseOperator):
 
     def take_carrier(self, context: Context) -> None:
         """Take the task instance's trace context, which every request of this try then carries."""
-        self._carrier = task_carrier(context["ti"])
+        self._carrier = task_carrier(context.get("ti"))
 
     @cached_property
     def hook(self) -> RunStatusHook:

@@ -368,7 +368,9 @@ def _trace_ids(e2e: E2E, *tasks: str) -> set[str]:
         "SELECT context_carrier FROM task_instance WHERE dag_id = 'rw_e2e_outcomes' AND task_id = ANY(%s)",
         list(tasks),
     )
-    carriers = [json.loads(value) if isinstance(value, str) else value for (value,) in rows]
+    # Airflow stores it through its serializer: {"__var": {...}, "__type": "dict"}
+    stored = [json.loads(value) if isinstance(value, str) else value for (value,) in rows]
+    carriers = [value.get("__var", value) for value in stored]
     assert len(carriers) == len(tasks)
     return {carrier["traceparent"].split("-")[1] for carrier in carriers}
 
