@@ -13,6 +13,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import TracerProvider
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -20,6 +22,7 @@ from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.states import State
+from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
 
 import runwatch
@@ -276,3 +279,31 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         state = await execute(flow_run.id)
         assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+
+
+@pytest.fixture(scope="session")
+def tracing() -> None:
+    """Prefect's tracing on, as its docs set it up: an OpenTelemetry SDK tracer provider in the process
+    (Prefect then labels each flow run with its span's traceparent). Once per process: OpenTelemetry takes
+    no second provider, so the tests after this one run with it too, as a traced deployment would."""
+    if not isinstance(otel_trace.get_tracer_provider(), TracerProvider):
+        otel_trace.set_tracer_provider(TracerProvider())
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_the_flow_and_the_watcher_carry_the_flow_runs_trace(
+    server: ReferenceServer, saved: str
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    async with get_client() as client:
+        parent = (await client.read_flow_run(flow_run.id)).labels[LABELS_TRACEPARENT_KEY]
+    watcher = Watcher(scan_interval=0.2)
+    await resumed_by(watcher, flow_run.id)
+    await watcher.close()
+    seen = server.stats()["traceparents"][run["id"]]
+    # The flow's first look carries the flow run's own; the watcher's reads hang from it (a span per wait).
+    assert seen[parent] == 1 and "" not in seen
+    assert {value.split("-")[1] for value in seen} == {parent.split("-")[1]}
+    assert sum(seen.values()) == server.stats()["runs"][run["id"]]["GET"] >= 2

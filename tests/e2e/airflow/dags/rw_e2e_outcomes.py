@@ -43,7 +43,7 @@ def rw_e2e_outcomes() -> None:
                 {"status": "SUCCEEDED"},
             ]
         },
-        policy=POLICY,
+        policy={"interval": 0.25, "max_interval": 0.25},  # polls far more often than tokens expire
     )
 
 
