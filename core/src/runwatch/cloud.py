@@ -77,7 +77,7 @@ class GoogleCredentials:
         import google.auth.transport.requests
 
         if self.credentials is None:
-            self.credentials, _ = google.auth.default(scopes=list(self.scopes))  # type: ignore[no-untyped-call]
+            self.credentials, _ = google.auth.default(scopes=list(self.scopes))
         self.credentials.refresh(google.auth.transport.requests.Request())
         expiry: datetime | None = self.credentials.expiry  # naive, in UTC
         return Token(
@@ -105,7 +105,8 @@ class GitHubAppInstallation:
         self.api_url = api_url.rstrip("/")
 
     def __repr__(self) -> str:
-        return f"GitHubAppInstallation(app_id={self.app_id!r}, installation_id={self.installation_id!r}, key=***)"
+        ids = f"app_id={self.app_id!r}, installation_id={self.installation_id!r}"
+        return f"GitHubAppInstallation({ids}, key=***)"
 
     async def fetch(self, api: RunApi) -> Token:
         import jwt
@@ -126,7 +127,10 @@ class GitHubAppInstallation:
             raise BadStatusPayload(f"{where} answered HTTP {response.status}")
         try:
             data: Any = json.loads(response.body)
-            value, expires = str(data["token"]), datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+            value, expires = (
+                str(data["token"]),
+                datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BadStatusPayload(f"{where} answered without a token and its expiry") from None
         return Token(value, expires.timestamp())
