@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import prefect_harness  # first: it sets PREFECT_HOME and friends before Prefect reads them
 import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from prefect_runwatch import RunStatusApi
 from runwatch.server import ReferenceServer
@@ -27,3 +29,12 @@ def server(runwatch_server_factory: Callable[..., ReferenceServer]) -> Reference
 def api(server: ReferenceServer) -> RunStatusApi:
     """An unsaved block for `server`."""
     return RunStatusApi(base_url=server.url, token=prefect_harness.CANARY)
+
+
+@pytest.fixture(scope="session")
+def tracing() -> None:
+    """Prefect's tracing on, as its docs set it up: an OpenTelemetry SDK tracer provider in the process
+    (Prefect then labels each flow run with its span's traceparent). Once per process: OpenTelemetry takes
+    no second provider, so the tests after this one run with it too, as a traced deployment would."""
+    if not isinstance(otel_trace.get_tracer_provider(), TracerProvider):
+        otel_trace.set_tracer_provider(TracerProvider())

@@ -13,8 +13,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import TracerProvider
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -279,15 +277,6 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         state = await execute(flow_run.id)
         assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
-
-
-@pytest.fixture(scope="session")
-def tracing() -> None:
-    """Prefect's tracing on, as its docs set it up: an OpenTelemetry SDK tracer provider in the process
-    (Prefect then labels each flow run with its span's traceparent). Once per process: OpenTelemetry takes
-    no second provider, so the tests after this one run with it too, as a traced deployment would."""
-    if not isinstance(otel_trace.get_tracer_provider(), TracerProvider):
-        otel_trace.set_tracer_provider(TracerProvider())
 
 
 @pytest.mark.usefixtures("tracing")
