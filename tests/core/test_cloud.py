@@ -135,3 +135,45 @@ async def test_an_azure_identity_managed_identity_token(
     assert asked["header"] == "id-header-1"
     assert asked["resource"] == "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"  # the scope, as App Service wants it
     assert auth.fetches == 1
+
+
+@pytest.mark.runwatch_server(token=ACCESS)
+async def test_auth_for_github_app_and_azure_as_a_connection_or_block_gives_them(
+    double: Double, runwatch_server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github = runwatch.auth_for(
+        "github_app", PEM, username="12345", token_url=f"{double.url}/app/installations/678/access_tokens"
+    )
+    assert isinstance(github, TokenAuth) and github.provider.key[:4] == (
+        "github_app",
+        double.url,
+        "12345",
+        "678",
+    )
+    assert (await waited(runwatch_server, github)).status is State.SUCCEEDED
+    # azure: DefaultAzureCredential, which finds the App Service managed identity here
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{double.url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "id-header-1")
+    azure = runwatch.auth_for("azure", None, scope="api://jobs/.default")
+    assert isinstance(azure, TokenAuth)
+    assert (await waited(runwatch_server, azure)).status is State.SUCCEEDED
+    assert [asked.get("resource") for asked in double.seen] == [None, "api://jobs"]
+
+
+@pytest.mark.parametrize(
+    ("style", "settings", "message"),
+    [
+        (
+            "github_app",
+            {"username": "1", "token_url": "https://api.github.com/app/x"},
+            "installations/<install",
+        ),
+        ("github_app", {"token_url": "https://api.github.com/app/installations/2/access_tokens"}, "app id"),
+        ("azure", {}, "auth style azure needs a scope"),
+    ],
+)
+def test_a_cloud_style_missing_a_setting_is_a_value_error_naming_it(
+    style: str, settings: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        runwatch.auth_for(style, PEM, **settings)

@@ -16,8 +16,10 @@ Each library is imported when the first token is fetched, so the core needs none
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
+from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,11 @@ class AzureCredential:
     def __repr__(self) -> str:
         return f"AzureCredential({type(self.credential).__name__}, scope={self.scope!r})"
 
+    @property
+    def key(self) -> Hashable:
+        """Equal for the same kind of credential and scope (`TokenAuth.shared`)."""
+        return ("azure", type(self.credential).__qualname__, self.scope)
+
     async def fetch(self, api: RunApi) -> Token:
         get_token = self.credential.get_token
         if inspect.iscoroutinefunction(get_token):
@@ -68,6 +75,11 @@ class GoogleCredentials:
 
     def __repr__(self) -> str:
         return f"GoogleCredentials({type(self.credentials).__name__}, scopes={self.scopes!r})"
+
+    @property
+    def key(self) -> Hashable:
+        """Equal for Application Default Credentials of the same scopes (`TokenAuth.shared`)."""
+        return ("google", id(self.credentials) if self.credentials is not None else None, self.scopes)
 
     async def fetch(self, api: RunApi) -> Token:
         return await asyncio.to_thread(self._refresh)
@@ -107,6 +119,12 @@ class GitHubAppInstallation:
     def __repr__(self) -> str:
         ids = f"app_id={self.app_id!r}, installation_id={self.installation_id!r}"
         return f"GitHubAppInstallation({ids}, key=***)"
+
+    @property
+    def key(self) -> Hashable:
+        """Equal for equal settings; holds a digest of the private key, never the key (`TokenAuth.shared`)."""
+        digest = hashlib.sha256(self._key.encode()).hexdigest()
+        return ("github_app", self.api_url, self.app_id, self.installation_id, digest)
 
     async def fetch(self, api: RunApi) -> Token:
         import jwt
