@@ -259,13 +259,11 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
         token_url=f"{server.url}/oauth/token",
     )
     await block.asave("oauth-api", overwrite=True)
-    runs = [
-        server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
-        for _ in range(3)
-    ]
-    flow_runs = [await new_flow_run(run=r["id"], api_block="oauth-api") for r in runs]
-    for flow_run in flow_runs:
-        assert (await execute(flow_run.id)).name == "Suspended"
+    flow_runs = []
+    for _ in range(3):  # each run made just before its flow's first look: no delay adds up on a busy machine
+        run = server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+        flow_runs.append(await new_flow_run(run=run["id"], api_block="oauth-api"))
+        assert (await execute(flow_runs[-1].id)).name == "Suspended"
     watcher = Watcher(scan_interval=0.2)
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
