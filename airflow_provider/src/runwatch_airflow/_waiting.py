@@ -14,6 +14,7 @@ import runwatch
 from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
+from runwatch_airflow._trace import task_carrier
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY
@@ -51,6 +52,11 @@ class RemoteRunTask(BaseOperator):
     end_from_trigger: bool
     _remote_run_id: str | None = None  # the run this try waits for, for `on_kill`
     remote_run_url: str | None = None  # the link pushed by this process, for `RemoteRunLink`
+    _carrier: dict[str, str] | None = None  # this try's trace context, sent with every request
+
+    def take_carrier(self, context: Context) -> None:
+        """Take the task instance's trace context, which every request of this try then carries."""
+        self._carrier = task_carrier(context.get("ti"))
 
     @cached_property
     def hook(self) -> RunStatusHook:
@@ -82,6 +88,7 @@ class RemoteRunTask(BaseOperator):
             started=started.to_dict() if started else None,
             policy=self.policy,
             deadline=deadline,
+            trace=self._carrier,
         )
         return RunStatusTrigger.of_spec(
             spec, cancel_on_kill=self.cancel_on_kill, end_from_trigger=self.end_from_trigger
@@ -105,7 +112,8 @@ class RemoteRunTask(BaseOperator):
         task here with its typed failure; passing trouble (network, 5xx, 429) is left to the trigger.
         """
         try:
-            status = runwatch.run_sync(runwatch.first_look(self.hook.get_api(), run))
+            api = self.hook.get_api()
+            status = runwatch.run_sync(runwatch.first_look(api, run, trace=self._carrier))
         except runwatch.RunwatchError as exc:
             self.raise_result(runwatch.WaitResult.of_error(exc), None)
         if status is None:
@@ -125,6 +133,7 @@ class RemoteRunTask(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the final status (XCom `return_value`), or the outcome's exception."""
         self.take_arguments()
+        self.take_carrier(context)
         try:
             result = event_result(event)
         except ValueError as exc:
@@ -160,7 +169,7 @@ class RemoteRunTask(BaseOperator):
             return
         self.log.info("deadline passed: cancelling run %s", run_id)
         try:
-            self.hook.cancel_run(run_id)
+            self.hook.cancel_run(run_id, trace=self._carrier)
         except Exception as exc:
             self.log.warning("could not cancel run %s: %s", run_id, exc)
 
@@ -176,6 +185,7 @@ class RemoteRunTask(BaseOperator):
         except AirflowException as exc:
             if _caused_by(exc, TaskDeferralTimeout):
                 self.take_arguments()
+                self.take_carrier(context)
                 self.cancel_at_deadline(self.deferred_run_id(context))
             raise
 
@@ -193,7 +203,7 @@ class RemoteRunTask(BaseOperator):
         """A user killed the task while it waited on a worker: cancel the run if `cancel_on_kill`."""
         if self.cancel_on_kill and self._remote_run_id:
             self.log.info("task killed: cancelling run %s", self._remote_run_id)
-            self.hook.cancel_run(self._remote_run_id)
+            self.hook.cancel_run(self._remote_run_id, trace=self._carrier)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

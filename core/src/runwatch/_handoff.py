@@ -242,18 +242,23 @@ async def wait_result(api: RunApi, spec: WaitSpec, *, hooks: Hooks = NO_HOOKS) -
 
 
 async def first_look(
-    api: RunApi, run: str | StartedRun, *, request_timeout: float = 30.0
+    api: RunApi,
+    run: str | StartedRun,
+    *,
+    request_timeout: float = 30.0,
+    trace: Mapping[str, str] | None = None,
 ) -> RunStatus | None:
     """One read of a run before its wait is handed off, without retries: a run that already ended needs none.
 
     Returns the status, or None when the read met passing trouble (network, 5xx, 429, a body that does not
     parse), which the wait itself rides out. A run we just started that the remote does not show yet is its
     start's status. Raises what no waiting can change (`FINAL_AT_ONCE`: `RunNotFound`, `AccessDenied`,
-    `ProfileError`, `ConfigurationError`). `request_timeout` is in seconds.
+    `ProfileError`, `ConfigurationError`). `request_timeout` is in seconds; `trace` a W3C Trace Context
+    carrier sent along.
     """
     url = run.status_url if isinstance(run, StartedRun) else run
     try:
-        return await api.get_status(url, retry_for=0, request_timeout=request_timeout)
+        return await api.get_status(url, retry_for=0, request_timeout=request_timeout, trace=trace)
     except RunNotFound:
         if isinstance(run, StartedRun):  # read-after-write lag: the remote may not show it yet
             return run.status.observed()

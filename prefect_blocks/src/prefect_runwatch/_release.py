@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
+from prefect_runwatch._trace import flow_run_carrier
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Outcome, Policy, RunStatus, StartedRun, WaitResult, WaitSpec
 
@@ -138,7 +139,9 @@ async def wait_released(
         observer.logger.info(
             "resumed without a final status (an automation or by hand): reading %s once", url
         )
-    status = await runwatch.first_look(api, run, request_timeout=policy.request_timeout)
+    status = await runwatch.first_look(
+        api, run, request_timeout=policy.request_timeout, trace=flow_run_carrier()
+    )
     if status is not None:
         await observer(status)
         if status.is_terminal:

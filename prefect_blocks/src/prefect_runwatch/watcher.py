@@ -29,6 +29,7 @@ from prefect.logging.loggers import flow_run_logger
 import runwatch
 from prefect_runwatch._observe import Observer
 from prefect_runwatch._release import KEY_PREFIX, TAG, Suspension, read_record, resume_input
+from prefect_runwatch._trace import flow_run_carrier
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import WaitResult, WaitSpec
 
@@ -115,7 +116,8 @@ class Watcher:
     async def _watch(self, flow_run: FlowRun, record: Suspension) -> None:
         logger = flow_run_logger(flow_run=flow_run)
         try:
-            result = await _outcome(record.spec, Observer(logger, flow_run_id=flow_run.id))
+            trace = flow_run_carrier(flow_run)
+            result = await _outcome(record.spec, Observer(logger, flow_run_id=flow_run.id), trace)
             run_input = resume_input(result, record.previous_version)
             async with get_client() as client:
                 resumed = await client.resume_flow_run(flow_run.id, run_input=run_input)
@@ -131,8 +133,8 @@ class Watcher:
             )
 
 
-async def _outcome(spec: WaitSpec, observer: Observer) -> WaitResult:
-    """Watch the run to its end: how the wait ended."""
+async def _outcome(spec: WaitSpec, observer: Observer, trace: dict[str, str] | None) -> WaitResult:
+    """Watch the run to its end, in the suspended flow run's trace: how the wait ended."""
     try:
         if spec.api is None:
             raise ValueError("no block id")
@@ -140,6 +142,8 @@ async def _outcome(spec: WaitSpec, observer: Observer) -> WaitResult:
     except (ObjectNotFound, ValueError):
         message = f"the runwatch watcher cannot load the RunStatusApi block {spec.api}"
         return WaitResult(outcome="error", message=message)
+    if trace is not None:
+        spec = spec.model_copy(update={"trace": trace})
     result = await runwatch.wait_result(block.get_api(), spec, hooks=runwatch.Hooks(on_change=observer))
     if result.status is not None and result.status.is_terminal:
         await observer.finish(result.status)
