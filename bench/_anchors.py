@@ -1,4 +1,4 @@
-"""The subjects of the Airflow sections: runwatch's RunStatusTrigger and the anchors, the providers' own triggers.
+"""The subjects of the Airflow sections: runwatch's RunStatusTrigger and the anchors (providers' triggers).
 
 Each subject is a trigger class (run by Airflow's TriggerRunner in `_triggerer.py`, in .venv/bench), the
 connection it reads, and the API shape the reference server speaks to it:
@@ -11,7 +11,11 @@ connection it reads, and the API shape the reference server speaks to it:
 - `dbt-cloud`: DbtCloudRunJobTrigger (-dbt-cloud) reads the dbt Cloud shape. Its hook builds `https://` URLs
   whatever the connection says; `_triggerer.py` turns that one scheme into `http://` so that every subject
   speaks plain HTTP to 127.0.0.1 (no TLS cost for one subject only). The rest of its code runs unchanged.
-- `runwatch`: RunStatusTrigger (airflow-provider-runwatch) on runwatch's standard run API (ETag, long polling).
+- `runwatch`: RunStatusTrigger (airflow-provider-runwatch) on runwatch's standard API (ETag, long polling);
+  `runwatch-databricks`: the same trigger with the built-in `databricks` profile on the Databricks shape, so
+  that one row compares like with like (no ETag there).
+- `baseline`: Airflow's DateTimeTrigger set to each run's end: no requests, so its CPU is the TriggerRunner's
+  own (and the bench's loop probe), which the `ends` section subtracts from every pattern.
 
 This module runs in the bench's driver (.venv/core): it imports nothing from Airflow.
 """
@@ -21,11 +25,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from _server import _call
 
-__all__ = ["ANCHORS", "Subject", "connections", "create_target"]
+__all__ = ["SUBJECTS", "Subject", "connections", "create_target"]
 
 DBT_ACCOUNT = 7
 
@@ -37,13 +42,19 @@ class Subject:
     classpath: str
     default_interval: float  # seconds between two polls at the trigger's (its operator's) default
 
-    def kwargs(self, target: str, interval: float | None, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    def kwargs(
+        self, target: str, interval: float | None, policy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The trigger's kwargs to wait for `target` polling every `interval` s (None: its default)."""
         every = self.default_interval if interval is None else interval
         if self.name == "http":
             return {"endpoint": target, "http_conn_id": "bench_http", "poke_interval": every}
         if self.name == "databricks":
-            return {"run_id": int(target), "databricks_conn_id": "bench_databricks", "polling_period_seconds": every}
+            return {
+                "run_id": int(target),
+                "databricks_conn_id": "bench_databricks",
+                "polling_period_seconds": every,
+            }
         if self.name == "dbt-cloud":
             return {
                 "conn_id": "bench_dbt",
@@ -52,10 +63,14 @@ class Subject:
                 "end_time": time.time() + 7 * 86400,
                 "poll_interval": every,
             }
+        if self.name == "baseline":
+            return {"target_time": target}
+        if self.name == "runwatch-databricks":
+            return {"run": target, "conn_id": "bench_runwatch_databricks", "policy": policy or {}}
         return {"run": target, "conn_id": "bench_runwatch", "policy": policy or {}}
 
 
-ANCHORS = {
+SUBJECTS = {
     "http": Subject(
         "http",
         "HttpSensorTrigger (providers-http 6.3.0)",
@@ -80,6 +95,18 @@ ANCHORS = {
         "runwatch_airflow.triggers.runwatch.RunStatusTrigger",
         2.0,  # Policy().interval; the policy backs off from there
     ),
+    "baseline": Subject(
+        "baseline",
+        "DateTimeTrigger at the run's end (no requests: the runner's own cost)",
+        "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
+        0.0,
+    ),
+    "runwatch-databricks": Subject(
+        "runwatch-databricks",
+        "RunStatusTrigger (runwatch), Databricks profile on the Databricks shape",
+        "runwatch_airflow.triggers.runwatch.RunStatusTrigger",
+        2.0,
+    ),
 }
 
 
@@ -87,14 +114,32 @@ def connections(base: str) -> dict[str, str]:
     """AIRFLOW_CONN_* variables for every subject's connection (Airflow reads them before anything else)."""
     hostport = base.removeprefix("http://")
     conns = {
-        "bench_http": {"conn_type": "http", "host": hostport.split(":")[0], "port": int(hostport.split(":")[1]),
-                       "schema": "http"},
+        "bench_http": {
+            "conn_type": "http",
+            "host": hostport.split(":")[0],
+            "port": int(hostport.split(":")[1]),
+            "schema": "http",
+        },
         # The Databricks hook keeps a host without a scheme as it is, port and path included.
-        "bench_databricks": {"conn_type": "databricks", "host": f"{hostport}/vendors/databricks", "schema": "http",
-                             "password": "dapi-bench"},
-        "bench_dbt": {"conn_type": "dbt_cloud", "host": f"{hostport}/vendors/dbt-cloud", "login": str(DBT_ACCOUNT),
-                      "password": "dbt-bench"},
+        "bench_databricks": {
+            "conn_type": "databricks",
+            "host": f"{hostport}/vendors/databricks",
+            "schema": "http",
+            "password": "dapi-bench",
+        },
+        "bench_dbt": {
+            "conn_type": "dbt_cloud",
+            "host": f"{hostport}/vendors/dbt-cloud",
+            "login": str(DBT_ACCOUNT),
+            "password": "dbt-bench",
+        },
         "bench_runwatch": {"conn_type": "runwatch", "host": base},
+        "bench_runwatch_databricks": {
+            "conn_type": "runwatch",
+            "host": f"{base}/vendors/databricks",
+            "password": "dapi-bench",
+            "extra": {"profile": "databricks"},
+        },
     }
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
 
@@ -103,9 +148,11 @@ def create_target(base: str, subject: str, running_for: float, index: int) -> st
     """Make the run a subject waits for, RUNNING for `running_for` s then succeeded; what its kwargs name.
 
     For `http` nothing is made here: its target answers 404 until `create_http_run` makes it."""
+    if subject == "baseline":
+        return datetime.fromtimestamp(time.time() + running_for, timezone.utc).isoformat()
     if subject == "http":
         return f"vendors/databricks/api/2.2/jobs/runs/get?run_id={http_run_id(index)}"
-    if subject == "databricks":
+    if subject in ("databricks", "runwatch-databricks"):
         script = [{"state": "RUNNING", "for": running_for}, {"state": "TERMINATED/SUCCESS"}]
         return str(_call(base, "POST", "/_control/vendors/databricks/runs", {"script": script})["id"])
     if subject == "dbt-cloud":

@@ -1,4 +1,4 @@
-"""One cell of the Airflow sections: N triggers of one subject in Airflow's own TriggerRunner, in this process.
+"""One cell of the Airflow sections: N triggers of one subject in Airflow's TriggerRunner, in this process.
 
 Runs in .venv/bench (`python bench/_triggerer.py OUT.json < spec.json`). `TriggerRunner.arun()` is the loop
 the `airflow triggerer` command runs in its trigger process (airflow/jobs/triggerer_job_runner.py): it reads
@@ -11,8 +11,9 @@ Modes:
 - `steady`: every run stays RUNNING. After the triggers start and `settle` seconds pass, a window of
   `duration` seconds measures this process's CPU, the requests the server answered, loop lag (a 50 ms
   ticker beside the runner's own watchdog), peak RSS and the runner's blocked-loop warnings.
-- `ends`: the runs end at the times of `ends` (seconds from the start); the cell stops when every trigger
-  fired (or at `deadline`) and records when each fired.
+- `ends`: the cell makes its runs, each RUNNING for its time in `ends`, and starts the runner at once; from
+  then on it counts the requests it sends and its CPU (the triggers' start included) until every trigger
+  fired (or `deadline`), and records when each fired.
 
 The logs Airflow writes per trigger go to /dev/null here (a triggerer ships them to its supervisor).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -35,7 +37,7 @@ BLOCKED = "Triggerer's async thread was blocked"
 
 
 class _CountingLog:
-    """The runner's logger, unchanged, with a count of its blocked-loop warnings and when each trigger fired."""
+    """The runner's logger, unchanged, counting its blocked-loop warnings and noting when triggers fired."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -70,20 +72,20 @@ class _CountingLog:
         return attr
 
 
-def _supervisor(sock: socket.socket, workloads: list[Any], base: str, creates: list[tuple[float, int]]) -> None:
+def _supervisor(
+    sock: socket.socket, workloads: list[Any], base: str, creates: list[tuple[float, int]]
+) -> None:
     """The stand-in supervisor: StartTriggerer, then every workload at the first sync, then empty syncs."""
     import msgspec
+    from _anchors import create_http_run
     from airflow.jobs.triggerer_job_runner import messages
     from airflow.sdk.execution_time.comms import _RequestFrame, _ResponseFrame
 
-    from _anchors import create_http_run
-
     if creates:
-        started = time.monotonic()
 
         def make_runs() -> None:
             for at, index in sorted(creates):
-                time.sleep(max(0.0, started + at - time.monotonic()))
+                time.sleep(max(0.0, at - time.time()))
                 create_http_run(base, index)
 
         threading.Thread(target=make_runs, daemon=True).start()
@@ -118,21 +120,66 @@ def _patch_dbt_scheme() -> None:
     DbtCloudHook.get_request_url_params = staticmethod(plain_http)  # type: ignore[method-assign]
 
 
+SENT = [0]  # requests this process sent (ends mode), counted around aiohttp's ClientSession._request
+
+
+def _count_requests() -> None:
+    # Every subject's HTTP goes through aiohttp (the providers' hooks and runwatch's default transport).
+    import aiohttp
+
+    original = aiohttp.ClientSession._request
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        SENT[0] += 1
+        return await original(self, *args, **kwargs)
+
+    aiohttp.ClientSession._request = counted  # type: ignore[method-assign]
+
+
+def _make_runs(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[float, int]]]:
+    """The runs of an `ends` cell, made just before the runner starts, and the kwargs of their triggers.
+
+    Each run is RUNNING for its time in `ends`, from when it is made. `http` runs are made when they end
+    instead (`creates`: when, as a UNIX time, and which), under ids no other cell used."""
+    from _anchors import SUBJECTS, create_target
+
+    subject = SUBJECTS[spec["subject"]]
+    kwargs, creates, ended_at = [], [], []
+    spec["origin"] = time.time()
+    offset = random.randrange(10**6, 10**8)  # the triggerer section's http runs are below 10**6
+    for index, end in enumerate(spec["ends"]):
+        made = time.time()
+        target = create_target(spec["server"], subject.name, end, offset + index)
+        if subject.name == "http":
+            creates.append((made + end, offset + index))
+        ended_at.append(made + end)
+        kwargs.append(subject.kwargs(target, spec["interval"], spec.get("policy")))
+    spec["ended_at"] = ended_at
+    return kwargs, creates
+
+
 async def _measure(runner: Any, log: _CountingLog, spec: dict[str, Any], base_rss: int) -> dict[str, Any]:
     n = len(spec["kwargs"])
     probe = LoopProbe()
     probe.start()
     loop = asyncio.get_running_loop()
     started = time.monotonic()
-    cpu_start = cpu_seconds()
-    while len(runner.triggers) + len(log.fired) + log.failed < n and time.monotonic() - started < spec["deadline"]:
+    while (  # noqa: ASYNC110 - the runner's state has no event to wait on
+        len(runner.triggers) + len(log.fired) + log.failed < n
+        and time.monotonic() - started < spec["deadline"]
+    ):
         await asyncio.sleep(0.05)
     ramp_s = time.monotonic() - started
     ramp_end = loop.time()
     result: dict[str, Any] = {"n": n, "ramp_s": ramp_s, "started": len(runner.triggers) + len(log.fired)}
     if spec["mode"] == "steady":
         await asyncio.sleep(spec["settle"])
-        served0, cpu0, wait0, blocked0 = requests_served(spec["server"]), cpu_seconds(), runqueue_wait_s(), len(log.blocked)
+        served0, cpu0, wait0, blocked0 = (
+            requests_served(spec["server"]),
+            cpu_seconds(),
+            runqueue_wait_s(),
+            len(log.blocked),
+        )
         t0 = loop.time()
         await asyncio.sleep(spec["duration"])
         t1 = loop.time()
@@ -154,14 +201,15 @@ async def _measure(runner: Any, log: _CountingLog, spec: dict[str, Any], base_rs
             "still_waiting": len(runner.triggers),
         }
     else:
-        served0 = spec["served_before"]
-        while len(log.fired) + log.failed < n and time.monotonic() - started < spec["deadline"]:
+        cpu0 = spec["cpu_at_origin"]
+        while len(log.fired) + log.failed < n and time.monotonic() - started < spec["deadline"]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         result |= {
-            "cpu_s": cpu_seconds() - cpu_start,
-            "served": requests_served(spec["server"]) - served0,
+            "cpu_s": cpu_seconds() - cpu0,
+            "sent": SENT[0],
+            "ended_at": spec["ended_at"],
             "fired": {str(k): v for k, v in log.fired.items()},
-            "failed": log.failed,
+            "trigger_failures": log.failed,
             "blocked_warnings": len(log.blocked),
             "lag_p99_ms": probe.lag_ms(99),
             "lag_max_ms": probe.lag_ms(None),
@@ -179,15 +227,19 @@ def main() -> None:
     # Airflow's logs (every trigger's, and the runner's) would be this process's stdout.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    from airflow._shared.module_loading import import_string
     from airflow.executors.workloads import RunTrigger
     from airflow.jobs.triggerer_job_runner import TriggerRunner
     from airflow.models.trigger import Trigger
 
-    from airflow._shared.module_loading import import_string
-
     import_string(spec["classpath"])  # the trigger's module, imported before measuring (a triggerer has it)
     if spec.get("patch_dbt_scheme"):
         _patch_dbt_scheme()
+    creates: list[tuple[float, int]] = []
+    if spec["mode"] == "ends":
+        _count_requests()
+        spec["kwargs"], creates = _make_runs(spec)
+        spec["cpu_at_origin"] = cpu_seconds()
     workloads = [
         RunTrigger(id=i + 1, classpath=spec["classpath"], encrypted_kwargs=Trigger.encrypt_kwargs(kw))
         for i, kw in enumerate(spec["kwargs"])
@@ -197,7 +249,7 @@ def main() -> None:
     if child == 0:
         ours.close()
         try:
-            _supervisor(theirs, workloads, spec["server"], [tuple(c) for c in spec.get("creates", [])])
+            _supervisor(theirs, workloads, spec["server"], creates)
         finally:
             os._exit(0)
     theirs.close()
