@@ -25,7 +25,7 @@ from _anchors import SUBJECTS, connections, create_target
 from _measure import percentile
 from _report import Table, fmt, load_average
 
-__all__ = ["ENDS_PATTERNS", "ends_table", "run_ends", "run_triggerer", "triggerer_tables"]
+__all__ = ["ENDS_PATTERNS", "ends_table", "latencies", "run_ends", "run_triggerer", "triggerer_tables"]
 
 HERE = Path(__file__).resolve().parent
 BENCH_PYTHON = HERE.parent / ".venv" / "bench" / "bin" / "python"
@@ -246,7 +246,7 @@ def run_ends(
         return list(pool.map(one, cells))
 
 
-def _latencies(r: dict[str, Any]) -> list[float]:
+def latencies(r: dict[str, Any]) -> list[float]:
     """Detection latency of each run in seconds at full scale (long polling: as measured, see notes)."""
     fired = r.get("fired", {})
     scale = 1.0 if "long polling" in r["pattern"] else r["k"]
@@ -287,7 +287,7 @@ def ends_table(results: list[dict[str, Any]]) -> Table:
             )
             continue
         n = len(r["ended_at"])
-        lat = _latencies(r)
+        lat = latencies(r)
         cpu = r["cpu_s"] / n
         floor = idle.get(r["minutes"], 0.0)
         base = ours.get(r["minutes"], 0.0) - floor
