@@ -43,17 +43,30 @@ def _run(spec: dict[str, Any], profile: Path | None, timeout: float) -> dict[str
         return result
 
 
-def run_prefect(base: str, waits: int, run_length: float, interval: float) -> dict[str, Any]:
+def run_prefect(
+    base: str, waits: int, run_length: float, interval: float, unprofiled: bool = True
+) -> dict[str, Any]:
+    """The cell as is (unless not `unprofiled`: the quick form takes the profiled run's figures), then
+    under py-spy."""
     spec = {"server": base, "waits": waits, "run_length": run_length, "interval": interval}
     timeout = 300 + 20 * run_length
-    print(f"  prefect: {waits:,} waits of {run_length:g} s in one flow run ...", file=sys.stderr, flush=True)
-    plain = _run(spec, None, timeout)
-    print("  prefect: the same under py-spy ...", file=sys.stderr, flush=True)
+    plain: dict[str, Any] = {}
+    if unprofiled:
+        print(
+            f"  prefect: {waits:,} waits of {run_length:g} s in one flow run ...", file=sys.stderr, flush=True
+        )
+        plain = _run(spec, None, timeout)
+    print(f"  prefect: {waits:,} waits under py-spy ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as tmp:
         raw = Path(tmp) / "profile.txt"
         profiled = _run(spec, raw, timeout)
         shares = summarize(raw) if raw.exists() else {}
-    return {"plain": plain, "profiled": profiled, "cpu_shares": shares}
+    return {
+        "plain": plain or profiled,
+        "profiled": profiled,
+        "cpu_shares": shares,
+        "figures_profiled": not plain,
+    }
 
 
 def prefect_tables(result: dict[str, Any], load: str) -> list[Table]:
@@ -89,6 +102,8 @@ def prefect_tables(result: dict[str, Any], load: str) -> list[Table]:
             f"{plain['succeeded']} / {plain['waits']}",
             load,
         )
+    if result.get("figures_profiled"):
+        table.notes.append("These figures are the profiled run's (the quick form runs the cell once).")
     table.notes += [
         "The flow gathers the waits (`asyncio.gather(*(wait_for_run(run, api, policy) ...))`) with a fixed "
         "1 s policy, so that polling adds at most 1 s; Prefect's server (prefect_test_harness, SQLite) and "

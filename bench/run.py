@@ -117,7 +117,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.trigger_sizes = args.trigger_sizes or [200]
         args.minutes = args.minutes or [1.0]
         args.runs = args.runs or 10
-        args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 3.0, 1.0, 1, 4
+        args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 3.0, 1.0, 1, 5
         args.flow_waits, args.flow_run_length = 100, 5.0
         args.compress = {m: QUICK_COMPRESS.get(m, 20.0) for m in args.minutes}
     else:
@@ -315,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             tables.append(ends_table(data["ends"]))
         if "prefect" in args.only:
             load = load_average()
-            data["prefect"] = run_prefect(server.url, args.flow_waits, args.flow_run_length, args.interval)
+            data["prefect"] = run_prefect(
+                server.url, args.flow_waits, args.flow_run_length, args.interval, unprofiled=not args.quick
+            )
             tables += prefect_tables(data["prefect"], load)
         if "imports" in args.only:
             load = load_average()
