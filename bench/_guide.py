@@ -7,6 +7,7 @@ A figure missing from the run (a section not run, a cell that failed) leaves its
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from _airflow import latencies
@@ -50,6 +51,15 @@ def _triggerer(rows: list[dict[str, Any]]) -> list[str]:
             f"{warnings} for {names}; {ours['served']:,} of {ours['asked']:,.0f} asked requests were "
             "served for ours."
         )
+        if ratio < 3:
+            out.append(
+                "  What limits it: a request costs what aiohttp costs to send it and read the answer, and "
+                "runwatch's waiter is close to a bare aiohttp session per request (the transport table); the "
+                "anchors use aiohttp too, and their costs on top (a session per request for "
+                "HttpSensorTrigger, tenacity and logging per poll for Databricks, a session per poll for dbt "
+                "Cloud) stay under 3x of that. runwatch's larger saving is in how many requests it makes: "
+                "304s for unchanged runs, backoff and long polling (the next table)."
+            )
         if ours["cpu_wait_s"] > 0.2 * ours["window_s"]:
             out.append(
                 f"  (This cell waited {ours['cpu_wait_s']:.1f} s of its {ours['window_s']:.0f} s window for a"
@@ -69,6 +79,13 @@ def _triggerer(rows: list[dict[str, Any]]) -> list[str]:
             f"{100 * theirs_core:.0f}% (target: less: {'met' if less else 'missed'}), with "
             f"{big['blocked_warnings']} blocked-loop warnings (target 0: {'met' if zero else 'missed'}) and "
             f"{big['served']:,} of {big['asked']:,.0f} requests served."
+            + (
+                ""
+                if less and zero
+                else " What limits it: at 1 s polling 5,000 triggers make 5 times the requests of 1,000, so "
+                "this holds only while ours cost less than a fifth per request; with the default policy's "
+                "backoff they make far fewer requests than at a fixed 1 s."
+            )
         )
     return out
 
@@ -119,6 +136,18 @@ def _ends(rows: list[dict[str, Any]]) -> list[str]:
                 f"  - Long polling: p50 {1000 * held[2]:.0f} ms (target <= 50 ms: "
                 f"{'met' if fast else 'missed'}) with {held[0]:.1f} requests per run, {share:.2f} of fixed "
                 f"1 s polling's {fixed[0]:.1f} (target <= 0.1: {'met' if share <= 0.1 else 'missed'})."
+                + (
+                    ""
+                    if fast
+                    else " What limits its latency: the server answers the held request as the run ends; "
+                    "the rest is the trigger process getting a CPU and its loop's turn (see the load)."
+                )
+                + (
+                    ""
+                    if share <= 0.1
+                    else " A run costs about 1 + length / 30 s held requests against 1 + length / 1 s "
+                    "polls: the ratio is under 0.1 once runs last longer than about 40 s."
+                )
             )
     return out
 
@@ -140,8 +169,19 @@ def _prefect(result: dict[str, Any]) -> list[str]:
         f"({1000 * plain['cpu_s'] / plain['waits']:.0f} ms "
         f"per wait), {plain['peak_rss_mb']:.0f} MB at peak and {plain['peak_threads']} threads. "
         + (f"Where its CPU went: {top}; runwatch's own code {100 * ours:.0f}% in all. " if shares else "")
-        + "Each wait is a Prefect task run: for fan-out in the thousands, budget that bookkeeping per wait, "
-        "or gather the core's `runwatch.wait_for_run` inside one task, which pays it once."
+        + f"The waits made {plain['served'] / plain['waits']:.1f} status requests each. "
+        + (
+            "What limits it: each wait is a Prefect task run, and creating and orchestrating it (Prefect's "
+            "API client and the concurrency internals that carry its calls) is most of the flow process's "
+            "CPU; when starting the task runs takes longer than the runs last, each wait finds its run "
+            "already ended. For fan-out in the thousands, budget that per wait, or gather the core's "
+            "`runwatch.wait_for_run` inside one task, which pays it once."
+            if ratio > 1.2
+            else ""
+        ),
+        "- **Prefect suspend mode** (one watcher with 1,000 suspended flows: its CPU, RSS and the flow "
+        "processes alive) is not measured by this bench; the end-to-end suite checks through /proc that no "
+        "process of a suspended flow run is alive while its run goes on (docs/prefect.md).",
     ]
 
 
@@ -156,7 +196,33 @@ def _imports(rows: list[dict[str, Any]]) -> list[str]:
             "CPU "
             f"(target <= 100 ms: {verdict})."
         )
+    if any("failed" not in r and r["ours_cpu_ms"] > 100 for r in rows):
+        out.append(
+            "  What limits it: most of runwatch's import is aiohttp's (its client and connector modules, "
+            "`python -X importtime`), which neither Airflow's triggerer nor Prefect imports by itself; every "
+            "anchor's hook imports aiohttp too, so a triggerer that runs any of them has paid it already. "
+            "The rest is runwatch's own modules and their pydantic models."
+        )
     return out
+
+
+def _load_line(data: dict[str, Any]) -> list[str]:
+    loads = [
+        float(r["load"].split()[0])
+        for section in ("triggerer", "ends")
+        for r in data.get(section, [])
+        if str(r.get("load", "")).split() and str(r["load"]).split()[0].replace(".", "", 1).isdigit()
+    ]
+    if not loads:
+        return []
+    return [
+        f"The machine was shared (other test suites and mutation testing ran beside this one): load average "
+        f"{min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} CPUs during the anchor sections. Every "
+        "row of a table ran in the same run, interleaved, so the ratios are the figures to plan with; "
+        "absolute CPU times and latencies are high by an unknown amount where a row says so (`(!)`, "
+        "`waited for a CPU`), and the compressed runs' latencies multiply that by the time scale.",
+        "",
+    ]
 
 
 def guide_lines(data: dict[str, Any]) -> list[str]:
@@ -172,4 +238,4 @@ def guide_lines(data: dict[str, Any]) -> list[str]:
         lines += _imports(data["imports"])
     if not lines:
         return []
-    return ["## What the figures mean for a deployment", "", *lines, ""]
+    return ["## What the figures mean for a deployment", "", *_load_line(data), *lines, ""]

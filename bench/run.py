@@ -18,6 +18,7 @@ Sections (all by default, about 40 minutes on 2 cores; `--quick`: the anchor sec
 Examples:
   ./dev bench                                         everything; rewrites docs/benchmarks.md and .json
   ./dev bench --quick                                 the anchor sections, small sizes (docs untouched)
+  ./dev bench --render                                rewrite docs/benchmarks.md from docs/benchmarks.json
   ./dev bench --only triggerer --trigger-sizes 1000   one section, one size (docs untouched)
   ./dev bench --only transport --sizes 100,1000       one section, two sizes (docs untouched)
   ./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000
@@ -240,7 +241,13 @@ def command_line(argv: list[str]) -> str:
 
 
 def write_doc(
-    path: Path, facts: dict[str, str], command: str, tables: list[Table], elapsed: float, guide: list[str]
+    path: Path,
+    facts: dict[str, str],
+    command: str,
+    tables: list[Table],
+    elapsed: float,
+    guide: list[str],
+    commit: str,
 ) -> None:
     lines = [
         "# Benchmarks",
@@ -252,7 +259,7 @@ def write_doc(
         "",
         f"- Command: `{command}` ({elapsed:.0f} s)",
         *[f"- {key}: {value}" for key, value in facts.items()],
-        f"- runwatch commit: {_commit()}",
+        f"- runwatch commit: {commit}",
         "- Setup: the reference server (`runwatch.server.ReferenceServer`: uvicorn, with uvloop and",
         "  httptools when installed) runs in its own process on 127.0.0.1, pinned to one CPU; each transport",
         "  cell runs in a fresh client process (asyncio's default loop) pinned to the other, so that one",
@@ -281,54 +288,96 @@ def write_doc(
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    started = time.monotonic()
-    facts = machine_facts()
-    _, server_cpu = _cpus(args)
+def tables_of(data: dict[str, Any], args: argparse.Namespace) -> list[Table]:
+    """The tables of a run's results, in the page's order."""
     tables: list[Table] = []
+    if "transport" in data:
+        tables.append(transport_table(data["transport"], args.interval, args.duration))
+        target = targets_table(data["transport"])
+        if target is not None:
+            tables.append(target)
+    if "waits" in data:
+        tables += waits_tables(data["waits"])
+        tables.append(model_table())
+    if "triggerer" in data:
+        tables += triggerer_tables(data["triggerer"], args.interval, args.trigger_duration)
+    if "ends" in data:
+        tables.append(ends_table(data["ends"]))
+    # Runs before these loads were recorded give the load at the end of the run instead.
+    late = f"{data.get('load_at_end', 'unknown')} (at the end of the run)"
+    if "prefect" in data:
+        tables += prefect_tables(data["prefect"], data.get("prefect_load", late))
+    if "imports" in data:
+        tables.append(imports_table(data["imports"], data.get("imports_load", late)))
+    return tables
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Table]]:
+    """Run the chosen sections: their results, and the profile section's tables (never in the data)."""
+    _, server_cpu = _cpus(args)
+    client_cpu, _ = _cpus(args)
     data: dict[str, Any] = {}
+    profile: list[Table] = []
     with BenchServer(args.server, server_cpu) as server:
         if "transport" in args.only:
-            results = run_transport(server, args)
-            data["transport"] = results
-            tables.append(transport_table(results, args.interval, args.duration))
-            target = targets_table(results)
-            if target is not None:
-                tables.append(target)
+            data["transport"] = run_transport(server, args)
         if "waits" in args.only:
             data["waits"] = run_waits(server, args)
-            tables += waits_tables(data["waits"])
-            tables.append(model_table())
-        client_cpu, _ = _cpus(args)
         if "triggerer" in args.only:
             cell = argparse.Namespace(
                 interval=args.interval, settle=args.trigger_settle, duration=args.trigger_duration
             )
             data["triggerer"] = run_triggerer(server.url, args.trigger_sizes, cell, client_cpu)
-            tables += triggerer_tables(data["triggerer"], args.interval, args.trigger_duration)
         if "ends" in args.only:
             data["ends"] = run_ends(
                 server.url, args.minutes, args.compress, args.runs, client_cpu, seed=13, jobs=args.jobs
             )
-            tables.append(ends_table(data["ends"]))
         if "prefect" in args.only:
-            load = load_average()
+            data["prefect_load"] = load_average()
             data["prefect"] = run_prefect(
                 server.url, args.flow_waits, args.flow_run_length, args.interval, unprofiled=not args.quick
             )
-            tables += prefect_tables(data["prefect"], load)
         if "imports" in args.only:
-            load = load_average()
+            data["imports_load"] = load_average()
             with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as home:
                 data["imports"] = run_imports(args.import_repeat, Path(home))
-            tables.append(imports_table(data["imports"], load))
         if "profile" in args.only:
             profiled = argparse.Namespace(
                 **{**vars(args), "subjects": ["aiohttp-shared", "runwatch", "runwatch-changing"]}
             )
-            tables += profile_tables(run_transport(server, profiled, profile=True))
+            profile = profile_tables(run_transport(server, profiled, profile=True))
+    return data, profile
+
+
+def render() -> int:
+    """Rewrite docs/benchmarks.md from docs/benchmarks.json (the page's wording changed, not the figures)."""
+    record = json.loads(DATA.read_text())
+    argv = shlex.split(record["command"])[2:]
+    args = parse_args(argv)
+    data = {**record["results"], "load_at_end": record["facts"].get("Load average at the end")}
+    guide = guide_lines(data)
+    write_doc(
+        DOC,
+        record["facts"],
+        record["command"],
+        tables_of(data, args),
+        record["seconds"],
+        guide,
+        record["commit"],
+    )
+    print(f"wrote {DOC.relative_to(ROOT)} from {DATA.relative_to(ROOT)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--render"]:
+        return render()
+    args = parse_args(argv)
+    started = time.monotonic()
+    facts = machine_facts()
+    data, profile = measure(args)
+    tables = tables_of(data, args) + profile
     elapsed = time.monotonic() - started
     facts["Load average at the end"] = load_average()
     print()
@@ -337,16 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command_line(argv)} ({elapsed:.0f} s)\n")
     for table in tables:
         print(table.text(), end="\n\n")
-    print("\n".join(guide_lines(data)))
+    guide = guide_lines(data)
+    print("\n".join(guide))
     if args.write:
-        write_doc(DOC, facts, command_line(argv), tables, elapsed, guide_lines(data))
-        record = {
-            "command": command_line(argv),
-            "seconds": round(elapsed),
-            "facts": facts,
-            "commit": _commit(),
-        }
-        DATA.write_text(json.dumps({**record, "results": data}, indent=1, sort_keys=True) + "\n")
+        commit = _commit()
+        write_doc(DOC, facts, command_line(argv), tables, elapsed, guide, commit)
+        record = {"command": command_line(argv), "seconds": round(elapsed), "facts": facts, "commit": commit}
+        DATA.write_text(json.dumps({**record, "results": data}, indent=1) + "\n")
         print(f"wrote {DOC.relative_to(ROOT)} and {DATA.relative_to(ROOT)}")
     return 0
 
