@@ -215,7 +215,6 @@ def run_ends(
         k = compress[d]
         # Every pattern waits for runs with the same ends: the comparison is of the waiting alone.
         ends = [rng.uniform(0, d * 60) for _ in range(runs)]
-        load = load_average()
         for key, name, interval, policy in ENDS_PATTERNS:
             subject = SUBJECTS[name]
             every = subject.default_interval if interval is None else interval
@@ -231,10 +230,11 @@ def run_ends(
                 "cpu": cpu,
                 "patch_dbt_scheme": name == "dbt-cloud",
             }
-            cells.append(({"pattern": key, "subject": name, "minutes": d, "k": k, "load": load}, spec))
+            cells.append(({"pattern": key, "subject": name, "minutes": d, "k": k}, spec))
 
     def one(cell: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
         about, spec = cell
+        about["load"] = load_average()  # when the cell starts
         print(
             f"  ends: {about['pattern']}, runs within {about['minutes']:g} min (x{about['k']:g}) ...",
             file=sys.stderr,

@@ -51,14 +51,23 @@ def _triggerer(rows: list[dict[str, Any]]) -> list[str]:
             f"{warnings} for {names}; {ours['served']:,} of {ours['asked']:,.0f} asked requests were "
             "served for ours."
         )
+        served = ours["served"] / ours["asked"]
+        if served < 0.9:
+            theirs = ", ".join(f"{100 * a['served'] / a['asked']:.0f}%" for a in anchors)
+            out.append(
+                f"  Only {100 * served:.0f}% of the requests asked for ours were served (the anchors: "
+                f"{theirs}): the shared machine "
+                "did not give the triggerer and the server the CPU to keep the 1 s pace, so these rows show "
+                "a saturated triggerer and compare cost per request at unequal rates, not capacity."
+            )
         if ratio < 3:
             out.append(
                 "  What limits it: a request costs what aiohttp costs to send it and read the answer, and "
-                "runwatch's waiter is close to a bare aiohttp session per request (the transport table); the "
-                "anchors use aiohttp too, and their costs on top (a session per request for "
-                "HttpSensorTrigger, tenacity and logging per poll for Databricks, a session per poll for dbt "
-                "Cloud) stay under 3x of that. runwatch's larger saving is in how many requests it makes: "
-                "304s for unchanged runs, backoff and long polling (the next table)."
+                "runwatch's waiter is close to a bare aiohttp session per request (the transport table). "
+                "The anchors use aiohttp too; the expensive ones pay for a new session per request "
+                "(HttpSensorTrigger, dbt Cloud's hook), but the cheapest keeps one session per trigger and "
+                "adds less than 3x on top of aiohttp's own cost. runwatch's larger saving is in how many "
+                "requests it makes: 304s for unchanged runs, backoff and long polling (the next table)."
             )
         if ours["cpu_wait_s"] > 0.2 * ours["window_s"]:
             out.append(
@@ -121,12 +130,22 @@ def _ends(rows: list[dict[str, Any]]) -> list[str]:
                 )
                 continue
             c, k = min(better)
-            ratio = cpu / c if c > 0 else math.inf
+            # Differences below a fifth of the idle runner's own cost per run are noise between cells.
+            resolution = max(0.2 * floor, 0.0005)
+            if max(cpu, c) < resolution:
+                out.append(
+                    f"  - {key}: {req:.1f} requests per run, p50 {p50:.1f} s; {k} is as fast or faster. "
+                    f"Both add less CPU than this bench resolves ({1000 * resolution:.1f} ms per run, a "
+                    "fifth of the idle runner's own): the 10x target cannot be judged at this length."
+                )
+                continue
+            ratio = cpu / max(c, resolution)
+            bound = "at least " if c < resolution else ""
             verdict = "met" if ratio >= 10 else f"missed by {10 - ratio:.1f}x"
             out.append(
                 f"  - {key}: {req:.1f} requests and {1000 * cpu:.1f} ms CPU per run, p50 {p50:.1f} s; "
-                f"{k} is as fast or faster with {1000 * c:.1f} ms: {ratio:.1f}x less CPU (target >= 10x: "
-                f"{verdict})."
+                f"{k} is as fast or faster with {1000 * c:.1f} ms: {bound}{ratio:.1f}x less CPU (target "
+                f">= 10x: {verdict})."
             )
         fixed, held = ours.get("runwatch, fixed 1 s"), ours.get("runwatch long polling (holds of 30 s)")
         if fixed and held:
@@ -158,7 +177,7 @@ def _prefect(result: dict[str, Any]) -> list[str]:
         return []
     ratio = plain["since_runs_began_s"] / plain["run_length_s"]
     verdict = "met" if ratio <= 1.2 else f"missed by {ratio - 1.2:.2f}x"
-    shares = result.get("cpu_shares", {})
+    shares = dict(sorted(result.get("cpu_shares", {}).items(), key=lambda item: -item[1]))
     top = "; ".join(f"{owner} {100 * share:.0f}%" for owner, share in list(shares.items())[:4])
     ours = sum(share for owner, share in shares.items() if owner.startswith("runwatch"))
     return [
