@@ -431,7 +431,7 @@ def _free_port() -> int:
 def test_ctrl_c_exits_130_quietly(runwatch_server: ReferenceServer) -> None:
     run = runwatch_server.create_run(script=lifecycle("SUCCEEDED", running=60))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runwatch", "watch", run["url"], "--json", *FAST],
+        [sys.executable, "-X", "faulthandler", "-m", "runwatch", "watch", run["url"], "--json", *FAST],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -439,7 +439,11 @@ def test_ctrl_c_exits_130_quietly(runwatch_server: ReferenceServer) -> None:
     assert proc.stdout is not None
     proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=10)
+    try:
+        _, err = proc.communicate(timeout=30)  # far above the usual 0.1-0.4 s: it only tells a hang
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+        raise AssertionError(f"no exit 30 s after Ctrl-C:\n{proc.communicate(timeout=30)[1]}") from None
     assert proc.returncode == 130
     assert err == ""
 

@@ -150,7 +150,7 @@ def test_verbose_log_lines_show_remote_text_as_data(runwatch_server: ReferenceSe
     who = "node\n::error::x\x1b[2J"
     run = runwatch_server.create_run(
         script=[
-            {"status": "RUNNING", "for": 4, "executor": who},  # outlasts the process's start
+            {"status": "RUNNING", "for": 8, "executor": who},  # outlasts the process's start, loaded
             {"status": "QUEUED", "for": 1, "executor": who},
             {"status": "SUCCEEDED", "executor": who},
         ]

@@ -16,7 +16,10 @@ PUBLIC = {
     # APIs, profiles, credentials, transports
     "RunApi", "StartedRun", "Auth", "BearerAuth", "BasicAuth", "HeaderAuth", "Profile", "load_profile",
     "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "auth_for", "AUTH_STYLES", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
+    "RedisBudget",
     "Response",
+    # runs that end under a filter (event sources)
+    "EndedRuns", "Outcomes", "ended_runs", "read_run_list", "run_lists",
     # push
     "WebhookInbox", "webhooks",
     # remote text, shown as data

@@ -2,7 +2,8 @@
 
 Above any transport: the origin's pause that server hints put on every wait (Retry-After, RateLimit
 fields, a profile's own rate-limit rules), a bound on connections in use, same-origin redirects, deadlines
-that no queue or pause outlives. Callers get a `Response` or a `TransientError`.
+that no queue or pause outlives. Callers get a `Response` or a `TransientError`. With a request budget shared
+across processes (`RedisBudget`), each request takes a token first and a pause is shared through the store.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from runwatch._clock import SYSTEM_CLOCK, Clock
 from runwatch._profile import RateLimitSpec
 from runwatch._transport import AiohttpTransport, Channel, Request, Response, TransientError, Transport
 from runwatch._urls import origin_of, redact
+
+if TYPE_CHECKING:
+    from runwatch._budget import RedisBudget
 
 __all__ = ["DEFAULT_TRANSPORT", "MAX_BODY", "MAX_HINT", "MAX_REDIRECTS", "Origin", "lease", "retry_after"]
 
@@ -52,6 +56,7 @@ class Origin:
         # Polls queue here, as one future each, rather than as built requests inside the transport:
         # thousands of queued requests would be promoted to the old GC generation and stall the loop.
         self.slots = asyncio.Semaphore(max_connections)
+        self.budgets: set[RedisBudget] = set()  # budgets used here: released when the pool closes
 
     def pause(self, seconds: float) -> None:
         until = self.clock.monotonic() + min(seconds, MAX_HINT)
@@ -73,15 +78,17 @@ class Origin:
         deadline: float | None = None,
         rate_limit: RateLimitSpec = _DEFAULT_RATE_LIMIT,
         max_body: int = MAX_BODY,
+        budget: RedisBudget | None = None,
     ) -> Response:
         """Send one request, following same-origin redirects; the answer, or `TransientError`.
 
         `timeout` bounds one exchange, in seconds; `deadline` (UNIX seconds) bounds the whole call, queueing
         and server pauses included: past it, `TransientError` is raised without sending. A redirect to
-        another origin is returned as it is, for the caller to judge.
+        another origin is returned as it is, for the caller to judge. With a `budget`, every request
+        (redirects too) takes one of its tokens, and a pause the answer puts on the origin is shared.
         """
         for _ in range(MAX_REDIRECTS + 1):
-            await self._take_slot(method, url, deadline)
+            await self._take_slot(method, url, deadline, budget)
             try:
                 if deadline is not None:
                     timeout = min(timeout, max(0.001, deadline - self.clock.time()))
@@ -90,7 +97,10 @@ class Origin:
                 )
             finally:
                 self.slots.release()
-            self._learn(method, url, response, rate_limit)
+            if budget is None:
+                self._learn(method, url, response, rate_limit)
+            else:
+                await self._learn_shared(method, url, response, rate_limit, budget, deadline)
             location = response.headers.get("location")
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -102,8 +112,11 @@ class Origin:
             url = target
         raise TransientError(f"{method} {redact(url)}: more than {MAX_REDIRECTS} redirects")
 
-    async def _take_slot(self, method: str, url: str, deadline: float | None) -> None:
-        """Wait out the origin's pause, then for a free connection slot; never past `deadline`."""
+    async def _take_slot(
+        self, method: str, url: str, deadline: float | None, budget: RedisBudget | None
+    ) -> None:
+        """Wait out the origin's pause, then for a budget token and a free connection slot; never past
+        `deadline`. A pause the budget's store holds becomes this origin's pause."""
         clock = self.clock
         while True:
             pause = self.paused_until - clock.monotonic()
@@ -117,6 +130,14 @@ class Origin:
                     )
                 await clock.sleep(pause)
                 continue
+            if budget is not None:
+                if budget not in self.budgets:
+                    self.budgets.add(budget)
+                    budget.hold()
+                shared = await budget.take(self.origin, deadline, clock)
+                if shared > 0:
+                    self.pause(shared)
+                    continue
             if not self.slots.locked() or deadline is None:
                 await self.slots.acquire()
             else:
@@ -127,6 +148,24 @@ class Origin:
             if self.paused_until <= clock.monotonic():
                 return
             self.slots.release()  # a pause began while we queued: wait it out without holding a slot
+
+    async def _learn_shared(
+        self,
+        method: str,
+        url: str,
+        response: Response,
+        rate_limit: RateLimitSpec,
+        budget: RedisBudget,
+        deadline: float | None,
+    ) -> None:
+        """`_learn`, and a pause it puts on the origin goes to the budget's store for every process."""
+        before = self.paused_until
+        try:
+            self._learn(method, url, response, rate_limit)
+        finally:
+            if self.paused_until > before:
+                seconds = self.paused_until - self.clock.monotonic()
+                await budget.pause(self.origin, seconds, deadline, self.clock)
 
     def _learn(self, method: str, url: str, response: Response, rate_limit: RateLimitSpec) -> None:
         """Turn the server's hints into a pause on the origin; raise for an answer worth retrying."""
@@ -178,6 +217,8 @@ async def lease(
         if pool.leases == 0 and pools.get(key) is pool:
             del pools[key]
             await pool.channel.aclose()
+            for budget in pool.budgets:
+                await budget.release()
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

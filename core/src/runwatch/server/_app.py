@@ -43,6 +43,7 @@ _PADDING_CHUNK = b"x" * 65536
 # Requests from ReferenceServer's own helpers carry this header and stay out of requests_total/connections,
 # so that tests count only the traffic of the code under test.
 HELPER_HEADER = b"x-runwatch-helper"
+BATCH_LIMIT = 100  # runs one `GET /runs?ids=` may read (the standard profile's page_limit)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -69,6 +70,13 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"error": message}, headers)
+
+
+def _traced(run: Run, request: Request) -> None:
+    """Count the W3C `traceparent` a request about `run` carried ("" for none), for the stats; the test
+    helpers' own requests are not counted."""
+    if request.headers.get("x-runwatch-helper") != "1":
+        run.traceparents[request.headers.get("traceparent", "")] += 1
 
 
 class _DropResponse(Response):
@@ -206,6 +214,7 @@ class _Api:
             run, created = self.store.create(spec, self._base_url(request), key, canonical)
         except IdempotencyConflict as exc:
             return _error(422, str(exc))
+        _traced(run, request)
         retry_after = spec.retry_after if spec.retry_after is not None else self.config.retry_after
         snap = run.view(time.monotonic())
         headers = {"location": run.url, "retry-after": seconds(retry_after), "etag": snap.etag}
@@ -220,6 +229,7 @@ class _Api:
             return _error(404, "no such run")
         counters = run.counters
         counters.get += 1
+        _traced(run, request)
         now = time.monotonic()
         if now < run.not_found_until:
             counters.not_found += 1
@@ -285,6 +295,45 @@ class _Api:
             counters.s304 += 1
             return Response(None, 304, extra)
         return Response(_without(snap.body, modes.omit) if modes.omit else snap.body, 200, extra, JSON)
+
+    async def list_runs(self, request: Request) -> Response:
+        """`GET /runs?ids=a,b,c[&active=true]`: the status of up to `BATCH_LIMIT` runs in one answer.
+
+        Unknown ids are left out, as are ended runs with `active=true` (an active-only list). Global faults
+        (rate limits, 5xx, the RateLimit quota) apply to it as to one run's read.
+        """
+        store = self.store
+        store.batch_requests += 1
+        query = request.query_params
+        ids = [run_id for run_id in query.get("ids", "").split(",") if run_id]
+        if not ids:
+            return _error(400, "ids: give the run ids to read, comma-separated")
+        if len(ids) > BATCH_LIMIT:
+            return _error(400, f"ids: at most {BATCH_LIMIT} runs a request, got {len(ids)}")
+        active = query.get("active", "false").lower() == "true"
+        if not store.global_faults.empty:
+            fault = pick_fault([(store.global_faults, store.batch_faults)], ("rate_limit", "errors_5xx"))
+            if fault is not None:
+                return _list_fault(fault[1])
+        extra: dict[str, str] = {}
+        now = time.monotonic()
+        if store.global_quota is not None:
+            allowed, remaining, reset = store.global_quota.take(now)
+            extra.update(store.global_quota.headers(remaining, reset))
+            if not allowed:
+                extra["retry-after"] = str(max(1, math.ceil(reset)))
+                return _error(429, "rate limit exceeded", extra)
+        bodies = []
+        for run_id in dict.fromkeys(ids):
+            run = store.runs.get(run_id)
+            if run is None or now < run.not_found_until:
+                continue
+            run.counters.listed += 1
+            snap = run.view(now)
+            if not (active and snap.terminal):
+                bodies.append(snap.body)
+        store.batch_runs += len(bodies)
+        return Response(b'{"runs":[' + b",".join(bodies) + b"]}", 200, extra, JSON)
 
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
         """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
@@ -372,6 +421,7 @@ class _Api:
         if run is None:
             return _error(404, "no such run")
         run.counters.cancel += 1
+        _traced(run, request)
         if not run.cancel(time.monotonic(), self.config.cancel_delay):
             return _json(409, {"error": f"run is already {run.status}", "status": run.status})
         snap = run.snapshot
@@ -423,6 +473,10 @@ def _rate_limited(run: Run, fault: RateLimitFault) -> Response:
         run.counters.s403 += 1
     else:
         run.counters.s429 += 1
+    return _error(fault.status, "rate limit exceeded (fault injection)", _rate_limit_headers(fault))
+
+
+def _rate_limit_headers(fault: RateLimitFault) -> dict[str, str]:
     wait, hint = fault.retry_after, fault.hint
     headers: dict[str, str] = {}
     if hint == "seconds":
@@ -441,7 +495,15 @@ def _rate_limited(run: Run, fault: RateLimitFault) -> Response:
                 "x-ratelimit-resource": "core",
             }
         )
-    return _error(fault.status, "rate limit exceeded (fault injection)", headers)
+    return headers
+
+
+def _list_fault(fault: AnyFault) -> Response:
+    if isinstance(fault, RateLimitFault):
+        return _error(fault.status, "rate limit exceeded (fault injection)", _rate_limit_headers(fault))
+    assert isinstance(fault, ErrorFault)
+    headers = {} if fault.retry_after is None else {"retry-after": seconds(fault.retry_after)}
+    return _error(fault.status, "server error (fault injection)", headers)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -471,6 +533,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
 
     routes = [
         Route("/runs", api.create_run, methods=["POST"]),
+        Route("/runs", api.list_runs, methods=["GET"]),
         Route("/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/oauth/token", api.issue_token, methods=["POST"]),

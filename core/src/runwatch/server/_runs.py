@@ -13,6 +13,7 @@ import json
 import math
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -69,18 +70,31 @@ class RunCounters:
     """What the control plane reports per run."""
 
     __slots__ = (
-        *("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s403", "s429"),
+        *(
+            "cancel",
+            "drop",
+            "get",
+            "listed",
+            "malformed",
+            "not_found",
+            "post",
+            "s5xx",
+            "s304",
+            "s403",
+            "s429",
+        ),
         *("slow", "truncated", "oversized", "etag_lies"),
     )
 
     def __init__(self) -> None:
-        self.get = self.post = self.cancel = 0
+        self.get = self.post = self.cancel = self.listed = 0
         self.s304 = self.s403 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
         self.slow = self.truncated = self.oversized = self.etag_lies = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
             "GET": self.get,
+            "listed": self.listed,
             "POST": self.post,
             "cancel": self.cancel,
             "304": self.s304,
@@ -108,6 +122,8 @@ class Run:
         self.url = url
         self.spec = spec
         self.counters = RunCounters()
+        # traceparent -> how many requests about this run carried it ("" for none): the stats show it
+        self.traceparents: Counter[str] = Counter()
         self.fault_counters = FaultCounters()
         self.global_counters = FaultCounters(-1)
         self.quota = Quota(spec.faults.ratelimit_headers) if spec.faults.ratelimit_headers else None

@@ -1,0 +1,137 @@
+"""A throwaway Redis for the request-budget tests.
+
+The server binary comes from the system packages (installed with apt-get when missing, as CI's root may do).
+It listens on a free 127.0.0.1 port with no persistence (no RDB snapshots, no AOF) in a temporary directory,
+and `stop()` shuts it down and removes that directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["RedisServer", "ensure_binary"]
+
+PACKAGE = "redis-server"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def ensure_binary() -> str:
+    """The path of `redis-server`, installed from the system packages first if it is missing."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"redis-server is missing: install the {PACKAGE!r} system package "
+            "(Debian: apt-get install -y redis-server)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    # Without systemd the package's init script may have started a server on 6379: only ours may run.
+    if shutil.which("service") is not None:
+        subprocess.run(["service", PACKAGE, "stop"], capture_output=True, timeout=60)
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError(f"apt-get installed {PACKAGE!r} but no redis-server is on PATH")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1, without persistence; `url` is its `redis://` address."""
+
+    def __init__(self) -> None:
+        self.binary = ensure_binary()
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="runwatch-redis-"))
+        self.log_path = self.root / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                "--logfile",
+                str(self.log_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self._process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
+            time.sleep(0.05)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM (no save: persistence is off), then the directory is removed."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child: stop if the test process dies without stopping it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
