@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from airflow.sdk import Connection
 from airflow.sdk.log import redact
+from airflow.triggers.base import TriggerEvent
 from redis import Redis
 
 import runwatch
@@ -72,9 +73,7 @@ async def test_triggers_share_the_connections_budget_and_never_show_the_store_pa
     triggers = [RunStatusTrigger(run=run["id"], policy=FAST) for run in runs]
     caplog.set_level(logging.DEBUG)
     begun = time.monotonic()
-    events = await asyncio.wait_for(
-        asyncio.gather(*([event async for event in trigger.run()] for trigger in triggers)), 60
-    )
+    events = await asyncio.wait_for(asyncio.gather(*(_events(trigger) for trigger in triggers)), 60)
     elapsed = time.monotonic() - begun
     assert [[e.payload["status"] for e in each] for each in events] == [["success"], ["success"]]
     reads = sum(runwatch_server.stats()["runs"][run["id"]]["GET"] for run in runs)
@@ -113,13 +112,17 @@ async def test_a_bad_budget_ends_the_trigger_with_one_clear_error_event(
     monkeypatch.setenv("AIRFLOW_CONN_NOT_REDIS", json.dumps({"conn_type": "postgres", "host": "db"}))
     extra = {"budget_conn_id": "not_redis", "budget_rate": 5}
     connection(host=runwatch_server.url, extra=json.dumps(extra))
-    [event] = [event async for event in RunStatusTrigger(run="r-1", policy=FAST).run()]
+    [event] = await _events(RunStatusTrigger(run="r-1", policy=FAST))
     assert event.payload == {
         "status": "error",
         "error": "ValueError",
         "message": "connection 'not_redis' is of type 'postgres': the request budget needs a redis connection",
         "run": None,
     }
+
+
+async def _events(trigger: RunStatusTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
 
 
 def _conn(**fields: Any) -> Connection:
