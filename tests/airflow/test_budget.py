@@ -28,7 +28,7 @@ from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.triggers.runwatch import RunStatusTrigger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 PASSWORD = "redis-pw-3b9e+/1"  # quoted in the URL: both spellings must stay out of sight
 FAST = {"interval": 0.05, "max_interval": 0.05, "jitter": False, "unavailable_after": 30}
@@ -126,7 +126,9 @@ async def _events(trigger: RunStatusTrigger) -> list[TriggerEvent]:
 
 
 def _conn(**fields: Any) -> Connection:
-    return Connection(conn_id=fields.pop("conn_id", "c"), conn_type=fields.pop("conn_type", "redis"), **fields)
+    return Connection(
+        conn_id=fields.pop("conn_id", "c"), conn_type=fields.pop("conn_type", "redis"), **fields
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,11 @@ def _conn(**fields: Any) -> Connection:
             {"ssl": "true", "ssl_cert_reqs": "required", "ssl_ca_certs": "/ca.pem"},
             "rediss://r:6379/0?ssl_cert_reqs=required&ssl_ca_certs=%2Fca.pem",
         ),
-        ({"host": "r", "conn_type": "rediss"}, {"ssl_cert_reqs": "none"}, "rediss://r:6379/0?ssl_cert_reqs=none"),
+        (
+            {"host": "r", "conn_type": "rediss"},
+            {"ssl_cert_reqs": "none"},
+            "rediss://r:6379/0?ssl_cert_reqs=none",
+        ),
         ({"host": "r"}, {"ssl_cert_reqs": "none"}, "redis://r:6379/0"),  # TLS options without TLS: none
     ],
 )
@@ -154,7 +160,11 @@ def test_the_redis_connection_is_read_as_the_redis_provider_reads_it(
     ("fields", "extra", "message"),
     [
         ({}, {}, "connection 'c' has no host: the request budget needs the Redis server's host"),
-        ({"host": "r"}, {"cluster": True}, "connection 'c' is a Redis Cluster: the request budget needs one Redis server"),
+        (
+            {"host": "r"},
+            {"cluster": True},
+            "connection 'c' is a Redis Cluster: the request budget needs one Redis server",
+        ),
     ],
 )
 def test_a_redis_connection_that_cannot_hold_the_budget_is_refused(
@@ -168,8 +178,14 @@ def test_a_redis_connection_that_cannot_hold_the_budget_is_refused(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"budget_rate": 5}, "connection 'rw': budget_rate and budget_burst need budget_conn_id (the id of a redis connection that holds the shared budget)"),
-        ({"budget_conn_id": "r"}, "connection 'rw': budget_conn_id needs budget_rate (requests per second, > 0)"),
+        (
+            {"budget_rate": 5},
+            "connection 'rw': budget_rate and budget_burst need budget_conn_id (the id of a redis connection that holds the shared budget)",
+        ),
+        (
+            {"budget_conn_id": "r"},
+            "connection 'rw': budget_conn_id needs budget_rate (requests per second, > 0)",
+        ),
     ],
 )
 def test_half_a_budget_is_refused(extra: dict[str, Any], message: str) -> None:
@@ -195,6 +211,8 @@ def test_a_bad_rate_or_burst_names_the_connection(rate: str, burst: str, message
     assert str(caught.value) == message
 
 
-def test_without_budget_fields_there_is_no_budget(runwatch_server: ReferenceServer, connection: Callable[..., str]) -> None:
+def test_without_budget_fields_there_is_no_budget(
+    runwatch_server: ReferenceServer, connection: Callable[..., str]
+) -> None:
     connection(host=runwatch_server.url)
     assert RunStatusHook().get_api().budget is None

@@ -22,7 +22,7 @@ import pytest
 from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 from runwatch import (
     ConfigurationError,

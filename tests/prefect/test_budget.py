@@ -28,7 +28,7 @@ from prefect_runwatch import RunStatusApi, wait_for_run
 from runwatch.server import ReferenceServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 PASSWORD = "redis-pw-8c2d41"
 FAST = {"interval": 0.05, "max_interval": 0.05, "jitter": False}
@@ -74,7 +74,8 @@ async def test_the_waits_of_a_flow_share_the_blocks_budget_and_never_show_its_ur
     )
     await block.asave("budgeted", overwrite=True)
     runs = [
-        server.create_run(script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}]) for _ in range(2)
+        server.create_run(script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}])
+        for _ in range(2)
     ]
 
     @flow
@@ -123,9 +124,15 @@ async def test_the_waits_of_a_flow_share_the_blocks_budget_and_never_show_its_ur
     [
         ({"budget_url": "redis://:pw-61ae@r:6379/0"}, "budget_url and budget_rate go together"),
         ({"budget_rate": 5}, "budget_url and budget_rate go together"),
-        ({"budget_url": "http://:pw-61ae@r:6379/0", "budget_rate": 5}, "must be a redis://, rediss:// or unix://"),
+        (
+            {"budget_url": "http://:pw-61ae@r:6379/0", "budget_rate": 5},
+            "must be a redis://, rediss:// or unix://",
+        ),
         ({"budget_url": "redis://:pw-61ae@r:6379/0", "budget_rate": 0}, "greater than 0"),
-        ({"budget_url": "redis://:pw-61ae@r:6379/0", "budget_rate": 5, "budget_burst": 0}, "greater than or equal to 1"),
+        (
+            {"budget_url": "redis://:pw-61ae@r:6379/0", "budget_rate": 5, "budget_burst": 0},
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_a_bad_budget_is_refused_without_quoting_the_url(fields: dict[str, Any], message: str) -> None:

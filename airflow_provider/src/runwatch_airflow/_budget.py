@@ -125,7 +125,8 @@ def _field(extra: Mapping[str, Any], name: str) -> Any:
 
 
 def _number(value: Any) -> Any:
-    """A form's text as a number ("10" -> 10, "2.5" -> 2.5); anything else as given, for the budget to judge."""
+    """A form's text as a number ("10" -> 10, "2.5" -> 2.5); anything else as given, for the budget to judge
+    (it names what it refuses)."""
     if isinstance(value, str):
         try:
             number = float(value)

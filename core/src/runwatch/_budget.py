@@ -273,7 +273,6 @@ class RedisBudget:
         )
         return state
 
-
     async def _ask(self, script: AsyncScript, origin: str, left: float, *args: float) -> Any:
         """The script's answer, or None when the store is down, slow, or known to be down."""
         if time.monotonic() < self._down_until:

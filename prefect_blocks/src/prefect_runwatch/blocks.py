@@ -135,7 +135,9 @@ api = api_block.get_api()  # a runwatch.RunApi
     @model_validator(mode="after")
     def _whole_budget(self) -> RunStatusApi:
         if (self.budget_url is None) != (self.budget_rate is None):
-            raise ValueError("budget_url and budget_rate go together: give both for a shared budget, or neither")
+            raise ValueError(
+                "budget_url and budget_rate go together: give both for a shared budget, or neither"
+            )
         return self
 
     @field_validator("profile")

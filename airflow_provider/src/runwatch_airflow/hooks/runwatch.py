@@ -24,8 +24,9 @@ class RunStatusHook(BaseHook):
     """Reach a run API through an Airflow connection of type `runwatch`.
 
     Host is the base URL, password the token, extras the profile, auth style, TLS, headers and the
-    request budget shared across processes (docs/airflow.md). `profile` overrides the connection's profile. The async methods never block the
-    event loop, so triggers use them; the sync ones are for pokes and operators.
+    request budget shared across processes (docs/airflow.md). `profile` overrides the connection's
+    profile. The async methods never block the event loop, so triggers use them; the sync ones are for
+    pokes and operators.
     """
 
     conn_name_attr = "conn_id"
