@@ -1,9 +1,11 @@
 """Airflow watching Prefect, for real: a RunStatusSensor with the `prefect` profile waits on flow runs of a
-real Prefect server (started from the Prefect environment), through `dag.test()` with its trigger inline.
+real Prefect server (started from the Prefect environment), through `dag.test()` with its trigger inline;
+and the event trigger fires once for each flow run of a deployment that ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -94,4 +96,71 @@ def test_a_sensor_with_the_prefect_profile_waits_on_real_flow_runs(
     final = tis["ok"].xcom_pull(task_ids="ok")
     assert (final["id"], final["status"], final["raw_status"]) == (ok_id, "SUCCEEDED", "COMPLETED")
     assert final["started_at"] is not None and final["duration"] >= 5
+    assert flows.returncode == 0
+
+
+# A deployment, then two flow runs of it, run one after the other: the first sleeps long enough for the event
+# trigger's first read to see it going (a run already ended at that read is history, never announced).
+UPSTREAM = """
+import time
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.flow_engine import run_flow
+
+
+@flow(name="rw-upstream")
+def upstream(fail: bool = False) -> int:
+    time.sleep(3 if fail else 10)
+    if fail:
+        raise ValueError("bad row 7")
+    return 42
+
+
+with get_client(sync_client=True) as client:
+    deployment_id = client.create_deployment(flow_id=client.create_flow(upstream), name="rw-upstream")
+    print(deployment_id, flush=True)
+    runs = [
+        (fail, client.create_flow_run_from_deployment(deployment_id, parameters={"fail": fail}))
+        for fail in (False, True)
+    ]
+print(" ".join(str(r.id) for _, r in runs), flush=True)
+for fail, r in runs:
+    run_flow(upstream, flow_run=r, parameters={"fail": fail}, return_type="state")
+"""
+
+
+@pytest.mark.timeout(600)
+async def test_the_event_trigger_with_the_prefect_profile_fires_once_per_flow_run_that_ends(
+    prefect: PrefectServer, connection: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RunEndedTrigger on a real Prefect server: the flow runs of one deployment (the `prefect` profile's
+    list filter), one event per flow run that ends, with its final state."""
+    from runwatch_airflow.triggers import run_ended
+    from runwatch_airflow.triggers.run_ended import RunEndedTrigger
+
+    monkeypatch.setattr(run_ended, "PERSIST_GRACE", 0.0)  # no triggerer here to store the events
+    script = prefect.home / "upstream.py"
+    script.write_text(UPSTREAM)
+    flows = prefect.run_script(script)
+    try:
+        assert flows.stdout is not None
+        deployment_id = flows.stdout.readline().strip()
+        connection("prefect_api", host=prefect.api_url)
+        trigger = RunEndedTrigger(
+            conn_id="prefect_api", profile="prefect", params={"deployment_id": deployment_id}, interval=0.5
+        )
+        stream = trigger.run()
+        try:
+            events = [(await asyncio.wait_for(anext(stream), 300)).payload for _ in range(2)]
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator
+        ok_id, bad_id = flows.stdout.readline().split()
+    finally:
+        flows.wait(120)
+    assert [(e["id"], e["status"], e["raw_status"]) for e in events] == [
+        (ok_id, "SUCCEEDED", "COMPLETED"),
+        (bad_id, "FAILED", "FAILED"),
+    ]
+    assert events[0]["duration"] >= 10
     assert flows.returncode == 0

@@ -11,6 +11,7 @@ PUBLIC = {
     "runwatch_airflow.operators.runwatch": {"RUN_ID_KEY", "StartRunOperator", "default_idempotency_key"},
     "runwatch_airflow.sensors.runwatch": {"RunStatusSensor"},
     "runwatch_airflow.triggers.runwatch": {"RunStatusTrigger", "error_event", "status_payload"},
+    "runwatch_airflow.triggers.run_ended": {"CURSOR_KEY_PREFIX", "PERSIST_GRACE", "RunEndedTrigger"},
 }
 
 

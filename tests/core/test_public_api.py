@@ -18,6 +18,8 @@ PUBLIC = {
     "builtin_profiles", "Token", "TokenAuth", "TokenFunction", "TokenProvider", "ClientCredentials", "auth_for", "AUTH_STYLES", "Transport", "AiohttpTransport", "HttpxTransport", "MockTransport", "Request",
     "RedisBudget",
     "Response",
+    # runs that end under a filter (event sources)
+    "EndedRuns", "Outcomes", "ended_runs", "read_run_list", "run_lists",
     # push
     "WebhookInbox", "webhooks",
     # remote text, shown as data

@@ -956,6 +956,7 @@ async def test_reset_forgets_everything(
         "runs_created": 0,
         "requests_total": 0,
         "connections": 0,
+        "batch": {"requests": 0, "runs": 0},
         "runs": {},
         "tokens": {"issued": 0, "expired_seen": 0},
         "webhooks": {"subscriptions": 0, "sent": 0, "failed": 0},

@@ -1,5 +1,6 @@
 """Prefect watching Airflow, for real: `wait_for_run` with the `airflow` profile waits on DAG runs of a real
-Airflow api-server (started from the Airflow environment, JWT from /auth/token).
+Airflow api-server (started from the Airflow environment, JWT from /auth/token); and a DAG run's end starts a
+Prefect deployment through the event source.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import httpx
 import pytest
 from airflow_server import AirflowApiServer
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.events import DeploymentEventTrigger
 from prefect.states import State
+from prefect_harness import eventually
 
 import runwatch
 from prefect_runwatch import RunStatusApi, wait_for_run
+from prefect_runwatch.run_ended import ENDED_EVENT, EndedRunsCursor, RunEndedEvents
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -139,3 +145,57 @@ async def test_wait_for_run_with_the_airflow_profile_waits_on_real_dag_runs(
     assert answer.status_code == 200
     listed = {status.id: status.status for status in profile.parse_list(answer.json())}
     assert listed[run_id] is runwatch.State.SUCCEEDED and sorted(listed.values()) == ["FAILED", "SUCCEEDED"]
+
+
+@flow(name="after-airflow")
+def after_airflow(run_id: str, status: str) -> None:
+    """Started by the automation below; never run here (only its flow runs are looked at)."""
+
+
+@pytest.mark.timeout(600)
+async def test_a_dag_runs_end_starts_a_prefect_deployment_with_its_id(airflow: AirflowApiServer) -> None:
+    """The event source with the `airflow` profile on a real Airflow: the DAG run of `rw_cross_ok` that ends
+    starts `after-airflow/cross` (a DeploymentEventTrigger) once, with the DAG run's id and final state."""
+    await asyncio.to_thread(airflow.wait_ready)
+    token = airflow.token()
+    trigger = DeploymentEventTrigger(
+        expect={ENDED_EVENT},
+        match={"runwatch.source": "cross-airflow"},
+        parameters={"run_id": "{{ event.resource.name }}", "status": "{{ event.payload.status.status }}"},
+    )
+    deployment = await after_airflow.ato_deployment("cross", triggers=[trigger])
+    deployment_id = await deployment.aapply()
+    api = RunStatusApi(base_url=airflow.url, profile="airflow", params={"dag_id": "rw_cross_ok"}, token=token)
+    source = RunEndedEvents(api, "cross-airflow", interval=0.5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(source.run(stop))
+
+    async def looked() -> bool:
+        assert not running.done(), running
+        try:
+            await EndedRunsCursor.aload(source.cursor_block)
+        except ValueError:
+            return False
+        return True
+
+    async def started() -> list[Any] | None:
+        async with get_client() as client:
+            found = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+        return found or None
+
+    try:
+        await eventually(looked, 120, "the source's first read of the DAG runs")
+        before = {status.id for status in await runwatch.read_run_list(api.get_api())}
+        proc = airflow.dags_test("rw_cross_ok")
+        assert await asyncio.to_thread(proc.wait, 300) == 0, airflow.log_tail("dags-test-rw_cross_ok")
+        [flow_run] = await eventually(started, 60, "a flow run of after-airflow/cross")
+        await asyncio.sleep(2)  # four more reads: nothing more starts
+        assert source.emitted == 1
+    finally:
+        stop.set()
+        await running
+    [new] = {status.id for status in await runwatch.read_run_list(api.get_api())} - before
+    assert flow_run.parameters == {"run_id": new, "status": "SUCCEEDED"}
+    assert len(await started() or []) == 1

@@ -25,7 +25,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.hooks.runwatch"]}],
         "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.triggers.runwatch"]}
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "runwatch_airflow.triggers.runwatch",
+                    "runwatch_airflow.triggers.run_ended",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["runwatch_airflow.sensors.runwatch"]}

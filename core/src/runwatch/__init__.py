@@ -18,6 +18,7 @@ from runwatch._auth import (
 )
 from runwatch._budget import RedisBudget
 from runwatch._clock import Clock
+from runwatch._ended import EndedRuns, Outcomes, ended_runs, read_run_list, run_lists
 from runwatch._errors import (
     AccessDenied,
     BadStatusPayload,
@@ -71,6 +72,7 @@ __all__ = [
     "ClientCredentials",
     "Clock",
     "ConfigurationError",
+    "EndedRuns",
     "HeaderAuth",
     "Hooks",
     "HttpxTransport",
@@ -78,6 +80,7 @@ __all__ = [
     "InvalidURL",
     "MockTransport",
     "Outcome",
+    "Outcomes",
     "Phase",
     "Policy",
     "Profile",
@@ -114,8 +117,11 @@ __all__ = [
     "WebhookInbox",
     "auth_for",
     "builtin_profiles",
+    "ended_runs",
     "load_profile",
     "outcome",
+    "read_run_list",
+    "run_lists",
     "run_sync",
     "start_attempt",
     "text",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -103,9 +104,13 @@ class RunApi:
     the path of a CA bundle. `transport` carries the requests (aiohttp by default; `HttpxTransport`,
     `MockTransport`); `clock` is the time the engine waits by (a fake one in tests). `product` names the
     integration in the `User-Agent` after runwatch's own (`runwatch/0.1.0 runwatch-airflow/0.1.0`, RFC 9110
-    §10.1.5), so API owners can see who polls them. `budget` is a request budget per origin that every
-    process using the same store shares (`RedisBudget`); without it, nothing is asked of any store. Like
-    `auth`, it is not part of `to_dict`: its store address may hold a password.
+    §10.1.5), so API owners can see who polls them. `reads` says how waits in one event loop read
+    (docs/shared-reads.md): `"shared"` (the default) gives waits on one run with one credential one read per
+    tick; `"batched"` also reads many runs in one request through the profile's `[list_runs]` (it needs
+    `{run_ids}` or `active_only` there, else `ConfigurationError`); `"own"` gives every wait its own requests.
+    `budget` is a request budget per origin that every process using the same store shares (`RedisBudget`);
+    without it, nothing is asked of any store. Like `auth`, it is not part of `to_dict`: its store address
+    may hold a password.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class RunApi:
         clock: Clock | None = None,
         product: str | None = None,
         budget: RedisBudget | None = None,
+        reads: Literal["shared", "batched", "own"] = "shared",
     ) -> None:
         userinfo = None
         if base_url:
@@ -142,6 +148,16 @@ class RunApi:
         self.transport = transport or DEFAULT_TRANSPORT
         self.clock = clock or SYSTEM_CLOCK
         self.budget = budget
+        if reads not in ("shared", "batched", "own"):
+            raise ConfigurationError(f"reads must be 'shared', 'batched' or 'own', not {reads!r}")
+        spec = self.profile.list_runs
+        if reads == "batched" and (spec is None or not (spec.by_ids or spec.active_only)):
+            raise ConfigurationError(
+                f"reads='batched' needs a [list_runs] in profile {self.profile.name!r} that names the runs "
+                "it reads ({run_ids}) or lists only active runs (active_only = true)"
+            )
+        self.reads = reads
+        self._list_key: str | None = None
         from runwatch import __version__  # the package is imported whole by the time an API is made
 
         agent = f"runwatch/{__version__}" + (f" {product}" if product else "")
@@ -166,6 +182,7 @@ class RunApi:
             "max_body": self.max_body,
             "other_origins": self.other_origins,
             "product": self.product,
+            **({"reads": self.reads} if self.reads != "shared" else {}),
         }
 
     @classmethod
@@ -189,6 +206,26 @@ class RunApi:
         if not run.strip():  # an empty template (`{{ params.run }}` with no value) would read the run list
             raise InvalidURL("the run id is empty: give a run id or a full status URL")
         return self._url(self.profile.status_url, run_id=quote(run, safe=""))
+
+    def batch_request(self, run_ids: list[str]) -> tuple[str, str, Any]:
+        """(method, URL, JSON body or None) of one `[list_runs]` request that reads these runs."""
+        spec = self.profile.list_runs
+        if spec is None:
+            raise ProfileError(f"profile {self.profile.name!r} has no [list_runs] section")
+        url = self._url(spec.url, run_ids=",".join(quote(run, safe="") for run in run_ids))
+        values = {**self.params, "base_url": self.base_url or ""}
+        body = (
+            None if spec.body is None else self.profile.render_body(spec.body, **values, run_ids=run_ids)  # type: ignore[arg-type]
+        )
+        return spec.method, url, body
+
+    def list_key(self) -> str:
+        """Equal for APIs whose batch reads are the same requests read the same way (no credentials in it)."""
+        if self._list_key is None:
+            data = [self.base_url, self.params, self.profile.to_dict(), self.headers, self.max_body]
+            text = json.dumps(data, sort_keys=True, default=str)
+            self._list_key = hashlib.sha256(text.encode()).hexdigest()  # headers may hold an API key
+        return self._list_key
 
     def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The headers of a request to `url`: credentials only on the API's own origin.

@@ -50,13 +50,18 @@ class Policy(BaseModel):
             raise ValueError(f"max_interval ({self.max_interval}) is less than interval ({self.interval})")
         return self
 
-    def delay(self, quiet_polls: int) -> float:
-        """Seconds to sleep after `quiet_polls` polls in a row saw no change."""
+    def delay(self, quiet_polls: int, draw: float | None = None) -> float:
+        """Seconds to sleep after `quiet_polls` polls in a row saw no change.
+
+        `draw` in [0, 1) places the jittered pause between its floor and ceiling (default: a random one).
+        Waits that share reads share one draw per read, so the most demanding policy sets the pace rather
+        than the luckiest of many random draws.
+        """
         ceiling = min(self.max_interval, self.interval * self.backoff ** min(quiet_polls, 64))
         if not self.jitter:
             return ceiling
         floor = min(self.interval / 2, ceiling)
-        return random.uniform(floor, ceiling)
+        return floor + (random.random() if draw is None else draw) * (ceiling - floor)
 
     def __add__(self, other: Policy) -> Policy:
         """Combine policies as tenacity combines strategies: every field `other` set explicitly wins.

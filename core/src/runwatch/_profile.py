@@ -209,11 +209,14 @@ class CancelSpec(_Spec):
 
 
 class ListSpec(_Spec):
-    """The vendor's endpoint that reads many runs in one request, recorded for batch reads.
+    """The vendor's endpoint that reads many runs in one request, for batch reads.
 
-    `url` and `body` are templates like the others; `page_limit` is the most runs one answer may hold (None:
-    the vendor documents no limit); `runs` is a JMESPath to the list of runs in the answer, each shaped as one
-    run's status payload (an expression may reshape them: `data[].{data: @}`).
+    `url` and `body` are templates like the others, and may name the runs to read with `{run_ids}` (in a URL,
+    comma-separated; a body string that is exactly `"{run_ids}"` becomes a JSON list, `"{run_ids:int}"` a
+    list of integers); `page_limit` is the most runs one answer may hold (None: the vendor documents no
+    limit); `runs` is a JMESPath to the list of runs in the answer, each shaped as one run's status payload
+    (an expression may reshape them: `data[].{data: @}`); `active_only` says the list shows only runs that
+    have not ended, so a watched run missing from it is read once on its own for its end.
     """
 
     url: str
@@ -221,6 +224,12 @@ class ListSpec(_Spec):
     body: Any = None
     page_limit: int | None = Field(None, gt=0)
     runs: str
+    active_only: bool = False
+
+    @property
+    def by_ids(self) -> bool:
+        """Whether a request names the runs it reads (`{run_ids}` in the URL or the body)."""
+        return "{run_ids" in self.url or "{run_ids" in json.dumps(self.body)
 
     @field_validator("body")
     @classmethod
@@ -327,6 +336,9 @@ class Profile(_Spec):
         if not isinstance(body, str):
             return body
         whole = _whole_placeholder(body)
+        if whole is not None and isinstance(values.get(whole[0]), list):  # `{run_ids}`: a JSON list
+            items: list[str] = values[whole[0]]  # type: ignore[assignment]
+            return [self.render_body(f"{{item:{whole[1]}}}", item=item) for item in items]
         try:
             if whole is not None and whole[1] == "int":
                 try:
@@ -340,12 +352,16 @@ class Profile(_Spec):
             raise ProfileError(f"profile {self.name!r}: body {body!r} needs the parameter {exc}") from None
 
     def required_parameters(self, *templates: str) -> list[str]:
-        """The parameters these templates need beyond `base_url`, `run_id` and the declared defaults."""
+        """The parameters these templates need beyond `base_url`, `run_id`, `run_ids` and the defaults."""
         defaults = self._defaults()
         names: list[str] = []
         for template in templates:
             for name, _ in _placeholders(template):
-                if name not in ("base_url", "run_id") and name not in defaults and name not in names:
+                if (
+                    name not in ("base_url", "run_id", "run_ids")
+                    and name not in defaults
+                    and name not in names
+                ):
                     names.append(name)
         return names
 
@@ -364,6 +380,25 @@ class Profile(_Spec):
         if not isinstance(runs, list):
             raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
         return [self.parse(run) for run in runs]
+
+    def listed_items(self, payload: Any) -> dict[str, Any]:
+        """Each run's own payload in one answer of the `list_runs` endpoint, by run id (not parsed yet).
+
+        Raises ProfileError when the profile has no `list_runs`, BadStatusPayload when the answer has no list
+        where `list_runs.runs` says.
+        """
+        if self.list_runs is None:
+            raise ProfileError(f"profile {self.name!r} has no [list_runs] section")
+        runs = jmespath.search(self.list_runs.runs, payload)
+        if not isinstance(runs, list):
+            raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
+        getter = self._getters.get("id")
+        found: dict[str, Any] = {}
+        for run in runs:
+            run_id = getter.search(run) if getter is not None and isinstance(run, Mapping) else None
+            if run_id is not None and run_id != "":
+                found[str(run_id)] = run
+        return found
 
     def parse(
         self,

@@ -13,6 +13,7 @@ from runwatch._errors import RunCancelled, RunFailed, RunPartiallySucceeded, Run
 from runwatch._hooks import NO_HOOKS, Hooks
 from runwatch._machine import Verdict
 from runwatch._policy import Policy
+from runwatch._sharing import feed_for
 from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._trace import WaitTrace
@@ -56,7 +57,7 @@ async def watch_run(
     async def sleep(seconds: float) -> None:
         if hooks.before_sleep is not None:
             hooks.before_sleep(seconds)
-        await clock.sleep(seconds)
+        await feed.sleep(seconds)  # a shared feed ends it early when another wait's read brings news
 
     async def news(status: RunStatus) -> None:
         if hooks.on_change is not None:
@@ -71,10 +72,16 @@ async def watch_run(
             hooks.on_anomaly(watch.machine.anomalies[-1])
         return verdict
 
-    async with api.lease(watch.url) as origin:
-        tracing = WaitTrace(trace, redact(watch.url))
-        if tracing.headers:
-            watch.headers = {**watch.headers, **tracing.headers}
+    tracing = WaitTrace(trace, redact(watch.url))
+    if tracing.headers:
+        watch.headers = {**watch.headers, **tracing.headers}
+
+    def announce(method: str, url: str) -> None:
+        tracing.requests += 1
+        if hooks.on_request is not None:
+            hooks.on_request(method, url)
+
+    async with api.lease(watch.url) as origin, feed_for(api, watch, origin, announce) as feed:
         try:
             if watch.started and watch.started.retry_after:
                 await sleep(watch.bound(watch.started.retry_after))
@@ -86,25 +93,9 @@ async def watch_run(
                     await sleep(watch.bound(pause))
                     continue
                 ask = watch.ask()
-                tracing.requests += 1
-                if hooks.on_request is not None:
-                    hooks.on_request("GET", ask.url)
-                sent = clock.monotonic()
-                status: RunStatus | None = None
-                hint: float | None = None
-                held = False
-                try:
-                    response = await api.send(
-                        origin,
-                        "GET",
-                        ask.url,
-                        headers=ask.headers,
-                        timeout=ask.timeout,
-                        deadline=watch.limit(),
-                    )
-                    status, held = watch.answered(ask, response, clock.monotonic() - sent)
-                except TransientError as exc:
-                    hint = watch.failed(exc)
+                # Another wait's read may have brought a reading while this one slept: it is this read.
+                reading = feed.pending() or await feed.read(ask)
+                status, held, hint = watch.took_reading(ask, reading)
                 if watch.problem is not None and hooks.on_unreadable is not None:
                     hooks.on_unreadable(watch.problem)
                 verdict = verdict_of(status) if status is not None else None
@@ -126,7 +117,7 @@ async def watch_run(
                     watch.long_polling = False
                 if watch.ask_again_at_once(held, verdict):
                     continue
-                delay = watch.next_delay(hint, mailbox is not None)
+                delay = watch.next_delay(hint, mailbox is not None, feed.draw)
                 if mailbox is None:
                     await sleep(delay)
                     continue

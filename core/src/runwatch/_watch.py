@@ -26,7 +26,7 @@ from runwatch._states import Phase, State
 from runwatch._status import RunStatus
 from runwatch._transport import Response, TransientError
 
-__all__ = ["Ask", "Watch"]
+__all__ = ["Ask", "Reading", "Watch"]
 
 log = logging.getLogger("runwatch")
 
@@ -41,6 +41,18 @@ class Ask:
     headers: dict[str, str]
     timeout: float  # seconds, the hold included
     hold: float  # seconds the server is asked to hold it (0: a plain read)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one read brought, however it was made: an answer to the status URL (`response`, which took
+    `took` seconds), the run as a batch answer showed it (`listed`; None with neither set: as last seen), or
+    the failure (`error`). Shared reads hand one `Reading` to every wait that shares them."""
+
+    response: Response | None = None
+    took: float = 0.0
+    listed: RunStatus | None = None
+    error: Exception | None = None
 
 
 class Watch:
@@ -167,6 +179,25 @@ class Watch:
             self._warn_dropped()
         return status, held
 
+    def took_reading(self, ask: Ask, reading: Reading) -> tuple[RunStatus | None, bool, float | None]:
+        """Take one reading: (its status, None if unchanged or unreadable; held?; the server's hint).
+
+        Raises what the reading means when it ends the wait (RunNotFound, AccessDenied, ProfileError...).
+        """
+        error = reading.error
+        if error is not None:
+            if isinstance(error, TransientError):
+                return None, False, self.failed(error)
+            if isinstance(error, BadStatusPayload):
+                self.unreadable(error)
+                return None, False, None
+            raise error
+        if reading.response is not None:
+            status, held = self.answered(ask, reading.response, reading.took)
+            return status, held, None
+        self.readable()
+        return reading.listed, False, None
+
     def nothing_new(self) -> None:
         """A read that brought no status (unchanged, or unreadable): one more quiet read."""
         self.quiet += 1
@@ -239,10 +270,11 @@ class Watch:
         server that answers at once with nothing new does not hold requests, so it is paced as any other."""
         return self.long_polling and self.problem is None and (held or verdict in NEWS)
 
-    def next_delay(self, hint: float | None, push: bool) -> float:
+    def next_delay(self, hint: float | None, push: bool, draw: float | None = None) -> float:
         """Seconds until the next read: the policy's backoff (slow when pushes come), the server's hint if
-        longer, cut short by the limits and the heartbeat's expiry."""
-        delay = self.policy.max_interval if push and self.quiet else self.policy.delay(self.quiet)
+        longer, cut short by the limits and the heartbeat's expiry. `draw` is the jitter's (see
+        `Policy.delay`)."""
+        delay = self.policy.max_interval if push and self.quiet else self.policy.delay(self.quiet, draw)
         if hint is not None:
             delay = max(delay, hint)
         return self.bound(delay)

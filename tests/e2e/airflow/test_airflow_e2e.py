@@ -8,6 +8,10 @@ its metadata in PostgreSQL. One deployment serves every check below.
 - Triggerer HA: once every wait of `rw_e2e_restart` sits in the first triggerer, a second one starts and
   the first is SIGKILLed mid-wait. The second picks every wait up; each sensor ends once, with its run's
   outcome; no run is cancelled; a wait's deadline stays the one it had.
+- Events (RunEndedTrigger in AssetWatchers, rw_e2e_ended.py): a DAG runs once per remote run that ends, with
+  its final status in `triggering_asset_events`, and has no task while the run goes on; two assets with equal
+  watchers share one trigger; the trigger is on the SIGKILLed triggerer, and a run that ends while no
+  triggerer holds it is announced once by the survivor, from the cursor kept in the asset state store.
 - Secrets: canary credentials in three forms (bearer token, basic auth password, URL userinfo) never
   appear in trigger kwargs, trigger events, XCom, any log file, or the reference servers' own logs.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from airflow_cluster import HEALTH_CHECK_THRESHOLD, AirflowCluster
 
@@ -41,6 +46,9 @@ NO_SLOT_BOUND = 250.0  # seconds; 500 if each sensor held one of the 2 slots (20
 # rw_e2e_restart: runs that outlast the kill and the hand-over; a wait whose deadline comes after both.
 RESTART_RUN_SECONDS, DEADLINE_SECONDS = 75.0, 110.0
 KILL_AFTER_DEFER = 20.0  # the kill comes this long after the deadline's wait deferred (see the test)
+ENDED_DAGS = {"rw_e2e_on_end": "any", "rw_e2e_on_end_too": "any", "rw_e2e_on_success": "succeeded"}
+ENDED_TRIGGER = "runwatch_airflow.triggers.run_ended.RunEndedTrigger"
+ENDED_RUN_SECONDS = 4.0  # each remote run the events DAGs wait for runs this long
 RESTART_WAITS = [
     f"wait_{conn}_{end}" for conn in ("default", "basic", "userinfo") for end in ("succeeded", "failed")
 ]
@@ -73,6 +81,18 @@ class Restart:
 
 
 @dataclass
+class Ended:
+    """The remote runs of the events scenario and what the test saw while they ran."""
+
+    history: str = ""  # ended before any trigger looked: never announced
+    first: str = ""  # ends while the first triggerer holds the trigger
+    second: str = ""  # created at the first triggerer's SIGKILL: ends while no triggerer holds the trigger
+    cursor_stored: bool = False  # the first run is in the cursor: the kill may come
+    waited: float = 0.0  # seconds the fixture waited for this scenario after every other DAG had finished
+    tasks_while_running: list[str] = field(default_factory=list)  # consumer task instances seen too early
+
+
+@dataclass
 class E2E:
     cluster: AirflowCluster
     fanout_server: ReferenceServer
@@ -80,6 +100,7 @@ class E2E:
     open_server: ReferenceServer  # no token: the basic auth and URL userinfo connections
     server_logs: list[str]
     restart: Restart
+    ended: Ended
     triggers: dict[int, tuple[str, str]] = field(default_factory=dict)  # every trigger row ever seen
     events: set[str] = field(default_factory=set)  # every trigger event stored in a task's next_kwargs
     xcoms: set[str] = field(default_factory=set)  # every XCom value ever seen (some are overwritten later)
@@ -136,12 +157,22 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
             "RW_E2E_FAILED_RUN": failed["id"],
             "RW_E2E_RESTART_RUN_SECONDS": str(RESTART_RUN_SECONDS),
             "RW_E2E_RESTART_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
+            "AIRFLOW_CONN_RUNWATCH_EVENTS": _conn(
+                host=f"{fanout.url}/vendors/airflow", password=CANARY, extra={"profile": "airflow"}
+            ),
         }
+        ended = Ended(history=fanout.create_vendor_run("airflow", [{"state": "success"}])["id"])
         cluster = airflow_cluster_factory(sorted(DAGS.glob("*.py")), env)
-        result = E2E(cluster, fanout, retry, open_server, server_logs, Restart())
+        result = E2E(cluster, fanout, retry, open_server, server_logs, Restart(), ended)
         drive = _RestartDrive(result)
+        events = _EndedDrive(result, drive)
         deadline = time.monotonic() + 600
-        while not all(cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS):
+        others_done_at: float | None = None
+        while not (all(cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS) and events.done()):
+            if others_done_at is None and all(
+                cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS
+            ):
+                others_done_at = time.monotonic()
             if time.monotonic() > deadline:
                 pytest.fail("the DAG runs did not finish:\n" + cluster.log_tail("scheduler"))
             cluster.check_alive()
@@ -158,7 +189,9 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
             )
             result.xcoms.update(json.dumps(value) for (value,) in cluster.query("SELECT value FROM xcom"))
             drive.step()
+            events.step()
             time.sleep(1)
+        ended.waited = time.monotonic() - others_done_at if others_done_at is not None else 0.0
         yield result
 
 
@@ -198,7 +231,11 @@ class _RestartDrive:
                 self.phase = "second"
         elif self.phase == "second":  # the second triggerer is up; the deadline's wait has run a while
             jobs = self.triggerer_jobs()
-            if len(jobs) == 2 and time.time() >= self.r.deadline - DEADLINE_SECONDS + KILL_AFTER_DEFER:
+            if (
+                len(jobs) == 2
+                and time.time() >= self.r.deadline - DEADLINE_SECONDS + KILL_AFTER_DEFER
+                and self.e2e.ended.cursor_stored  # the events scenario's cursor is in the asset state store
+            ):
                 self.r.survivor_job = jobs[1]
                 self.r.on_killed = {
                     task: trigger
@@ -221,6 +258,69 @@ class _RestartDrive:
             moved = [waits[task][2] == self.r.survivor_job for task in self.r.on_killed if task in waits]
             if self.r.handed_over_at is None and moved and all(moved):
                 self.r.handed_over_at = time.time()
+
+
+class _EndedDrive:
+    """Steps of the events scenario: a first remote run once the trigger has looked, a second one at the
+    SIGKILL; and, at every step, no consumer task while a run goes on."""
+
+    def __init__(self, e2e: E2E, restart: _RestartDrive) -> None:
+        self.e2e = e2e
+        self.cluster = e2e.cluster
+        self.ended = e2e.ended
+        self.restart = restart
+        self.server = e2e.fanout_server
+        self.running: dict[str, float] = {}  # run id -> when its script ends (monotonic, this process)
+
+    def cursors(self) -> list[str]:
+        rows = self.cluster.query("SELECT value FROM asset_state_store WHERE key LIKE 'runwatch.ended.%'")
+        return [value for (value,) in rows]
+
+    def start(self, final: str) -> str:
+        script = [{"state": "running", "for": ENDED_RUN_SECONDS}, {"state": final}]
+        run_id = str(self.server.create_vendor_run("airflow", script)["id"])
+        self.running[run_id] = time.monotonic() + ENDED_RUN_SECONDS
+        return run_id
+
+    def still_running(self) -> list[str]:
+        url = f"{self.server.url}/vendors/airflow/api/v2/dags/upstream/dagRuns"
+        headers = {"Authorization": f"Bearer {CANARY}"}
+        return [
+            run
+            for run in self.running
+            if httpx.get(f"{url}/{run}", headers=headers).json()["state"] == "running"
+        ]
+
+    def step(self) -> None:
+        running = self.still_running()
+        if running:  # a consumer may hold only the runs that already ended
+            rows = self.cluster.query(
+                "SELECT dag_id, run_id FROM task_instance WHERE dag_id IN %s", tuple(ENDED_DAGS)
+            )
+            ended_before = len(self.running) - len(running)
+            per_dag = {dag: sum(d == dag for d, _ in rows) for dag in ENDED_DAGS}
+            self.ended.tasks_while_running += [
+                f"{dag}: {count} task(s) while {running} ran"
+                for dag, count in per_dag.items()
+                if count > ended_before
+            ]
+        e = self.ended
+        if not e.first:
+            # The trigger has looked once (its baseline cursor is stored): the first run starts now.
+            if self.cursors():
+                e.first = self.start("success")
+        elif not e.cursor_stored:
+            e.cursor_stored = any(e.first in cursor for cursor in self.cursors())
+        elif not e.second and self.restart.phase == "after":
+            e.second = self.start("failed")
+
+    def done(self) -> bool:
+        if not self.ended.second:
+            return False
+        rows = self.cluster.query("SELECT dag_id, state FROM dag_run WHERE dag_id IN %s", tuple(ENDED_DAGS))
+        want = {"rw_e2e_on_end": 2, "rw_e2e_on_end_too": 2, "rw_e2e_on_success": 1}
+        finished = {dag: sum(d == dag and s in ("success", "failed") for d, s in rows) for dag in want}
+        return finished == want
 
 
 def restart_runs(e2e: E2E) -> dict[str, tuple[ReferenceServer, str]]:
@@ -403,6 +503,7 @@ def _places(e2e: E2E) -> dict[str, list[str]]:
     return {
         "trigger kwargs": [kwargs for _, kwargs in e2e.triggers.values()],
         "trigger events": sorted(e2e.events),
+        "asset events": [json.dumps(extra) for (extra,) in cluster.query("SELECT extra FROM asset_event")],
         "XCom": sorted(e2e.xcoms | {json.dumps(v) for d in DAG_IDS for *_, v in cluster.xcoms(d)}),
         "logs": [cluster.all_logs()],
         "reference server logs": e2e.server_logs,
@@ -423,10 +524,11 @@ def _leaks(e2e: E2E, secrets: dict[str, list[str]]) -> list[str]:
 def test_no_secret_leaves_the_connections(e2e: E2E) -> None:
     places = _places(e2e)
     # Positive controls: each place was read and holds what it should.
-    assert len(e2e.triggers) >= RUNS and all(
-        classpath == "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
-        for classpath, _ in e2e.triggers.values()
-    )
+    assert len(e2e.triggers) >= RUNS and {classpath for classpath, _ in e2e.triggers.values()} == {
+        "runwatch_airflow.triggers.runwatch.RunStatusTrigger",
+        ENDED_TRIGGER,
+    }
+    assert any('"SUCCEEDED"' in event for event in places["asset events"])
     assert any("RemoteRunFailed" in event or "RunFailed" in event for event in places["trigger events"])
     assert any("SUCCEEDED" in value for value in places["XCom"])
     assert "is SUCCEEDED" in places["logs"][0]  # the trigger and task logs were read
@@ -443,3 +545,66 @@ def test_no_url_userinfo_password_leaves_the_connection(e2e: E2E) -> None:
         server, run_id = runs[task]
         assert server.stats()["runs"][run_id]["GET"] > 0
     assert not _leaks(e2e, USERINFO_SECRETS), _leaks(e2e, USERINFO_SECRETS)[:3]
+
+
+def test_a_dag_runs_once_per_remote_run_that_ends_and_has_no_task_while_it_runs(e2e: E2E) -> None:
+    cluster, ended = e2e.cluster, e2e.ended
+    # What each consumer DAG was started for, read from its triggering_asset_events.
+    seen = {
+        dag: sorted(
+            (status["id"], status["status"])
+            for task, _, key, statuses in cluster.xcoms(dag)
+            if (task, key) == ("record", "return_value")
+            for status in statuses
+        )
+        for dag in ENDED_DAGS
+    }
+    every = sorted([(ended.first, "SUCCEEDED"), (ended.second, "FAILED")])
+    succeeded = [(ended.first, "SUCCEEDED")]
+    assert seen == {"rw_e2e_on_end": every, "rw_e2e_on_end_too": every, "rw_e2e_on_success": succeeded}
+    # One DAG run per run that ended (they ended far apart), started by the asset, each with one event.
+    for dag, outcomes in ENDED_DAGS.items():
+        runs = cluster.query("SELECT run_type, state FROM dag_run WHERE dag_id = %s", dag)
+        assert sorted(runs) == [("asset_triggered", "success")] * (2 if outcomes == "any" else 1), (dag, runs)
+    # Nothing while the remote runs went on; nothing for the run that had ended before anyone looked.
+    assert ended.tasks_while_running == []
+    assert all(
+        ended.history not in json.dumps(extra) for (extra,) in cluster.query("SELECT extra FROM asset_event")
+    )
+    # The payload is the whole final status, as the trigger read it.
+    [[first]] = [v for task, _, key, v in cluster.xcoms("rw_e2e_on_success") if key == "return_value"]
+    assert (first["raw_status"], first["phase"]) == ("success", "TERMINAL")
+    assert first["url"].endswith(f"/vendors/airflow/api/v2/dags/upstream/dagRuns/{ended.first}")
+    # Two assets with equal watchers: one trigger row, one poll; the successes-only watcher has its own row.
+    watchers = dict(
+        cluster.query("SELECT a.name, w.trigger_id FROM asset_watcher w JOIN asset a ON a.id = w.asset_id")
+    )
+    assert watchers["rw_e2e_upstream_ended"] == watchers["rw_e2e_upstream_ended_too"]
+    assert watchers["rw_e2e_upstream_succeeded"] != watchers["rw_e2e_upstream_ended"]
+    print(f"\nthe events scenario kept the deployment up {ended.waited:.0f}s after every other DAG had ended")
+
+
+def test_a_run_that_ends_while_no_triggerer_holds_the_trigger_is_announced_once_after(e2e: E2E) -> None:
+    """The trigger was on the SIGKILLed triggerer with the first run in its stored cursor; the second run
+    ended during the hand-over. The survivor read the cursor: the first run is not announced again, the
+    second once."""
+    cluster, ended = e2e.cluster, e2e.ended
+    assert ended.cursor_stored and ended.second, "the events scenario never reached the kill"
+    counts = dict(
+        cluster.query(
+            "SELECT a.name, count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.name LIKE 'rw_e2e_upstream_%' GROUP BY a.name"
+        )
+    )
+    assert counts == {
+        "rw_e2e_upstream_ended": 2,
+        "rw_e2e_upstream_ended_too": 2,
+        "rw_e2e_upstream_succeeded": 1,
+    }
+    owners = {
+        triggerer
+        for (triggerer,) in cluster.query(
+            "SELECT t.triggerer_id FROM trigger t WHERE t.classpath = %s", ENDED_TRIGGER
+        )
+    }
+    assert owners == {e2e.restart.survivor_job}  # the event triggers live on in the survivor

@@ -186,7 +186,7 @@ def served(logs: Path, api_block: str) -> Iterator[subprocess.Popen[bytes]]:
     try:
         deadline = time.monotonic() + 120
         with get_client(sync_client=True) as client:
-            for name in ("released-wait/e2e", "nightly-export/example"):
+            for name in ("released-wait/e2e", "nightly-export/example", "load-after/e2e"):
                 while True:
                     assert process.poll() is None, processes.output()
                     try:

@@ -10,25 +10,38 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import prefect_harness
 import pytest
-from conftest import API_BLOCK, BASIC_BLOCK, BASIC_CANARY, URL_CANARY, USER, USERINFO_BLOCK, pids_with_env
+from conftest import (
+    API_BLOCK,
+    BASIC_BLOCK,
+    BASIC_CANARY,
+    URL_CANARY,
+    USER,
+    USERINFO_BLOCK,
+    Processes,
+    pids_with_env,
+)
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect_harness import eventually
 from prefect_server import PrefectServer
 
 import runwatch
-from prefect_runwatch import create_resume_automation, push_run_status
+from prefect_runwatch import RunStatusApi, create_resume_automation, push_run_status
 from prefect_runwatch._release import TAG
+from prefect_runwatch.run_ended import EndedRunsCursor
 from runwatch.server import ReferenceServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -274,6 +287,83 @@ SECRETS = {  # every form each canary takes on the wire
     "webhook secret": [WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), "rw-e2e-webhook-canary"],
 }
 USERINFO_SECRETS = {"URL userinfo password": [URL_CANARY, _basic(URL_CANARY)]}
+
+
+EVENTS_BLOCK = "e2e-events"  # the reference server's Airflow-shaped API: the runs of DAG `upstream`
+
+
+async def _loads() -> list[FlowRun]:
+    """The flow runs of `load-after/e2e`, which starts from `runwatch.run.ended` events of `e2e-upstream`."""
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["load-after"])))
+
+
+async def _loads_for(want: int, final: bool = False) -> list[FlowRun] | None:
+    runs = await _loads()
+    done = all(r.state is not None and r.state.is_final() for r in runs) or not final
+    return runs if len(runs) >= want and done else None
+
+
+@pytest.mark.timeout(300)
+async def test_a_deployment_runs_once_per_remote_run_that_ends_across_a_source_restart(
+    served: subprocess.Popen[bytes], reference: ReferenceServer, logs: Any
+) -> None:
+    """`prefect-runwatch events` watches the runs of an Airflow-shaped API; `load-after/e2e` starts from its
+    events (a DeploymentEventTrigger). One flow run per run that ends, none while it runs, none for a run
+    that ended before the source first looked; the source SIGKILLed and started again loses and repeats
+    nothing."""
+    base = f"{reference.url}/vendors/airflow"
+    await RunStatusApi(
+        base_url=base, profile="airflow", params={"dag_id": "upstream"}, token=prefect_harness.CANARY
+    ).asave(EVENTS_BLOCK, overwrite=True)
+    history = reference.create_vendor_run("airflow", [{"state": "success"}])["id"]
+    processes = Processes(logs)
+    binary = str(Path(sys.executable).with_name("prefect-runwatch"))
+    argv = [binary, "events", "--api-block", EVENTS_BLOCK, "--source", "e2e-upstream", "--interval", "1"]
+    try:
+        source = processes.start("events", *argv)
+
+        async def looked() -> bool:
+            assert source.poll() is None, processes.output()
+            try:
+                await EndedRunsCursor.aload("runwatch-ended-e2e-upstream")
+            except ValueError:
+                return False
+            return True
+
+        await eventually(looked, 60, "the source's first look")
+        ok = reference.create_vendor_run("airflow", [{"state": "running", "for": 3.0}, {"state": "success"}])[
+            "id"
+        ]
+        started_while_running = 0
+        while _vendor_state(reference, ok) == "running":
+            started_while_running = max(started_while_running, len(await _loads()))
+            await asyncio.sleep(0.5)
+        first = await eventually(lambda: _loads_for(1), 90, "the flow run of the first end")
+
+        # A crash: the next run ends while no source runs; the source started again announces it once.
+        os.killpg(source.pid, signal.SIGKILL)
+        source.wait(10)
+        bad = reference.create_vendor_run("airflow", [{"state": "failed"}])["id"]
+        processes.start("events", *argv)
+        both = await eventually(lambda: _loads_for(2, final=True), 90, "both flow runs to end")
+        await asyncio.sleep(2)  # two more reads of the list: nothing more starts
+        after = await _loads()
+    finally:
+        processes.stop_all()
+    assert started_while_running == 0
+    assert [(r.parameters["run_id"], r.parameters["status"]) for r in first] == [(ok, "SUCCEEDED")]
+    assert sorted((r.parameters["run_id"], r.parameters["status"]) for r in after) == sorted(
+        [(ok, "SUCCEEDED"), (bad, "FAILED")]
+    )
+    assert len(both) == 2 and all(r.state is not None and r.state.is_completed() for r in after)
+    assert history not in {r.parameters["run_id"] for r in after}
+
+
+def _vendor_state(reference: ReferenceServer, run_id: str) -> str:
+    url = f"{reference.url}/vendors/airflow/api/v2/dags/upstream/dagRuns/{run_id}"
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {prefect_harness.CANARY}"})
+    return str(answer.json()["state"])
 
 
 @pytest.mark.timeout(300)

@@ -43,6 +43,7 @@ _PADDING_CHUNK = b"x" * 65536
 # Requests from ReferenceServer's own helpers carry this header and stay out of requests_total/connections,
 # so that tests count only the traffic of the code under test.
 HELPER_HEADER = b"x-runwatch-helper"
+BATCH_LIMIT = 100  # runs one `GET /runs?ids=` may read (the standard profile's page_limit)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -286,6 +287,45 @@ class _Api:
             return Response(None, 304, extra)
         return Response(_without(snap.body, modes.omit) if modes.omit else snap.body, 200, extra, JSON)
 
+    async def list_runs(self, request: Request) -> Response:
+        """`GET /runs?ids=a,b,c[&active=true]`: the status of up to `BATCH_LIMIT` runs in one answer.
+
+        Unknown ids are left out, as are ended runs with `active=true` (an active-only list). Global faults
+        (rate limits, 5xx, the RateLimit quota) apply to it as to one run's read.
+        """
+        store = self.store
+        store.batch_requests += 1
+        query = request.query_params
+        ids = [run_id for run_id in query.get("ids", "").split(",") if run_id]
+        if not ids:
+            return _error(400, "ids: give the run ids to read, comma-separated")
+        if len(ids) > BATCH_LIMIT:
+            return _error(400, f"ids: at most {BATCH_LIMIT} runs a request, got {len(ids)}")
+        active = query.get("active", "false").lower() == "true"
+        if not store.global_faults.empty:
+            fault = pick_fault([(store.global_faults, store.batch_faults)], ("rate_limit", "errors_5xx"))
+            if fault is not None:
+                return _list_fault(fault[1])
+        extra: dict[str, str] = {}
+        now = time.monotonic()
+        if store.global_quota is not None:
+            allowed, remaining, reset = store.global_quota.take(now)
+            extra.update(store.global_quota.headers(remaining, reset))
+            if not allowed:
+                extra["retry-after"] = str(max(1, math.ceil(reset)))
+                return _error(429, "rate limit exceeded", extra)
+        bodies = []
+        for run_id in dict.fromkeys(ids):
+            run = store.runs.get(run_id)
+            if run is None or now < run.not_found_until:
+                continue
+            run.counters.listed += 1
+            snap = run.view(now)
+            if not (active and snap.terminal):
+                bodies.append(snap.body)
+        store.batch_runs += len(bodies)
+        return Response(b'{"runs":[' + b",".join(bodies) + b"]}", 200, extra, JSON)
+
     async def _hold(self, run: Run, snap: Snapshot, wait: float, if_none_match: str | None) -> Snapshot:
         """Long poll: wait for news (a change of state, progress, errors...; not a heartbeat alone) or until
         `wait` passes. A client whose ETag is already out of date is answered at once.
@@ -423,6 +463,10 @@ def _rate_limited(run: Run, fault: RateLimitFault) -> Response:
         run.counters.s403 += 1
     else:
         run.counters.s429 += 1
+    return _error(fault.status, "rate limit exceeded (fault injection)", _rate_limit_headers(fault))
+
+
+def _rate_limit_headers(fault: RateLimitFault) -> dict[str, str]:
     wait, hint = fault.retry_after, fault.hint
     headers: dict[str, str] = {}
     if hint == "seconds":
@@ -441,7 +485,15 @@ def _rate_limited(run: Run, fault: RateLimitFault) -> Response:
                 "x-ratelimit-resource": "core",
             }
         )
-    return _error(fault.status, "rate limit exceeded (fault injection)", headers)
+    return headers
+
+
+def _list_fault(fault: AnyFault) -> Response:
+    if isinstance(fault, RateLimitFault):
+        return _error(fault.status, "rate limit exceeded (fault injection)", _rate_limit_headers(fault))
+    assert isinstance(fault, ErrorFault)
+    headers = {} if fault.retry_after is None else {"retry-after": seconds(fault.retry_after)}
+    return _error(fault.status, "server error (fault injection)", headers)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -471,6 +523,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> Starlette:
 
     routes = [
         Route("/runs", api.create_run, methods=["POST"]),
+        Route("/runs", api.list_runs, methods=["GET"]),
         Route("/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/oauth/token", api.issue_token, methods=["POST"]),

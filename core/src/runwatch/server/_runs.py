@@ -69,18 +69,31 @@ class RunCounters:
     """What the control plane reports per run."""
 
     __slots__ = (
-        *("cancel", "drop", "get", "malformed", "not_found", "post", "s5xx", "s304", "s403", "s429"),
+        *(
+            "cancel",
+            "drop",
+            "get",
+            "listed",
+            "malformed",
+            "not_found",
+            "post",
+            "s5xx",
+            "s304",
+            "s403",
+            "s429",
+        ),
         *("slow", "truncated", "oversized", "etag_lies"),
     )
 
     def __init__(self) -> None:
-        self.get = self.post = self.cancel = 0
+        self.get = self.post = self.cancel = self.listed = 0
         self.s304 = self.s403 = self.s429 = self.s5xx = self.not_found = self.drop = self.malformed = 0
         self.slow = self.truncated = self.oversized = self.etag_lies = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
             "GET": self.get,
+            "listed": self.listed,
             "POST": self.post,
             "cancel": self.cancel,
             "304": self.s304,

@@ -59,6 +59,9 @@ class Store:
         self.generation = 0
         self.runs_created = 0
         self.requests_total = 0
+        self.batch_requests = 0  # GET /runs?ids=...
+        self.batch_runs = 0  # runs those answers held
+        self.batch_faults = FaultCounters(self.generation)
         self.clients: set[tuple[Any, ...]] = set()
         pair = self.config.client_credentials
         self.tokens = TokenIssuer(*pair, self.config.token_lifetime) if pair else None
@@ -142,6 +145,7 @@ class Store:
         self.global_faults = faults
         self.generation += 1
         self.global_quota = Quota(faults.ratelimit_headers) if faults.ratelimit_headers else None
+        self.batch_faults = FaultCounters(self.generation)
 
     def reset(self) -> None:
         for run in self.runs.values():
@@ -155,6 +159,7 @@ class Store:
             "runs_created": self.runs_created,
             "requests_total": self.requests_total,
             "connections": len(self.clients),
+            "batch": {"requests": self.batch_requests, "runs": self.batch_runs},
             "runs": {run_id: run.counters.to_dict() for run_id, run in self.runs.items()},
             "tokens": {
                 "issued": self.tokens.issued if self.tokens else 0,
