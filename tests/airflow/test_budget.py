@@ -64,10 +64,10 @@ def budgeted(
 async def test_triggers_share_the_connections_budget_and_never_show_the_store_password(
     budgeted: Redis, runwatch_server: ReferenceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Two triggers polling every 50 ms for about a second would read about 40 times; the budget of
+    """Two triggers polling every 50 ms for about 1.5 s would read about 60 times; the budget of
     2 requests/s with a burst of 2 allows at most 2 + 2/s over the whole wait, for both together."""
     runs = [
-        runwatch_server.create_run(script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}])
+        runwatch_server.create_run(script=[{"status": "RUNNING", "for": 1.5}, {"status": "SUCCEEDED"}])
         for _ in range(2)
     ]
     triggers = [RunStatusTrigger(run=run["id"], policy=FAST) for run in runs]

@@ -63,7 +63,7 @@ async def test_the_waits_of_a_flow_share_the_blocks_budget_and_never_show_its_ur
     store: Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Two waits polling every 50 ms for about a second would read about 40 times; the budget of
+    """Two waits polling every 50 ms for about 2 s would read about 80 times; the budget of
     2 requests/s with a burst of 2 allows at most 2 + 2/s over the whole wait, for both together."""
     block = RunStatusApi(
         base_url=server.url,
@@ -73,13 +73,13 @@ async def test_the_waits_of_a_flow_share_the_blocks_budget_and_never_show_its_ur
         budget_burst=2,
     )
     await block.asave("budgeted", overwrite=True)
-    runs = [
-        server.create_run(script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}])
-        for _ in range(2)
-    ]
+    runs: list[dict[str, Any]] = []
 
     @flow
     async def two_waits() -> list[dict[str, Any]]:
+        # Made here, not before the flow: a flow run may take more than their 2 s to start on a busy machine.
+        script = [{"status": "RUNNING", "for": 2.0}, {"status": "SUCCEEDED"}]
+        runs.extend(server.create_run(script=script) for _ in range(2))
         return list(await asyncio.gather(*(wait_for_run(run["id"], "budgeted", FAST) for run in runs)))
 
     caplog.set_level(logging.DEBUG)
