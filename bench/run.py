@@ -1,14 +1,25 @@
 """runwatch benchmarks, side by side in one run: `./dev bench` (that is `python bench/run.py` in .venv/core).
 
-Sections (all by default, about 4 minutes on 2 cores):
+Sections (all by default, about 40 minutes on 2 cores; `--quick`: the anchor sections, small, under 3 min):
   transport  N concurrent waits polling every second, per client pattern: client CPU per poll, RSS per wait,
              loop lag, requests served/asked; the reference server runs in another process.
   waits      many waits on one API: requests per run and detection latency (polling, backoff, long polling)
              and a 429 storm with Retry-After, runwatch against the Airflow trigger patterns.
+  triggerer  N triggers in Airflow's own TriggerRunner (.venv/bench): RunStatusTrigger beside the anchors
+             HttpSensorTrigger, DatabricksExecutionTrigger and DbtCloudRunJobTrigger, runs kept RUNNING.
+  ends       the cost of watching a run to its end (runs ending within 1, 10, 60 minutes, time-compressed):
+             requests, client CPU and detection latency per run, anchors and runwatch in the TriggerRunner.
+  prefect    1,000 concurrent wait_for_run tasks in one Prefect flow run (.venv/prefect): wall time over the
+             runs' own length, CPU, RSS, threads, and where the CPU goes (py-spy).
+  imports    what importing runwatch, the sensor module and the Prefect task module adds to the
+             orchestrator's own import.
   profile    (only on request) cProfile of the waiter at 1,000 waits: where the client CPU goes.
 
 Examples:
-  ./dev bench                                         everything; rewrites docs/benchmarks.md
+  ./dev bench                                         everything; rewrites docs/benchmarks.md and .json
+  ./dev bench --quick                                 the anchor sections, small sizes (docs untouched)
+  ./dev bench --render                                rewrite docs/benchmarks.md from docs/benchmarks.json
+  ./dev bench --only triggerer --trigger-sizes 1000   one section, one size (docs untouched)
   ./dev bench --only transport --sizes 100,1000       one section, two sizes (docs untouched)
   ./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000
   ./dev bench --only waits
@@ -24,11 +35,16 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _airflow import ends_table, run_ends, run_triggerer, triggerer_tables
 from _clients import SUBJECTS
+from _flows import prefect_tables, run_prefect
+from _guide import guide_lines
+from _imports import imports_table, run_imports
 from _report import Table, load_average, machine_facts
 from _server import BenchServer, create_runs
 from _tables import model_table, per_poll, profile_tables, targets_table, transport_table, waits_tables
@@ -36,8 +52,13 @@ from _tables import model_table, per_poll, profile_tables, targets_table, transp
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("transport", "waits", "profile")
-DEFAULT_SECTIONS = ("transport", "waits")
+DATA = ROOT / "docs" / "benchmarks.json"
+SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "imports", "profile")
+DEFAULT_SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "imports")
+QUICK_SECTIONS = ("triggerer", "ends", "prefect", "imports")
+# Runs that end within D minutes, time-compressed by k (see _airflow.py): full length D / k of wall time.
+COMPRESS = {1.0: 4.0, 10.0: 20.0, 60.0: 60.0}
+QUICK_COMPRESS = {1.0: 20.0}
 RUN_POOL = 1000  # distinct runs per kind; wait i polls run i % RUN_POOL
 
 
@@ -65,6 +86,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--subjects", type=_csv(str, tuple(SUBJECTS)), default=list(SUBJECTS), help=f"of {','.join(SUBJECTS)}"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="the anchor sections at small sizes, in parallel where it can"
+    )
+    parser.add_argument(
+        "--trigger-sizes", type=_csv(int), default=None, help="triggers per triggerer cell (1000,5000)"
+    )
+    parser.add_argument(
+        "--minutes", type=_csv(float), default=None, help="runs end within these minutes (1,10,60)"
+    )
+    parser.add_argument("--runs", type=int, default=None, help="runs per pattern in the ends section (10)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of polling per transport cell")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between two polls of a wait")
     parser.add_argument(
@@ -81,6 +112,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.write is None:  # the committed page only ever holds complete runs
         args.write = not argv
+    if args.quick:
+        if "--only" not in argv:
+            args.only = list(QUICK_SECTIONS)
+        args.trigger_sizes = args.trigger_sizes or [200]
+        args.minutes = args.minutes or [1.0]
+        args.runs = args.runs or 10
+        args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 3.0, 1.0, 1, 5
+        args.flow_waits, args.flow_run_length = 100, 5.0
+        args.compress = {m: QUICK_COMPRESS.get(m, 20.0) for m in args.minutes}
+    else:
+        args.trigger_sizes = args.trigger_sizes or [1000, 5000]
+        args.minutes = args.minutes or [1.0, 10.0, 60.0]
+        args.runs = args.runs or 10
+        args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 10.0, 5.0, 5, 1
+        args.flow_waits, args.flow_run_length = 1000, 20.0
+        args.compress = {m: COMPRESS.get(m, max(1.0, m)) for m in args.minutes}
     if args.server == "stub" and "waits" in args.only:
         parser.error("the waits section needs the reference server (lifecycles, faults, long polling)")
     return args
@@ -193,16 +240,26 @@ def command_line(argv: list[str]) -> str:
     return "./dev bench" + ("" if not argv else " " + shlex.join(argv))
 
 
-def write_doc(path: Path, facts: dict[str, str], command: str, tables: list[Table], elapsed: float) -> None:
+def write_doc(
+    path: Path,
+    facts: dict[str, str],
+    command: str,
+    tables: list[Table],
+    elapsed: float,
+    guide: list[str],
+    commit: str,
+) -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Regenerated by `./dev bench` (`python bench/run.py` in `.venv/core`); do not edit by hand.",
-        "What the figures mean and what was decided from them: [transport.md](transport.md).",
+        "Regenerated by `./dev bench` (`python bench/run.py` in `.venv/core`; the Airflow cells run in",
+        "`.venv/bench`, the Prefect ones in `.venv/prefect`); do not edit by hand. The same figures,",
+        "machine-readable: [benchmarks.json](benchmarks.json). What the transport figures decided:",
+        "[transport.md](transport.md).",
         "",
         f"- Command: `{command}` ({elapsed:.0f} s)",
         *[f"- {key}: {value}" for key, value in facts.items()],
-        f"- runwatch commit: {_commit()}",
+        f"- runwatch commit: {commit}",
         "- Setup: the reference server (`runwatch.server.ReferenceServer`: uvicorn, with uvloop and",
         "  httptools when installed) runs in its own process on 127.0.0.1, pinned to one CPU; each transport",
         "  cell runs in a fresh client process (asyncio's default loop) pinned to the other, so that one",
@@ -214,6 +271,9 @@ def write_doc(path: Path, facts: dict[str, str], command: str, tables: list[Tabl
         "Run one section or a few cells (these leave this page alone unless `--write` is given):",
         "",
         "```",
+        "./dev bench --quick                                           # anchor sections, small: < 3 min",
+        "./dev bench --only triggerer --trigger-sizes 1000             # Airflow's TriggerRunner, one size",
+        "./dev bench --only ends --minutes 10                          # watching runs to their end",
         "./dev bench --only transport --sizes 100,1000                 # transport cells, two sizes",
         "./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000 --repeat 3",
         "./dev bench --only waits                                      # many waits on one API, 429 storm",
@@ -222,33 +282,102 @@ def write_doc(path: Path, facts: dict[str, str], command: str, tables: list[Tabl
         "```",
         "",
     ]
+    lines += guide
     for table in tables:
         lines += [f"## {table.title}", "", table.markdown(), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    started = time.monotonic()
-    facts = machine_facts()
-    _, server_cpu = _cpus(args)
+def tables_of(data: dict[str, Any], args: argparse.Namespace) -> list[Table]:
+    """The tables of a run's results, in the page's order."""
     tables: list[Table] = []
+    if "transport" in data:
+        tables.append(transport_table(data["transport"], args.interval, args.duration))
+        target = targets_table(data["transport"])
+        if target is not None:
+            tables.append(target)
+    if "waits" in data:
+        tables += waits_tables(data["waits"])
+        tables.append(model_table())
+    if "triggerer" in data:
+        tables += triggerer_tables(data["triggerer"], args.interval, args.trigger_duration)
+    if "ends" in data:
+        tables.append(ends_table(data["ends"]))
+    # Runs before these loads were recorded give the load at the end of the run instead.
+    late = f"{data.get('load_at_end', 'unknown')} (at the end of the run)"
+    if "prefect" in data:
+        tables += prefect_tables(data["prefect"], data.get("prefect_load", late))
+    if "imports" in data:
+        tables.append(imports_table(data["imports"], data.get("imports_load", late)))
+    return tables
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Table]]:
+    """Run the chosen sections: their results, and the profile section's tables (never in the data)."""
+    _, server_cpu = _cpus(args)
+    client_cpu, _ = _cpus(args)
+    data: dict[str, Any] = {}
+    profile: list[Table] = []
     with BenchServer(args.server, server_cpu) as server:
         if "transport" in args.only:
-            results = run_transport(server, args)
-            tables.append(transport_table(results, args.interval, args.duration))
-            target = targets_table(results)
-            if target is not None:
-                tables.append(target)
+            data["transport"] = run_transport(server, args)
         if "waits" in args.only:
-            tables += waits_tables(run_waits(server, args))
-            tables.append(model_table())
+            data["waits"] = run_waits(server, args)
+        if "triggerer" in args.only:
+            cell = argparse.Namespace(
+                interval=args.interval, settle=args.trigger_settle, duration=args.trigger_duration
+            )
+            data["triggerer"] = run_triggerer(server.url, args.trigger_sizes, cell, client_cpu)
+        if "ends" in args.only:
+            data["ends"] = run_ends(
+                server.url, args.minutes, args.compress, args.runs, client_cpu, seed=13, jobs=args.jobs
+            )
+        if "prefect" in args.only:
+            data["prefect_load"] = load_average()
+            data["prefect"] = run_prefect(
+                server.url, args.flow_waits, args.flow_run_length, args.interval, unprofiled=not args.quick
+            )
+        if "imports" in args.only:
+            data["imports_load"] = load_average()
+            with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as home:
+                data["imports"] = run_imports(args.import_repeat, Path(home))
         if "profile" in args.only:
             profiled = argparse.Namespace(
                 **{**vars(args), "subjects": ["aiohttp-shared", "runwatch", "runwatch-changing"]}
             )
-            tables += profile_tables(run_transport(server, profiled, profile=True))
+            profile = profile_tables(run_transport(server, profiled, profile=True))
+    return data, profile
+
+
+def render() -> int:
+    """Rewrite docs/benchmarks.md from docs/benchmarks.json (the page's wording changed, not the figures)."""
+    record = json.loads(DATA.read_text())
+    argv = shlex.split(record["command"])[2:]
+    args = parse_args(argv)
+    data = {**record["results"], "load_at_end": record["facts"].get("Load average at the end")}
+    guide = guide_lines(data)
+    write_doc(
+        DOC,
+        record["facts"],
+        record["command"],
+        tables_of(data, args),
+        record["seconds"],
+        guide,
+        record["commit"],
+    )
+    print(f"wrote {DOC.relative_to(ROOT)} from {DATA.relative_to(ROOT)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--render"]:
+        return render()
+    args = parse_args(argv)
+    started = time.monotonic()
+    facts = machine_facts()
+    data, profile = measure(args)
+    tables = tables_of(data, args) + profile
     elapsed = time.monotonic() - started
     facts["Load average at the end"] = load_average()
     print()
@@ -257,9 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command_line(argv)} ({elapsed:.0f} s)\n")
     for table in tables:
         print(table.text(), end="\n\n")
+    guide = guide_lines(data)
+    print("\n".join(guide))
     if args.write:
-        write_doc(DOC, facts, command_line(argv), tables, elapsed)
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        commit = _commit()
+        write_doc(DOC, facts, command_line(argv), tables, elapsed, guide, commit)
+        record = {"command": command_line(argv), "seconds": round(elapsed), "facts": facts, "commit": commit}
+        DATA.write_text(json.dumps({**record, "results": data}, indent=1) + "\n")
+        print(f"wrote {DOC.relative_to(ROOT)} and {DATA.relative_to(ROOT)}")
     return 0
 
 

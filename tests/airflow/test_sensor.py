@@ -55,6 +55,7 @@ def test_a_deferrable_sensor_defers_to_the_trigger_with_an_absolute_deadline(ser
         "cancel_on_kill": True,
         "profile": "standard",
         "end_from_trigger": True,
+        "trace": None,  # no task instance here: none to take (the e2e checks a real task's)
     }
 
 

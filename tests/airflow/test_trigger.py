@@ -19,6 +19,7 @@ from runwatch_airflow.triggers.runwatch import RunStatusTrigger
 
 FAST = {"interval": 0.05, "max_interval": 0.2, "unavailable_after": 10}
 CLASSPATH = "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def script(*steps: tuple[str, float], final: str = "SUCCEEDED", **last: Any) -> list[dict[str, Any]]:
@@ -51,6 +52,7 @@ def test_serialize_round_trips_as_plain_json_without_secrets(
         deadline=1_900_000_000.5,
         cancel_on_kill=True,
         profile={"name": "inline", "status_url": "{base_url}/runs/{run_id}"},
+        trace={"traceparent": PARENT, "tracestate": "airflow/task_span_detail_level=1"},
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -70,6 +72,19 @@ async def test_success_yields_exactly_one_event_with_the_final_status(server_con
         "s3://out/1",
     )
     assert "observed_at" not in event["run"]  # HA duplicates of one event must compare equal
+
+
+async def test_every_request_carries_the_tasks_trace_context_from_the_kwargs(
+    server_conn: ReferenceServer,
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 0.2)))
+    trigger = RunStatusTrigger(run=run["id"], policy=FAST, cancel_on_kill=True, trace={"traceparent": PARENT})
+    [event] = await events(trigger)
+    await trigger.on_kill()
+    assert event["status"] == "success"
+    stats = server_conn.stats()
+    # Airflow's tracing is off in this process: the wait's span is a no-op that keeps the task's parent
+    assert stats["traceparents"][run["id"]] == {PARENT: stats["runs"][run["id"]]["GET"] + 1}
 
 
 @pytest.mark.parametrize(

@@ -958,6 +958,7 @@ async def test_reset_forgets_everything(
         "connections": 0,
         "batch": {"requests": 0, "runs": 0},
         "runs": {},
+        "traceparents": {},
         "tokens": {"issued": 0, "expired_seen": 0},
         "webhooks": {"subscriptions": 0, "sent": 0, "failed": 0},
     }

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import runwatch
 from runwatch import MockTransport, Policy, Request, Response, RunApi, State, wait_for_run
+from runwatch.server import ReferenceServer
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 FAST = Policy(interval=0.01, max_interval=0.01)
@@ -87,3 +88,24 @@ async def test_a_wait_that_ends_without_success_says_how_in_its_span() -> None:
         await wait_for_run(RunApi("https://jobs.test", transport=transport), "r-1", policy=FAST)
     [span] = _exporter.get_finished_spans()
     assert dict(span.attributes or {})["runwatch.outcome"] == "FAILED"
+
+
+async def test_the_reference_server_sees_the_callers_trace_on_every_request_about_the_run(
+    runwatch_server: ReferenceServer,
+) -> None:
+    _exporter.clear()
+    carrier = {"traceparent": PARENT}
+    api = RunApi(runwatch_server.url)
+    script = [{"status": "RUNNING", "for": 0.2}, {"status": "SUCCEEDED"}]
+    started = await api.start_run({"script": script}, idempotency_key="traced", trace=carrier)
+    assert (await api.get_status(started.id, trace=carrier)).id == started.id
+    final = await wait_for_run(api, started, policy=FAST, trace=carrier)
+    await api.cancel_run(started.id, trace=carrier)
+    assert final.status is State.SUCCEEDED
+    stats = runwatch_server.stats()
+    seen = stats["traceparents"][started.id]
+    [span] = [s for s in _exporter.get_finished_spans() if s.name == "runwatch.wait"]
+    in_the_wait = f"00-{PARENT.split('-')[1]}-{format(span.context.span_id, '016x')}-01"
+    # the start, the one read and the cancel carry the caller's; the wait's reads its span, in that trace
+    assert set(seen) == {PARENT, in_the_wait}
+    assert seen[PARENT] == 3 and seen[in_the_wait] == stats["runs"][started.id]["GET"] - 1

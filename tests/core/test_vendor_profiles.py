@@ -378,6 +378,17 @@ async def test_databricks_prefers_the_newer_status_and_its_termination_message(
     assert (await running_api.get_status(running)).ended_at is None  # end_time 0 means "not yet"
 
 
+async def test_databricks_reads_the_run_id_of_a_get_from_a_json_body(server: ReferenceServer) -> None:
+    # As Airflow's async Databricks hook asks: GET runs/get with {"run_id": n} as the body.
+    api, run_id = _api(server, "databricks", [{"state": "RUNNING"}])
+    url = f"{api.base_url}/api/2.2/jobs/runs/get"
+    async with httpx.AsyncClient() as client:
+        found = await client.request("GET", url, json={"run_id": int(run_id)})
+        missing = await client.request("GET", url, json={"run_id": 1})
+    assert (found.status_code, found.json()["run_id"]) == (200, int(run_id))
+    assert (missing.status_code, missing.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
 @pytest.mark.parametrize("name", [n for n in VENDORS if VENDORS[n].unknown])
 async def test_an_unknown_vendor_value_is_a_profile_error_naming_it(
     server: ReferenceServer, name: str

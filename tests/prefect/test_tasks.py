@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.states import State
+from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST
 
 import runwatch
@@ -279,3 +280,23 @@ async def test_task_run_names_show_the_run(api: RunStatusApi, server: ReferenceS
     async with get_client() as client:
         task_run = await client.read_task_run(task_run_id)
     assert task_run.name == f"wait_for_run {run['id']}"
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_the_start_and_the_wait_carry_the_flow_runs_trace(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    @flow
+    async def traced() -> tuple[dict[str, Any], str]:
+        final = await start_run_and_wait(
+            api, {"script": [{"status": "RUNNING", "for": 0.3}, {"status": "SUCCEEDED"}]}, FAST
+        )
+        async with get_client() as client:
+            flow_run_labels = (await client.read_flow_run(flow_run.id)).labels
+        return final, flow_run_labels[LABELS_TRACEPARENT_KEY]
+
+    final, parent = await traced()
+    seen = server.stats()["traceparents"][final["id"]]
+    # The start carries the flow run's own traceparent; the wait's reads hang from it (a span per wait).
+    assert seen[parent] == 1 and "" not in seen
+    assert {value.split("-")[1] for value in seen} == {parent.split("-")[1]}

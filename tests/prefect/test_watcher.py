@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.states import State
+from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
 
 import runwatch
@@ -258,13 +259,11 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
         token_url=f"{server.url}/oauth/token",
     )
     await block.asave("oauth-api", overwrite=True)
-    runs = [
-        server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
-        for _ in range(3)
-    ]
-    flow_runs = [await new_flow_run(run=r["id"], api_block="oauth-api") for r in runs]
-    for flow_run in flow_runs:
-        assert (await execute(flow_run.id)).name == "Suspended"
+    flow_runs = []
+    for _ in range(3):  # each run made just before its flow's first look: no delay adds up on a busy machine
+        run = server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+        flow_runs.append(await new_flow_run(run=run["id"], api_block="oauth-api"))
+        assert (await execute(flow_runs[-1].id)).name == "Suspended"
     watcher = Watcher(scan_interval=0.2)
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
@@ -276,3 +275,22 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         state = await execute(flow_run.id)
         assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_the_flow_and_the_watcher_carry_the_flow_runs_trace(
+    server: ReferenceServer, saved: str
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING", "for": 4.0}, {"status": "SUCCEEDED"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    async with get_client() as client:
+        parent = (await client.read_flow_run(flow_run.id)).labels[LABELS_TRACEPARENT_KEY]
+    watcher = Watcher(scan_interval=0.2)
+    await resumed_by(watcher, flow_run.id)
+    await watcher.close()
+    seen = server.stats()["traceparents"][run["id"]]
+    # The flow's first look carries the flow run's own; the watcher's reads hang from it (a span per wait).
+    assert seen[parent] == 1 and "" not in seen
+    assert {value.split("-")[1] for value in seen} == {parent.split("-")[1]}
+    assert sum(seen.values()) == server.stats()["runs"][run["id"]]["GET"] >= 2

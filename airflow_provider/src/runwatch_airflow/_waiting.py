@@ -14,6 +14,7 @@ import runwatch
 from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
+from runwatch_airflow._trace import task_carrier
 from runwatch_airflow.exceptions import RunwatchAirflowError, for_outcome
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY
@@ -51,6 +52,11 @@ class RemoteRunTask(BaseOperator):
     end_from_trigger: bool
     _remote_run_id: str | None = None  # the run this try waits for, for `on_kill`
     remote_run_url: str | None = None  # the link pushed by this process, for `RemoteRunLink`
+    _carrier: dict[str, str] | None = None  # this try's trace context, sent with every request
+
+    def take_carrier(self, context: Context) -> None:
+        """Take the task instance's trace context, which every request of this try then carries."""
+        self._carrier = task_carrier(context.get("ti"))
 
     @cached_property
     def hook(self) -> RunStatusHook:
@@ -84,6 +90,7 @@ class RemoteRunTask(BaseOperator):
             cancel_on_kill=self.cancel_on_kill,
             profile=self.profile,
             end_from_trigger=self.end_from_trigger,
+            trace=self._carrier,
         )
 
     def defer_wait(self, context: Context, run: str, started: runwatch.StartedRun | None = None) -> NoReturn:
@@ -104,7 +111,7 @@ class RemoteRunTask(BaseOperator):
         task here with its typed failure; only passing trouble (network, 5xx, 429) is left to the trigger.
         """
         try:
-            return self.hook.get_status(run, retry_for=0)
+            return self.hook.get_status(run, retry_for=0, trace=self._carrier)
         except (
             runwatch.AccessDenied,
             runwatch.RunNotFound,
@@ -130,6 +137,7 @@ class RemoteRunTask(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the final status (XCom `return_value`), or the outcome's exception."""
         self.take_arguments()
+        self.take_carrier(context)
         if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
             raise RunwatchAirflowError(f"unexpected event from RunStatusTrigger: {event!r}")
         run: dict[str, Any] | None = event.get("run")
@@ -165,7 +173,7 @@ class RemoteRunTask(BaseOperator):
             return
         self.log.info("deadline passed: cancelling run %s", run_id)
         try:
-            self.hook.cancel_run(run_id)
+            self.hook.cancel_run(run_id, trace=self._carrier)
         except Exception as exc:
             self.log.warning("could not cancel run %s: %s", run_id, exc)
 
@@ -181,6 +189,7 @@ class RemoteRunTask(BaseOperator):
         except AirflowException as exc:
             if _caused_by(exc, TaskDeferralTimeout):
                 self.take_arguments()
+                self.take_carrier(context)
                 self.cancel_at_deadline(self.deferred_run_id(context))
             raise
 
@@ -198,7 +207,7 @@ class RemoteRunTask(BaseOperator):
         """A user killed the task while it waited on a worker: cancel the run if `cancel_on_kill`."""
         if self.cancel_on_kill and self._remote_run_id:
             self.log.info("task killed: cancelling run %s", self._remote_run_id)
-            self.hook.cancel_run(self._remote_run_id)
+            self.hook.cancel_run(self._remote_run_id, trace=self._carrier)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -73,16 +73,28 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "How the token is sent: bearer (Authorization: <scheme> <token>), "
                         "basic (login + token), header (the header named below), or client_credentials "
                         "(OAuth 2.0: login is the client id, password the client secret, tokens from the token "
-                        "URL below, renewed before they expire).",
+                        "URL below, renewed before they expire); azure (azure-identity's DefaultAzureCredential "
+                        "for the scope below), google (Application Default Credentials), github_app (login "
+                        "is the app id, password its private key, the token URL the installation's "
+                        "access_tokens URL); these three need runwatch[azure], [google] or [github].",
                         "schema": {
                             "type": "string",
-                            "enum": ["bearer", "basic", "header", "client_credentials"],
+                            "enum": [
+                                "bearer",
+                                "basic",
+                                "header",
+                                "client_credentials",
+                                "azure",
+                                "google",
+                                "github_app",
+                            ],
                             "default": "bearer",
                         },
                     },
                     "token_url": {
                         "label": "Token URL",
-                        "description": "OAuth 2.0 token endpoint, for auth style client_credentials.",
+                        "description": "OAuth 2.0 token endpoint, for auth style client_credentials; for "
+                        "github_app, https://api.github.com/app/installations/<id>/access_tokens.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "scope": {

@@ -369,11 +369,18 @@ class RunApi:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_status(
-        self, run: str, *, retry_for: float = 30.0, request_timeout: float = 30.0
+        self,
+        run: str,
+        *,
+        retry_for: float = 30.0,
+        request_timeout: float = 30.0,
+        trace: Mapping[str, str] | None = None,
     ) -> RunStatus:
-        """Read one run once, retrying transient failures for up to `retry_for` seconds."""
+        """Read one run once, retrying transient failures for up to `retry_for` seconds.
+
+        `trace` is a W3C Trace Context carrier sent along (see `watch_run`)."""
         url = self.status_url(run)
-        response = await self._send("GET", url, None, {}, retry_for, request_timeout)
+        response = await self._send("GET", url, None, trace_headers(trace), retry_for, request_timeout)
         return self.read_status(response, url, run_id=None if run == url else run)
 
     async def start_run(

@@ -39,24 +39,26 @@ async def start_attempt(
     policy: Policy | None = None,
     retry_for: float = 60.0,
     request_timeout: float = 30.0,
+    trace: Mapping[str, str] | None = None,
 ) -> StartedRun:
     """Start (or find again) the run for try number `attempt` (1 for the first) of a task.
 
     An earlier try's run is reused unless it ended unsuccessfully under `policy` (failed, cancelled, timed
     out, or a partial success the policy does not count as success); then the next generation's key starts
     a new run. At most `attempt` generations are walked, so each try starts at most one new run. Raises what
-    `RunApi.start_run` raises; `ValueError` for an `attempt` below 1.
+    `RunApi.start_run` raises; `ValueError` for an `attempt` below 1. `trace` is the W3C Trace Context carrier
+    its requests carry (see `watch_run`).
     """
     if attempt < 1:
         raise ValueError(f"attempt must be 1 or more, got {attempt}")
     for generation in range(1, attempt + 1):
         key = generation_key(idempotency_key, generation)
         started = await api.start_run(
-            body, idempotency_key=key, retry_for=retry_for, request_timeout=request_timeout
+            body, idempotency_key=key, retry_for=retry_for, request_timeout=request_timeout, trace=trace
         )
         if generation == attempt:
             return started
-        current = await _current(api, started, request_timeout)
+        current = await _current(api, started, request_timeout, trace)
         if current is None or not _ended_unsuccessfully(current, policy):
             return started
         log.info(
@@ -65,11 +67,15 @@ async def start_attempt(
     raise AssertionError("unreachable: the last generation returns")
 
 
-async def _current(api: RunApi, started: StartedRun, request_timeout: float) -> RunStatus | None:
+async def _current(
+    api: RunApi, started: StartedRun, request_timeout: float, trace: Mapping[str, str] | None
+) -> RunStatus | None:
     if started.status.is_terminal:  # terminal is absorbing: no need to ask again
         return started.status
     try:
-        return await api.get_status(started.status_url, retry_for=10.0, request_timeout=request_timeout)
+        return await api.get_status(
+            started.status_url, retry_for=10.0, request_timeout=request_timeout, trace=trace
+        )
     except RunwatchError as exc:  # cannot tell: carry on with this run, the wait will find out
         log.info("could not read run %s before reusing it: %s", started.id, exc)
         return None

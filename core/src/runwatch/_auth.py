@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -103,6 +105,13 @@ class TokenProvider(Protocol):
     async def fetch(self, api: RunApi) -> Token: ...
 
 
+class SharedProvider(TokenProvider, Protocol):
+    """A provider that says which settings it stands for: equal keys share one token per process."""
+
+    @property
+    def key(self) -> Hashable: ...
+
+
 class TokenAuth(Auth):
     """A token from a `TokenProvider`, sent as `Authorization: <profile's scheme> <token>`, renewed in time.
 
@@ -126,9 +135,9 @@ class TokenAuth(Auth):
         )
 
     @classmethod
-    def shared(cls, provider: ClientCredentials, *, refresh_before: float = 60.0) -> TokenAuth:
-        """The one `TokenAuth` of this process for these client credentials, so that every wait that builds
-        its own API from the same settings (each Airflow trigger, each Prefect task) shares one token."""
+    def shared(cls, provider: SharedProvider, *, refresh_before: float = 60.0) -> TokenAuth:
+        """The one `TokenAuth` of this process for a provider of these settings (its `key`), so that every
+        wait that builds its own API from them (each Airflow trigger, each Prefect task) shares one token."""
         key = provider.key
         found = cls._shared.get(key)
         if found is None:
@@ -257,7 +266,10 @@ class TokenFunction:
         return result if isinstance(result, Token) else Token(str(result))
 
 
-AUTH_STYLES = ("bearer", "basic", "header", "client_credentials")
+AUTH_STYLES = ("bearer", "basic", "header", "client_credentials", "azure", "google", "github_app")
+_GITHUB_TOKEN_URL = re.compile(
+    r"^(?P<api>https?://.+)/app/installations/(?P<installation>[^/]+)/access_tokens$"
+)
 
 
 def auth_for(
@@ -275,12 +287,19 @@ def auth_for(
 
     `bearer`: `secret` is the token; `basic`: `username` (may be empty) and `secret` the password; `header`:
     `secret` in the header named `header` (default `X-Api-Key`); `client_credentials`: OAuth 2.0 with
-    `username` as the client id, `secret` as the client secret, at `token_url` (shared per process, see
+    `username` as the client id, `secret` as the client secret, at `token_url`. The cloud styles need their
+    extra (`runwatch.cloud`): `azure` (`runwatch[azure]`), azure-identity's `DefaultAzureCredential` for
+    `scope`; `google` (`runwatch[google]`), Application Default Credentials for the space-separated `scope`
+    (default cloud-platform); neither takes a secret. `github_app` (`runwatch[github]`): `username` is the
+    app id, `secret` its PEM private key, `token_url` the installation's
+    `https://api.github.com/app/installations/<id>/access_tokens`. Tokens are shared per process (see
     `TokenAuth.shared`). Raises `ValueError` naming a setting that is missing or unknown.
     """
     style = style.strip().lower()
     if style not in AUTH_STYLES:
         raise ValueError(f"auth style must be one of {', '.join(AUTH_STYLES)} (got {style!r})")
+    if style in ("azure", "google"):
+        return _cloud_auth(style, scope)
     if not secret:
         return None
     if style == "basic":
@@ -294,4 +313,37 @@ def auth_for(
             token_url, username, secret, scope=scope or None, audience=audience or None
         )
         return TokenAuth.shared(provider)
+    if style == "github_app":
+        from runwatch.cloud import GitHubAppInstallation
+
+        _require("jwt", "github")
+        found = _GITHUB_TOKEN_URL.match(token_url or "")
+        if not found or not username:
+            raise ValueError(
+                "auth style github_app needs the app id and a token URL "
+                "https://api.github.com/app/installations/<installation id>/access_tokens"
+            )
+        app = GitHubAppInstallation(username, secret, found["installation"], api_url=found["api"])
+        return TokenAuth.shared(app)
     return BearerAuth(secret)
+
+
+def _require(module: str, extra: str) -> None:
+    """A cloud style's library is there, or a `ValueError` that says which extra brings it."""
+    if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
+        raise ValueError(f"this auth style needs {module}: pip install 'runwatch[{extra}]'")
+
+
+def _cloud_auth(style: str, scope: str | None) -> TokenAuth:
+    """azure-identity's `DefaultAzureCredential` or Google's Application Default Credentials."""
+    from runwatch.cloud import CLOUD_PLATFORM, AzureCredential, GoogleCredentials
+
+    if style == "google":
+        _require("google.auth", "google")
+        return TokenAuth.shared(GoogleCredentials(scopes=tuple((scope or CLOUD_PLATFORM).split())))
+    if not scope:
+        raise ValueError("auth style azure needs a scope (e.g. <resource app id>/.default)")
+    _require("azure.identity", "azure")
+    from azure.identity import DefaultAzureCredential
+
+    return TokenAuth.shared(AzureCredential(DefaultAzureCredential(), scope))

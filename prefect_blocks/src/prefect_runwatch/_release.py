@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 import runwatch
 from prefect_runwatch._observe import Observer
+from prefect_runwatch._trace import flow_run_carrier
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus, StartedRun
 
@@ -191,7 +192,7 @@ def _one_line(exc: Exception) -> str:
 
 async def _first_look(api: runwatch.RunApi, run: str | StartedRun, url: str, policy: Policy) -> RunStatus:
     try:
-        return await api.get_status(url, request_timeout=policy.request_timeout)
+        return await api.get_status(url, request_timeout=policy.request_timeout, trace=flow_run_carrier())
     except runwatch.RunNotFound:
         if isinstance(run, StartedRun):  # just started: the remote may not show it yet
             return run.status.observed()

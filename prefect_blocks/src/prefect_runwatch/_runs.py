@@ -10,6 +10,7 @@ from prefect.context import TaskRunContext
 import runwatch
 from prefect_runwatch._ids import idempotency_key
 from prefect_runwatch._observe import Logger, Observer
+from prefect_runwatch._trace import flow_run_carrier
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus, StartedRun
 from runwatch.text import inert
@@ -54,6 +55,7 @@ async def start(
         attempt=max(1, task_context.task_run.run_count) if task_context else 1,
         policy=policy,
         request_timeout=block.request_timeout,
+        trace=flow_run_carrier(),
     )
     verb = "found again" if started.replayed else "started"  # an idempotency key the remote had seen
     logger.info("%s remote run %s (%s)", verb, inert(started.id), inert(started.status_url))
@@ -66,7 +68,7 @@ async def watch(block: RunStatusApi, run: str | StartedRun, policy: Policy, obse
     Raises only when the run cannot be watched to its end (WaitTimeout, RunLost, StatusUnavailable, ...).
     """
     last: RunStatus | None = None
-    async for status in runwatch.watch_run(block.get_api(), run, policy=policy):
+    async for status in runwatch.watch_run(block.get_api(), run, policy=policy, trace=flow_run_carrier()):
         await observer(status)
         last = status
     assert last is not None  # watch_run ends only on a terminal status

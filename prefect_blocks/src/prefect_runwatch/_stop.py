@@ -28,6 +28,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 import runwatch
 from prefect_runwatch._observe import Logger
+from prefect_runwatch._trace import flow_run_carrier
 
 __all__ = ["StopSignal", "cancel_remote", "runner_stop_signal", "until_stopped"]
 
@@ -102,7 +103,7 @@ async def cancel_remote(api: runwatch.RunApi, run_id: str, logger: Logger) -> No
     """
     with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_FOR):
         try:
-            await api.cancel_run(run_id, retry_for=CANCEL_FOR / 2)
+            await api.cancel_run(run_id, retry_for=CANCEL_FOR / 2, trace=flow_run_carrier())
         except runwatch.RunwatchError as exc:
             logger.warning("could not cancel remote run %s: %s", run_id, exc)
         else:

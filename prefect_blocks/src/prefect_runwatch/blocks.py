@@ -47,11 +47,16 @@ api = api_block.get_api()  # a runwatch.RunApi
         description="Secret sent with every request as auth_style says: a bearer token, a password "
         "or an API key.",
     )
-    auth_style: Literal["bearer", "basic", "header", "client_credentials"] = Field(
+    auth_style: Literal[
+        "bearer", "basic", "header", "client_credentials", "azure", "google", "github_app"
+    ] = Field(
         default="bearer",
         description="How the token is sent: bearer (Authorization header, the profile's scheme), basic "
         "(with username), header (in auth_header), or client_credentials (OAuth 2.0: username is the client "
-        "id, token the client secret; access tokens come from token_url and are renewed before they expire).",
+        "id, token the client secret; access tokens come from token_url and are renewed before they expire), "
+        "azure (azure-identity's DefaultAzureCredential for scope), google (Application Default Credentials) "
+        "or github_app (username is the app id, token its private key, token_url the installation's "
+        "access_tokens URL); these three need runwatch[azure], [google] or [github].",
     )
     username: str | None = Field(
         default=None, description="User name for basic auth, or the client id for client_credentials."

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 import runwatch
 from prefect_runwatch._observe import Observer
 from prefect_runwatch._release import KEY_PREFIX, TAG, RunOutcome, WatchRecord, read_record
+from prefect_runwatch._trace import flow_run_carrier
 from prefect_runwatch.blocks import RunStatusApi
 from runwatch import Policy, RunStatus
 
@@ -116,7 +117,9 @@ class Watcher:
     async def _watch(self, flow_run: FlowRun, record: WatchRecord) -> None:
         logger = flow_run_logger(flow_run=flow_run)
         try:
-            answer = await _outcome(record, Observer(logger, flow_run_id=flow_run.id))
+            answer = await _outcome(
+                record, Observer(logger, flow_run_id=flow_run.id), flow_run_carrier(flow_run)
+            )
             async with get_client() as client:
                 result = await client.resume_flow_run(flow_run.id, run_input=answer.model_dump(mode="json"))
         except Exception as exc:  # Prefect's API away, say: the next scan watches this flow run again
@@ -133,8 +136,8 @@ class Watcher:
             )
 
 
-async def _outcome(record: WatchRecord, observer: Observer) -> RunOutcome:
-    """Watch the run to its end; the run input that says how it ended."""
+async def _outcome(record: WatchRecord, observer: Observer, trace: dict[str, str] | None) -> RunOutcome:
+    """Watch the run to its end, in the suspended flow run's trace; the run input that says how it ended."""
     try:
         block: RunStatusApi = await RunStatusApi.aload_from_ref(record.api_block_id)
     except (ObjectNotFound, ValueError):
@@ -145,7 +148,7 @@ async def _outcome(record: WatchRecord, observer: Observer) -> RunOutcome:
     try:
         policy = Policy.from_dict(record.policy)
         async for status in runwatch.watch_run(
-            block.get_api(), record.target(), policy=policy, deadline=record.deadline
+            block.get_api(), record.target(), policy=policy, deadline=record.deadline, trace=trace
         ):
             await observer(status)
             last = status

@@ -12,8 +12,14 @@ its metadata in PostgreSQL. One deployment serves every check below.
   its final status in `triggering_asset_events`, and has no task while the run goes on; two assets with equal
   watchers share one trigger; the trigger is on the SIGKILLed triggerer, and a run that ends while no
   triggerer holds it is announced once by the survivor, from the cursor kept in the asset state store.
-- Secrets: canary credentials in three forms (bearer token, basic auth password, URL userinfo) never
-  appear in trigger kwargs, trigger events, XCom, any log file, or the reference servers' own logs.
+- Secrets: canary credentials in four forms (bearer token, basic auth password, URL userinfo, OAuth client
+  secret) never appear in trigger kwargs, trigger events, XCom, any log file, or the reference servers' own
+  logs.
+- Tokens that expire: a run waited for in the triggerer over several lifetimes of its OAuth client
+  credentials' tokens (2 s) gets about one token per lifetime, and the API never sees an expired one.
+- Trace context: Airflow's tracing is on (OTLP exporter `console`, as Airflow's docs describe); every
+  request about a run carries its task instance's trace (`context_carrier`), from the worker and from the
+  triggerer, a task started from the triggerer included.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ DAGS = Path(__file__).parent / "dags"
 CANARY = "rw-e2e-canary-5d1f0b7e2a"  # the bearer token
 BASIC_CANARY = "rw-e2e-basic-canary-93c4aa10"  # a basic auth password
 URL_CANARY = "rw-e2e-url-canary-61be07d5"  # a password in the connection's URL (userinfo)
+CC_CANARY = "rw-e2e-cc-canary-0b8e64f3d1"  # an OAuth client secret
+# The run outlasts the restart scenario's stalls of a loaded triggerer (19 s seen) by many token lifetimes.
+CC_CLIENT, TOKEN_LIFETIME, CC_SECONDS = "rw-e2e-client", 2.0, 60.0
 USER = "rw-user"
 RUNS, SECONDS = 50, 20
 DAG_IDS = ("rw_e2e_fanout", "rw_e2e_retry", "rw_e2e_outcomes", "rw_e2e_restart")
@@ -61,6 +70,7 @@ def _basic(password: str) -> str:
 SECRETS = {  # every form a canary can take on the wire
     "bearer token": [CANARY],
     "basic auth password": [BASIC_CANARY, _basic(BASIC_CANARY)],
+    "OAuth client secret": [CC_CANARY, _basic(CC_CANARY)],
 }
 USERINFO_SECRETS = {"URL userinfo password": [URL_CANARY, _basic(URL_CANARY)]}
 
@@ -98,6 +108,7 @@ class E2E:
     fanout_server: ReferenceServer
     retry_server: ReferenceServer
     open_server: ReferenceServer  # no token: the basic auth and URL userinfo connections
+    cc_server: ReferenceServer  # OAuth client credentials, tokens that live TOKEN_LIFETIME
     server_logs: list[str]
     restart: Restart
     ended: Ended
@@ -106,6 +117,7 @@ class E2E:
     xcoms: set[str] = field(default_factory=set)  # every XCom value ever seen (some are overwritten later)
     most_triggers_at_once: int = 0
     most_deferred_at_once: int = 0
+    failed_run: str = ""  # the run of rw_e2e_outcomes' wait_failed and wait_failed_soft
 
 
 class _Collect(logging.Handler):
@@ -137,8 +149,11 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
         ReferenceServer(token=CANARY, log_level="debug"),
         ReferenceServer(token=CANARY, log_level="debug"),
         ReferenceServer(log_level="debug"),
+        ReferenceServer(
+            client_credentials=(CC_CLIENT, CC_CANARY), token_lifetime=TOKEN_LIFETIME, log_level="debug"
+        ),
     ]
-    with servers[0] as fanout, servers[1] as retry, servers[2] as open_server:
+    with servers[0] as fanout, servers[1] as retry, servers[2] as open_server, servers[3] as cc:
         failed = fanout.create_run(
             script=[{"status": "FAILED", "errors": [{"message": "disk full on node 3"}]}]
         )
@@ -152,6 +167,17 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
             "AIRFLOW_CONN_RUNWATCH_USERINFO": _conn(
                 host=open_server.url.replace("http://", f"http://{USER}:{URL_CANARY}@")
             ),
+            "AIRFLOW_CONN_RUNWATCH_CC": _conn(
+                host=cc.url,
+                login=CC_CLIENT,
+                password=CC_CANARY,
+                extra={"auth_style": "client_credentials", "token_url": f"{cc.url}/oauth/token"},
+            ),
+            # Airflow's tracing on, exporting to the services' logs (its docs: [traces] otel_on and the
+            # OpenTelemetry SDK's OTEL_TRACES_EXPORTER)
+            "AIRFLOW__TRACES__OTEL_ON": "True",
+            "OTEL_TRACES_EXPORTER": "console",
+            "RW_E2E_CC_SECONDS": str(CC_SECONDS),
             "RW_E2E_RUNS": str(RUNS),
             "RW_E2E_SECONDS": str(SECONDS),
             "RW_E2E_FAILED_RUN": failed["id"],
@@ -163,7 +189,9 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
         }
         ended = Ended(history=fanout.create_vendor_run("airflow", [{"state": "success"}])["id"])
         cluster = airflow_cluster_factory(sorted(DAGS.glob("*.py")), env)
-        result = E2E(cluster, fanout, retry, open_server, server_logs, Restart(), ended)
+        result = E2E(
+            cluster, fanout, retry, open_server, cc, server_logs, Restart(), ended, failed_run=failed["id"]
+        )
         drive = _RestartDrive(result)
         events = _EndedDrive(result, drive)
         deadline = time.monotonic() + 600
@@ -415,6 +443,56 @@ def test_mapped_sensors_failures_and_soft_fail_on_a_real_scheduler(e2e: E2E) -> 
     assert states[("wait_failed_soft", -1)] == "skipped"
     logs = e2e.cluster.all_logs()
     assert "RemoteRunFailed" in logs and "disk full on node 3" in logs
+
+
+def test_client_credentials_outlive_a_wait_in_the_triggerer_with_a_token_per_lifetime(e2e: E2E) -> None:
+    states = {(task, index): state for task, index, state, _ in e2e.cluster.task_states("rw_e2e_outcomes")}
+    assert states[("start_client_credentials", -1)] == "success"
+    stats = e2e.cc_server.stats()
+    [(run_id, counters)] = stats["runs"].items()
+    [(begun, ended)] = e2e.cluster.query(
+        "SELECT start_date, end_date FROM task_instance "
+        "WHERE dag_id = 'rw_e2e_outcomes' AND task_id = 'start_client_credentials'"
+    )
+    took = (ended - begun).total_seconds()
+    assert took >= CC_SECONDS - 1  # the task lasted many lifetimes of its tokens
+    # Renewed a quarter of a lifetime early: at most one token per 1.5 s of the task, plus the first of
+    # each process that holds the credential (the worker's start, the triggerer; a second triggerer if the
+    # one holding the wait was SIGKILLed); never one per poll (a poll every 0.25 s); none seen expired.
+    issued = stats["tokens"]["issued"]
+    assert 2 <= issued <= took / (0.75 * TOKEN_LIFETIME) + 3, (issued, took)
+    assert counters["GET"] >= 5 and counters["GET"] > issued, (counters, issued)
+    assert stats["tokens"]["expired_seen"] == 0
+    xcom = {
+        key: value
+        for task, _, key, value in e2e.cluster.xcoms("rw_e2e_outcomes")
+        if task == "start_client_credentials"
+    }
+    assert xcom["return_value"]["id"] == run_id and xcom["return_value"]["status"] == "SUCCEEDED"
+
+
+def _trace_ids(e2e: E2E, *tasks: str) -> set[str]:
+    rows = e2e.cluster.query(
+        "SELECT context_carrier FROM task_instance WHERE dag_id = 'rw_e2e_outcomes' AND task_id = ANY(%s)",
+        list(tasks),
+    )
+    # Airflow stores it through its serializer: {"__var": {...}, "__type": "dict"}
+    stored = [json.loads(value) if isinstance(value, str) else value for (value,) in rows]
+    carriers = [value.get("__var", value) for value in stored]
+    assert len(carriers) == len(tasks)
+    return {carrier["traceparent"].split("-")[1] for carrier in carriers}
+
+
+def test_every_request_carries_its_tasks_trace_context(e2e: E2E) -> None:
+    # Started on a worker, waited for in the triggerer: every request in the task's trace, none without.
+    [seen] = e2e.cc_server.stats()["traceparents"].values()
+    [trace_id] = _trace_ids(e2e, "start_client_credentials")
+    assert "" not in seen and {parent.split("-")[1] for parent in seen} == {trace_id}
+    assert all(parent.endswith("-01") for parent in seen)  # sampled: Airflow's tracing is on
+    # Started from the triggerer (no worker ran before the wait): the trigger took its task instance's.
+    seen = e2e.fanout_server.stats()["traceparents"][e2e.failed_run]
+    assert "" not in seen
+    assert {parent.split("-")[1] for parent in seen} == _trace_ids(e2e, "wait_failed", "wait_failed_soft")
 
 
 def test_a_retried_start_finds_the_run_it_already_started(e2e: E2E) -> None:

@@ -79,30 +79,40 @@ class RunStatusHook(BaseHook):
 
     # Convenience: one call each, async first with sync twins.
 
-    async def aget_status(self, run: str) -> runwatch.RunStatus:
-        return await (await self.aget_api()).get_status(run)
+    # `trace`: a W3C Trace Context carrier the request carries (a task's, `runwatch_airflow._trace`).
+
+    async def aget_status(self, run: str, trace: Mapping[str, str] | None = None) -> runwatch.RunStatus:
+        return await (await self.aget_api()).get_status(run, trace=trace)
 
     async def astart_run(
-        self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None
+        self,
+        body: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> runwatch.StartedRun:
-        return await (await self.aget_api()).start_run(body, idempotency_key=idempotency_key)
+        return await (await self.aget_api()).start_run(body, idempotency_key=idempotency_key, trace=trace)
 
-    async def acancel_run(self, run_id: str) -> None:
-        await (await self.aget_api()).cancel_run(run_id)
+    async def acancel_run(self, run_id: str, trace: Mapping[str, str] | None = None) -> None:
+        await (await self.aget_api()).cancel_run(run_id, trace=trace)
 
-    def get_status(self, run: str, retry_for: float = 30.0) -> runwatch.RunStatus:
+    def get_status(
+        self, run: str, retry_for: float = 30.0, trace: Mapping[str, str] | None = None
+    ) -> runwatch.RunStatus:
         """Read a run once (its id or full status URL), riding out transient errors for `retry_for` s."""
-        return runwatch.run_sync(self.get_api().get_status(run, retry_for=retry_for))
+        return runwatch.run_sync(self.get_api().get_status(run, retry_for=retry_for, trace=trace))
 
     def start_run(
-        self, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None
+        self,
+        body: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> runwatch.StartedRun:
         """Start a run; the same idempotency key always gives the same run."""
-        return runwatch.run_sync(self.get_api().start_run(body, idempotency_key=idempotency_key))
+        return runwatch.run_sync(self.get_api().start_run(body, idempotency_key=idempotency_key, trace=trace))
 
-    def cancel_run(self, run_id: str) -> None:
+    def cancel_run(self, run_id: str, trace: Mapping[str, str] | None = None) -> None:
         """Ask the remote to cancel a run (a run that already ended is not an error)."""
-        runwatch.run_sync(self.get_api().cancel_run(run_id))
+        runwatch.run_sync(self.get_api().cancel_run(run_id, trace=trace))
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's "Test" button: read one (made-up) run with the connection's credentials.

@@ -99,6 +99,7 @@ class StartRunOperator(RemoteRunTask):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.take_arguments()
+        self.take_carrier(context)
         started = self.start(context)
         if not self.wait_for_completion:
             return status_payload(started.status)
@@ -117,6 +118,7 @@ class StartRunOperator(RemoteRunTask):
             idempotency_key=key,
             attempt=max(1, context["ti"].try_number),
             policy=runwatch.Policy.from_dict(self.policy),
+            trace=self._carrier,
         )
         started = runwatch.run_sync(attempt)
         self._remote_run_id = started.id
@@ -138,7 +140,9 @@ class StartRunOperator(RemoteRunTask):
         if seconds is not None:
             policy = policy.replace(timeout=seconds)
         try:
-            status = runwatch.wait_for_run_sync(self.hook.get_api(), started, policy=policy)
+            status = runwatch.wait_for_run_sync(
+                self.hook.get_api(), started, policy=policy, trace=self._carrier
+            )
         except runwatch.RunwatchError as exc:
             self.raise_outcome(type(exc).__name__, str(exc), started.id)
         return status_payload(status)

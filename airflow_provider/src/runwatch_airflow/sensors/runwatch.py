@@ -122,6 +122,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self.take_arguments()
+        self.take_carrier(context)
         if not self.deferrable:
             self._deadline = self._poke_deadline(context)
             return super().execute(context)
@@ -171,7 +172,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         left = None if self._deadline is None else self._deadline - time.time()
         budget = READ_RETRY_FOR if left is None else min(READ_RETRY_FOR, max(0.0, left))
         try:
-            status = self.hook.get_status(self.run, retry_for=budget)
+            status = self.hook.get_status(self.run, retry_for=budget, trace=self._carrier)
         except runwatch.RunwatchError as exc:
             # Transient failures retried until the deadline: our deadline ended this read, not the remote.
             cut_short = budget < READ_RETRY_FOR and isinstance(exc, runwatch.TransientError)
@@ -206,7 +207,7 @@ class RunStatusSensor(RemoteRunTask, BaseSensorOperator):
         if not self.run.startswith(("http://", "https://")):
             return self.run
         try:  # the cancel endpoint takes an id: read the run once for it
-            return self.hook.get_status(self.run, retry_for=10.0).id
+            return self.hook.get_status(self.run, retry_for=10.0, trace=self._carrier).id
         except runwatch.RunwatchError as exc:
             self.log.warning("could not read %s for its id: %s", self.run, exc)
             return None

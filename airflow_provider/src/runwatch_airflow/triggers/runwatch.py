@@ -12,6 +12,7 @@ import runwatch
 from runwatch.text import inert
 from runwatch_airflow import _arguments
 from runwatch_airflow._connection import ProfileSpec
+from runwatch_airflow._trace import task_carrier
 from runwatch_airflow.hooks.runwatch import RunStatusHook
 from runwatch_airflow.links import RUN_URL_KEY, RemoteRunLink
 
@@ -35,8 +36,11 @@ class RunStatusTrigger(BaseTrigger):
     The kwargs are plain JSON and hold no secret: the token is read from the connection when the trigger
     runs. `deadline` is an absolute UNIX time, so a trigger rebuilt after a triggerer restart keeps it.
     `started` is a `runwatch.StartedRun.to_dict()` when the task just started the run (a 404 is then
-    tolerated for the policy's grace window). `on_kill` cancels the remote run only if `cancel_on_kill`;
-    Airflow calls it on a user's kill, never on a restart or a reassignment, and `cleanup` never cancels.
+    tolerated for the policy's grace window). `trace` is the task's W3C Trace Context carrier (`traceparent`,
+    `tracestate`: no secret), which every request carries; without it, the carrier of the task instance the
+    triggerer gives the trigger (a task started from the triggerer has no worker to pass one). `on_kill`
+    cancels the remote run only if `cancel_on_kill`; Airflow calls it on a user's kill, never on a restart
+    or a reassignment, and `cleanup` never cancels.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class RunStatusTrigger(BaseTrigger):
         cancel_on_kill: bool = False,
         profile: ProfileSpec | None = None,
         end_from_trigger: bool = False,
+        trace: dict[str, str] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is untyped
         self.run_ref = run  # `run` is the coroutine Airflow drives
@@ -60,6 +65,7 @@ class RunStatusTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.profile = profile
         self.end_from_trigger = end_from_trigger
+        self.trace = trace
         self._last: runwatch.RunStatus | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -74,6 +80,7 @@ class RunStatusTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "profile": self.profile,
                 "end_from_trigger": self.end_from_trigger,
+                "trace": self.trace,
             },
         )
 
@@ -101,6 +108,7 @@ class RunStatusTrigger(BaseTrigger):
                 policy=runwatch.Policy.from_dict(self.policy),
                 deadline=self.deadline,
                 hooks=runwatch.Hooks(on_change=self._seen),
+                trace=self._carrier(),
             )
         except runwatch.WaitOutcome as exc:
             return TriggerEvent(error_event(exc, exc.status or self._last))
@@ -145,8 +153,11 @@ class RunStatusTrigger(BaseTrigger):
             self.log.warning("cannot cancel %s: its run id was never seen", self.run_ref)
             return
         api = await RunStatusHook(self.conn_id, self.profile).aget_api()
-        await api.cancel_run(run_id, retry_for=20.0)
+        await api.cancel_run(run_id, retry_for=20.0, trace=self._carrier())
         self.log.info("asked the remote to cancel run %s", run_id)
+
+    def _carrier(self) -> dict[str, str] | None:
+        return self.trace or task_carrier(self.task_instance)
 
     def _run_id(self) -> str | None:
         if self._last is not None:

@@ -72,6 +72,13 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _json(status, {"error": message}, headers)
 
 
+def _traced(run: Run, request: Request) -> None:
+    """Count the W3C `traceparent` a request about `run` carried ("" for none), for the stats; the test
+    helpers' own requests are not counted."""
+    if request.headers.get("x-runwatch-helper") != "1":
+        run.traceparents[request.headers.get("traceparent", "")] += 1
+
+
 class _DropResponse(Response):
     """Promises a body with Content-Length, sends a few bytes of it, then cuts the connection."""
 
@@ -207,6 +214,7 @@ class _Api:
             run, created = self.store.create(spec, self._base_url(request), key, canonical)
         except IdempotencyConflict as exc:
             return _error(422, str(exc))
+        _traced(run, request)
         retry_after = spec.retry_after if spec.retry_after is not None else self.config.retry_after
         snap = run.view(time.monotonic())
         headers = {"location": run.url, "retry-after": seconds(retry_after), "etag": snap.etag}
@@ -221,6 +229,7 @@ class _Api:
             return _error(404, "no such run")
         counters = run.counters
         counters.get += 1
+        _traced(run, request)
         now = time.monotonic()
         if now < run.not_found_until:
             counters.not_found += 1
@@ -412,6 +421,7 @@ class _Api:
         if run is None:
             return _error(404, "no such run")
         run.counters.cancel += 1
+        _traced(run, request)
         if not run.cancel(time.monotonic(), self.config.cancel_delay):
             return _json(409, {"error": f"run is already {run.status}", "status": run.status})
         snap = run.snapshot

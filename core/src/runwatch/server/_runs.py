@@ -13,6 +13,7 @@ import json
 import math
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -121,6 +122,8 @@ class Run:
         self.url = url
         self.spec = spec
         self.counters = RunCounters()
+        # traceparent -> how many requests about this run carried it ("" for none): the stats show it
+        self.traceparents: Counter[str] = Counter()
         self.fault_counters = FaultCounters()
         self.global_counters = FaultCounters(-1)
         self.quota = Quota(spec.faults.ratelimit_headers) if spec.faults.ratelimit_headers else None

@@ -161,6 +161,7 @@ class Store:
             "connections": len(self.clients),
             "batch": {"requests": self.batch_requests, "runs": self.batch_runs},
             "runs": {run_id: run.counters.to_dict() for run_id, run in self.runs.items()},
+            "traceparents": {run_id: dict(run.traceparents) for run_id, run in self.runs.items()},
             "tokens": {
                 "issued": self.tokens.issued if self.tokens else 0,
                 "expired_seen": self.tokens.expired_seen if self.tokens else 0,

@@ -147,10 +147,21 @@ class _VendorApi:
         run_id = request.path_params.get("run_id") or request.query_params.get("run_id", "")
         return self.runs.get(run_id)
 
+    async def _find_in_body(self, request: Request) -> VendorRun | None:
+        # Databricks also takes a GET's parameters as a JSON body, and Airflow's async Databricks hook
+        # sends `{"run_id": n}` that way.
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return None
+        return self.runs.get(str(body.get("run_id"))) if isinstance(body, dict) else None
+
     async def status(self, request: Request) -> Response:
         if self.vendor.name == "azure-lro" and "api-version" not in request.query_params:
             return self._error(400, "The api-version query parameter (?api-version=) is required.")
         run = self._find(request)
+        if run is None and self.vendor.name == "databricks":
+            run = await self._find_in_body(request)
         if run is None:
             return self._error(404, "Not Found")
         now = time.monotonic()

@@ -1,5 +1,6 @@
 """e2e: the other paths. Mapped sensors that defer from a worker (the trigger ends them); a sensor on a
-failed run (resumed on a worker, fails with RemoteRunFailed); the same with soft_fail (skipped)."""
+failed run (resumed on a worker, fails with RemoteRunFailed); the same with soft_fail (skipped); a run
+started and waited for on a connection with OAuth client credentials whose tokens live 2 s."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from runwatch_airflow.hooks.runwatch import RunStatusHook
+from runwatch_airflow.operators.runwatch import StartRunOperator
 from runwatch_airflow.sensors.runwatch import RunStatusSensor
 
 POLICY = {"interval": 1.0, "max_interval": 2.0}
@@ -32,6 +34,17 @@ def rw_e2e_outcomes() -> None:
             soft_fail=soft_fail,
             policy=POLICY,
         )
+    StartRunOperator(
+        task_id="start_client_credentials",
+        conn_id="runwatch_cc",
+        body={
+            "script": [
+                {"status": "RUNNING", "for": float(os.environ["RW_E2E_CC_SECONDS"])},
+                {"status": "SUCCEEDED"},
+            ]
+        },
+        policy={"interval": 0.25, "max_interval": 0.25},  # polls far more often than tokens expire
+    )
 
 
 rw_e2e_outcomes()
