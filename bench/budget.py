@@ -2,7 +2,7 @@
 
 `.venv/core/bin/python bench/budget.py [--rates 10,50,100] [--waits 10] [--seconds 5]`
 
-Starts a Redis from the system package (as the tests do, tests/core/redis_server.py) and a reference server
+Starts a Redis from the system package (as the tests do, tests/redis_server.py) and a reference server
 in this process, then for each budget three OS processes (tests/core/_budget_child.py), each with `--waits`
 waits polling every 100 ms, so that they ask far more than the budget allows. The rate is counted at the
 server over `--seconds` once every wait polls; the first row has no budget, for comparison. Prints a
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "core"))  # the Redis fixture and the child process of the tests
+sys.path.insert(0, str(ROOT / "tests"))  # the Redis server of the tests
 
 from redis import Redis  # noqa: E402
 from redis_server import RedisServer  # noqa: E402

@@ -1,6 +1,6 @@
 """One request budget per API origin across processes (RedisBudget), on a real Redis and real OS processes.
 
-The Redis server is started here from the system package (redis_server.py); the processes run
+The Redis server is started here from the system package (tests/redis_server.py); the processes run
 _budget_child.py against the reference server and are measured at the server.
 """
 
@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 from redis import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
 from redis_server import RedisServer
 
 from runwatch import (
@@ -214,6 +216,21 @@ def test_the_store_password_is_never_shown() -> None:
     assert budget.store == "redis://127.0.0.1:6380/2"
     api = RunApi("http://127.0.0.1:9", budget=budget)
     assert "s3cret" not in json.dumps(api.to_dict())
+
+
+def test_shared_gives_one_budget_per_settings_in_a_process() -> None:
+    """What the integrations build a RunApi with, once per wait: one budget (its queue, its clients) each."""
+    one = RedisBudget.shared("redis://:pw@127.0.0.1:6390/0", rate=5, burst=2)
+    assert RedisBudget.shared("redis://:pw@127.0.0.1:6390/0", rate=5, burst=2) is one
+    assert (one.rate, one.burst) == (5.0, 2)
+    others = [
+        RedisBudget.shared("redis://:pw@127.0.0.1:6390/0", rate=6, burst=2),
+        RedisBudget.shared("redis://:pw@127.0.0.1:6390/0", rate=5, burst=3),
+        RedisBudget.shared("redis://:pw@127.0.0.1:6390/1", rate=5, burst=2),
+    ]
+    assert len({id(b) for b in [one, *others]}) == 4
+    with pytest.raises(ConfigurationError, match="budget rate must be"):
+        RedisBudget.shared("redis://127.0.0.1:6390/0", rate=0)
 
 
 # ------------------------------------------------------------------------------------------------ processes

@@ -37,7 +37,7 @@ class TestRemoteRunJobConventions(BlockStandardTestSuite):
 def test_block_types_have_their_own_slugs() -> None:
     assert RunStatusApi.get_block_type_slug() == "runwatch-run-status-api"
     assert RemoteRunJob.get_block_type_slug() == "runwatch-remote-run-job"
-    assert RunStatusApi._to_block_schema().fields["secret_fields"] == ["token"]
+    assert RunStatusApi._to_block_schema().fields["secret_fields"] == ["token", "budget_url"]
 
 
 async def test_save_and_load_round_trip(api: RunStatusApi, server: ReferenceServer) -> None:

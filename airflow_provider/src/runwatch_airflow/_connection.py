@@ -19,9 +19,15 @@ ProfileSpec = str | Mapping[str, Any]
 
 
 def api_from_connection(
-    conn: Connection, extra: Mapping[str, Any], profile: ProfileSpec | None = None
+    conn: Connection,
+    extra: Mapping[str, Any],
+    profile: ProfileSpec | None = None,
+    budget: runwatch.RedisBudget | None = None,
 ) -> runwatch.RunApi:
-    """The run API a connection describes; `profile` (an operator's override) wins over the connection's."""
+    """The run API a connection describes; `profile` (an operator's override) wins over the connection's.
+
+    `budget` is the request budget its `budget_conn_id` names (read by the hook: it is another connection).
+    """
     from runwatch_airflow import __version__  # the package is imported whole by now
 
     return runwatch.RunApi(
@@ -32,6 +38,7 @@ def api_from_connection(
         headers=_mapping(extra, "headers"),
         params=_mapping(extra, "params"),
         verify=_verify(_field(extra, "verify")),
+        budget=budget,
     )
 
 

@@ -135,6 +135,23 @@ def get_provider_info() -> dict[str, Any]:
                         "id, a workspace).",
                         "schema": {"type": ["object", "null"], "format": "json"},
                     },
+                    "budget_conn_id": {
+                        "label": "Budget: Redis connection",
+                        "description": "The id of a redis connection (host, port, password) holding one request "
+                        "budget for this API, shared by every triggerer and worker that uses it. Empty: no shared "
+                        "budget. Needs airflow-provider-runwatch[redis].",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "budget_rate": {
+                        "label": "Budget: requests per second",
+                        "description": "Requests per second to this API from all processes together (> 0).",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "budget_burst": {
+                        "label": "Budget: burst",
+                        "description": "Requests all processes may send at once before the rate applies.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 1},
+                    },
                 },
             }
         ],

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ if untl > pause then
 end
 return '1'
 """
+
+
+_SHARED: dict[tuple[str, float, int], RedisBudget] = {}  # RedisBudget.shared: one per settings
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -139,8 +144,24 @@ class RedisBudget:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
+        self._loops_lock = threading.Lock()
         self._down_until = 0.0  # time.monotonic() before which the store is not asked
         self._local: dict[str, float] = {}  # origin -> next free slot (monotonic) while the store is down
+
+    @classmethod
+    def shared(cls, url: str, *, rate: float, burst: int = 1) -> RedisBudget:
+        """This process's one budget for these settings, made on first use (same errors as the constructor).
+
+        What the integrations use, which build a `RunApi` per wait (each Airflow trigger, each Prefect
+        `get_api()`): their waits then queue for tokens in the process and share one Redis client per
+        event loop, instead of one client each.
+        """
+        key = (url, rate, burst)
+        with _SHARED_LOCK:
+            budget = _SHARED.get(key)
+            if budget is None:
+                budget = _SHARED[key] = cls(url, rate=rate, burst=burst)
+        return budget
 
     def __repr__(self) -> str:
         return f"RedisBudget({self.store!r}, rate={self.rate}, burst={self.burst})"
@@ -221,31 +242,35 @@ class RedisBudget:
 
     async def aclose(self) -> None:
         """Close this event loop's connections to the store (they are also dropped with the loop)."""
-        state = self._loops.pop(asyncio.get_running_loop(), None)
+        with self._loops_lock:
+            state = self._loops.pop(asyncio.get_running_loop(), None)
         if state is not None:
             await state.client.aclose()
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        state = self._loops.get(loop)
-        if state is None:
-            # Forget the clients of loops that ended (a sync wait runs in a loop of its own each time).
-            for ended in [other for other in self._loops if other.is_closed()]:
-                del self._loops[ended]
-            from redis.asyncio import Redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+        with self._loops_lock:  # a shared budget serves loops in several threads (sync waits, Prefect tasks)
+            return self._loops.get(loop) or self._new_state(loop)
 
-            # No retries inside the client: a slow store is our timeout's business, and falls back at once.
-            client = Redis.from_url(
-                self.url,
-                socket_timeout=self.store_timeout,
-                socket_connect_timeout=self.store_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            state = self._loops[loop] = _LoopState(
-                client, client.register_script(_TAKE), client.register_script(_PAUSE)
-            )
+    def _new_state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
+        """A client for `loop` (called with `_loops_lock` held)."""
+        # Forget the clients of loops that ended (a sync wait runs in a loop of its own each time).
+        for ended in [other for other in self._loops if other.is_closed()]:
+            del self._loops[ended]
+        from redis.asyncio import Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # No retries inside the client: a slow store is our timeout's business, and falls back at once.
+        client = Redis.from_url(
+            self.url,
+            socket_timeout=self.store_timeout,
+            socket_connect_timeout=self.store_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        state = self._loops[loop] = _LoopState(
+            client, client.register_script(_TAKE), client.register_script(_PAUSE)
+        )
         return state
 
     async def _ask(self, script: AsyncScript, origin: str, left: float, *args: float) -> Any:

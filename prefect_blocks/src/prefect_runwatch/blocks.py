@@ -89,6 +89,20 @@ api = api_block.get_api()  # a runwatch.RunApi
         gt=0,
         description="Most open connections to this API per event loop, shared by all waits.",
     )
+    budget_url: SecretStr | None = Field(
+        default=None,
+        description="redis:// (or rediss://) URL of the Redis that holds one request budget for this API, "
+        "shared by every flow, task and watcher that uses the block; it may hold a password. Empty: no "
+        "shared budget. Needs prefect-runwatch[redis].",
+    )
+    budget_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second to this API from all processes together (with budget_url).",
+    )
+    budget_burst: int = Field(
+        default=1, ge=1, description="Requests all processes may send at once before budget_rate applies."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +129,22 @@ api = api_block.get_api()  # a runwatch.RunApi
             "token": unquote(password),
         }
 
+    @field_validator("budget_url")
+    @classmethod
+    def _check_budget_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not at the first request: redis-py would only refuse it in the middle of a wait.
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("budget_url must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _whole_budget(self) -> RunStatusApi:
+        if (self.budget_url is None) != (self.budget_rate is None):
+            raise ValueError(
+                "budget_url and budget_rate go together: give both for a shared budget, or neither"
+            )
+        return self
+
     @field_validator("profile")
     @classmethod
     def _check_profile(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
@@ -125,7 +155,9 @@ api = api_block.get_api()  # a runwatch.RunApi
         return value
 
     def get_api(self) -> runwatch.RunApi:
-        """A runwatch client for this API; it shares the event loop's connection pool."""
+        """A runwatch client for this API; it shares the event loop's connection pool, and the process's
+        request budget when `budget_url` is set. Raises `runwatch.ConfigurationError` when the budget needs
+        the redis package (`pip install 'prefect-runwatch[redis]'`)."""
         from prefect_runwatch import __version__  # the package is imported whole by now
 
         return runwatch.RunApi(
@@ -137,6 +169,7 @@ api = api_block.get_api()  # a runwatch.RunApi
             params=self.params,
             verify=self.verify,
             max_connections=self.max_connections,
+            budget=self._budget(),
         )
 
     def policy(
@@ -146,6 +179,13 @@ api = api_block.get_api()  # a runwatch.RunApi
         given = policy.to_dict() if isinstance(policy, runwatch.Policy) else dict(policy or {})
         chosen = {k: v for k, v in changes.items() if v is not None}
         return runwatch.Policy.from_dict({"request_timeout": self.request_timeout, **given, **chosen})
+
+    def _budget(self) -> runwatch.RedisBudget | None:
+        # One per process for the same settings: every get_api() (each wait, the watcher's) queues for it.
+        if self.budget_url is None or self.budget_rate is None:
+            return None
+        url = self.budget_url.get_secret_value()
+        return runwatch.RedisBudget.shared(url, rate=self.budget_rate, burst=self.budget_burst)
 
     def _auth(self) -> runwatch.Auth | None:
         # The core's rule, shared with the Airflow connection (an empty user name is a valid basic user).

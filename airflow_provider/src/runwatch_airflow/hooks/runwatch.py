@@ -10,6 +10,7 @@ from airflow.sdk import BaseHook, Connection
 from airflow.sdk.log import mask_secret
 
 import runwatch
+from runwatch_airflow._budget import aread_budget, read_budget
 from runwatch_airflow._connection import ProfileSpec, api_from_connection, run_link
 
 __all__ = ["PROBE_RUN_ID", "RunStatusHook"]
@@ -22,9 +23,10 @@ PROBE_TIMEOUT = 10.0  # seconds: a button press should not hang
 class RunStatusHook(BaseHook):
     """Reach a run API through an Airflow connection of type `runwatch`.
 
-    Host is the base URL, password the token, extras the profile, auth style, TLS and headers
-    (docs/airflow.md). `profile` overrides the connection's profile. The async methods never block the
-    event loop, so triggers use them; the sync ones are for pokes and operators.
+    Host is the base URL, password the token, extras the profile, auth style, TLS, headers and the
+    request budget shared across processes (docs/airflow.md). `profile` overrides the connection's
+    profile. The async methods never block the event loop, so triggers use them; the sync ones are for
+    pokes and operators.
     """
 
     conn_name_attr = "conn_id"
@@ -46,15 +48,19 @@ class RunStatusHook(BaseHook):
         conn = self.get_connection(self.conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return self._remember(conn, conn.extra_dejson)
+        extra = conn.extra_dejson
+        return self._remember(conn, extra, read_budget(self, conn, extra))
 
     async def aget_api(self) -> runwatch.RunApi:
         """The run API, without blocking the event loop (Airflow masks the secrets asynchronously)."""
         conn = await get_async_connection(self.conn_id, self)
-        return self._remember(conn, await get_async_extra_dejson(conn))
+        extra = await get_async_extra_dejson(conn)
+        return self._remember(conn, extra, await aread_budget(self, conn, extra))
 
-    def _remember(self, conn: Connection, extra: dict[str, Any]) -> runwatch.RunApi:
-        api = api_from_connection(conn, extra, self.profile)
+    def _remember(
+        self, conn: Connection, extra: dict[str, Any], budget: runwatch.RedisBudget | None
+    ) -> runwatch.RunApi:
+        api = api_from_connection(conn, extra, self.profile, budget)
         self._read = (api, extra)
         return api
 

@@ -1,4 +1,5 @@
-"""A throwaway Redis for the request-budget tests.
+"""A throwaway Redis for the request-budget tests (the core's, the Airflow provider's and the Prefect
+collection's: each suite puts tests/ on sys.path, as for docs_snippets.py).
 
 The server binary comes from the system packages (installed with apt-get when missing, as CI's root may do).
 It listens on a free 127.0.0.1 port with no persistence (no RDB snapshots, no AOF) in a temporary directory,
@@ -59,9 +60,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1, without persistence; `url` is its `redis://` address."""
+    """One redis-server on 127.0.0.1, without persistence; `url` is its `redis://` address (with the
+    password in it when the server asks for one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
+        self.password = password
         self.binary = ensure_binary()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="runwatch-redis-"))
@@ -70,7 +73,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> RedisServer:
         self._process = subprocess.Popen(
@@ -88,6 +92,7 @@ class RedisServer:
                 str(self.root),
                 "--logfile",
                 str(self.log_path),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
@@ -107,8 +112,9 @@ class RedisServer:
     def _answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                # Without the password the server answers NOAUTH: it is up all the same.
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
