@@ -538,7 +538,8 @@ async def feed_for(api: RunApi, watch: Watch, origin: Origin, announce: Announce
         yield Feed(api, watch, origin, announce)
         return
     groups = _groups.setdefault(asyncio.get_running_loop(), {})
-    common = (api.transport, api.clock, origin.origin, api.verify, api.max_body)
+    # Waits share a read only where it goes out the same way: transport, TLS, body cap and request budget.
+    common = (api.transport, api.clock, origin.origin, api.verify, api.max_body, api.budget)
     group: _Group
     if _batchable(api, watch):
         key = ("list", *common, api.list_key(), credential_id(api, watch.headers))
