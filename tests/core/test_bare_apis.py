@@ -75,7 +75,9 @@ async def test_a_run_that_reports_no_liveness_is_never_called_lost(runwatch_serv
         script=[{"status": "RUNNING", "for": 0.8}, {"status": "SUCCEEDED"}],
         faults={"no_etag": True, "omit": ["updated_at", "heartbeat_at", "version"]},
     )
-    final = await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.2))
+    final = await wait_for_run(
+        RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.2)
+    )
     assert final.status is State.SUCCEEDED
 
 
@@ -86,7 +88,9 @@ async def test_updated_at_stands_in_for_a_missing_heartbeat(runwatch_server: Ref
         faults={"no_etag": True, "omit": ["heartbeat_at", "version"]},
     )
     with pytest.raises(RunLost):
-        await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.3, timeout=10))
+        await wait_for_run(
+            RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.3, timeout=10)
+        )
 
 
 async def test_our_deadline_still_ends_a_wait_on_a_bare_api(runwatch_server: ReferenceServer) -> None:

@@ -145,7 +145,10 @@ def test_age_is_compared_only_when_both_sides_carry_it() -> None:
     assert v.observe(obs(State.CANCELLING, 1, at=20)) is Verdict.APPLIED  # only one side has a version
     t = RunMachine()
     t.observe(obs(State.RUNNING, 1))
-    assert t.observe(obs(State.CANCELLING, 1, at=5)) is Verdict.APPLIED  # only one side has a time
+    assert t.observe(obs(State.CANCELLING, 1, at=5)) is Verdict.APPLIED  # equal versions: not older
+    u = RunMachine()
+    u.observe(obs(State.RUNNING))
+    assert u.observe(obs(State.CANCELLING, at=5)) is Verdict.APPLIED  # only one side has a time
 
 
 def test_progress_is_reported_without_counting_as_a_change_of_outcome() -> None:
@@ -153,8 +156,7 @@ def test_progress_is_reported_without_counting_as_a_change_of_outcome() -> None:
     m.observe(obs(State.RUNNING, 1))
     ahead = RunStatus(id="r", status=State.RUNNING, version=2, progress={"percent": 50})
     assert m.observe(ahead) is Verdict.PROGRESSED
-    erred = ahead.model_copy(update={"version": 3, "errors": ({"message": "disk full"},)})
-    erred = RunStatus.model_validate(erred.model_dump())
+    erred = RunStatus.model_validate(ahead.model_dump() | {"version": 3, "errors": [{"message": "disk full"}]})
     assert m.observe(erred) is Verdict.APPLIED
     beat = RunStatus.model_validate(erred.model_dump() | {"version": 4, "heartbeat_at": T0})
     assert m.observe(beat) is Verdict.UNCHANGED

@@ -51,7 +51,9 @@ def test_jittered_delays_fill_the_whole_band_and_never_leave_it(
     if width < 1e-9:
         return
     # Uniform over the band: each quarter holds draws, and the mean sits near the middle (7 standard errors).
-    quarters = [sum(floor + q * width / 4 <= d <= floor + (q + 1) * width / 4 for d in draws) for q in range(4)]
+    quarters = [
+        sum(floor + q * width / 4 <= d <= floor + (q + 1) * width / 4 for d in draws) for q in range(4)
+    ]
     assert all(n > 0 for n in quarters), quarters
     assert abs(statistics.fmean(draws) - (floor + width / 2)) < 0.1 * width
 
@@ -90,7 +92,9 @@ async def test_a_change_of_state_resets_the_backoff_to_the_interval() -> None:
         return Response.of_json({"id": "r", "status": state})
 
     api, clock = api_for(answer)
-    seen = [s.status async for s in watch_run(api, "r", policy=Policy(interval=1, max_interval=8, jitter=False))]
+    seen = [
+        s.status async for s in watch_run(api, "r", policy=Policy(interval=1, max_interval=8, jitter=False))
+    ]
     assert seen == [State.RUNNING, State.CANCELLING, State.CANCELLED]
     # reads at 0, 1, 3, 7, 15, 23, 31 (CANCELLING: reset), 32, 34, 38, 46, ...
     assert clock.slept[:10] == [1, 2, 4, 8, 8, 8, 1, 2, 4, 8]
@@ -131,7 +135,9 @@ async def test_a_beat_reaching_its_limit_exactly_is_lost_then() -> None:
     # A beat that stops at once: first seen at 0, lost at 8 exactly, though the backoff would sleep 16 there.
     api, clock = api_for(beating_until(0))
     with pytest.raises(RunLost):
-        await wait_for_run(api, "r", policy=Policy(interval=1, max_interval=16, jitter=False, heartbeat_timeout=8))
+        await wait_for_run(
+            api, "r", policy=Policy(interval=1, max_interval=16, jitter=False, heartbeat_timeout=8)
+        )
     assert clock.slept == [1, 2, 4, 1]
 
 
@@ -160,3 +166,17 @@ async def test_one_429_on_one_wait_pauses_every_wait_on_the_origin() -> None:
     assert during == []  # nobody polled while the origin was paused
     after = {run for run, t in sent if t >= at + 1}
     assert after == {f"r{n}" for n in range(10)}  # and every wait went on afterwards
+
+
+def test_the_backoff_exponent_stops_at_64_so_huge_counts_cannot_overflow() -> None:
+    policy = Policy(interval=1, max_interval=1e300, backoff=2, jitter=False)
+    assert policy.delay(64) == policy.delay(10**9) == 2.0**64
+    assert policy.delay(63) == 2.0**63
+
+
+def test_a_policy_dumps_only_what_was_set_and_replace_keeps_defaults_out() -> None:
+    assert Policy(interval=1, timeout=30).to_dict() == {"interval": 1.0, "timeout": 30.0}
+    assert Policy().to_dict() == {}
+    later = Policy().replace(timeout=10)  # interval stays a default: it must not win in a `+`
+    assert (Policy(interval=3) + later).interval == 3
+    assert (Policy(interval=3) + later).timeout == 10

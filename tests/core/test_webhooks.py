@@ -173,7 +173,9 @@ def test_rotation_the_matching_secret_first_or_last(place: str) -> None:
 
 def test_a_signature_of_one_secret_is_not_accepted_for_another() -> None:
     a, b, c = (webhooks.generate_secret() for _ in range(3))
-    with pytest.raises(WebhookVerificationError, match=r"^no webhook signature matched \(webhook-id 'r-1.3'\)$"):
+    with pytest.raises(
+        WebhookVerificationError, match=r"^no webhook signature matched \(webhook-id 'r-1.3'\)$"
+    ):
         webhooks.verify([b], signed(a), BODY, now=NOW)
     with pytest.raises(WebhookVerificationError):
         webhooks.verify([a], signed(b), BODY, now=NOW)
@@ -252,13 +254,19 @@ def test_verify_headers_applies_its_tolerance_and_clock() -> None:
         webhooks.verify_headers(headers, tolerance=49, now=NOW)
     with pytest.raises(WebhookVerificationError, match="too old"):
         webhooks.verify_headers(headers)  # the real clock is years later
-    with pytest.raises(WebhookVerificationError, match="^missing webhook-signature header$"):
+    with pytest.raises(WebhookVerificationError, match=r"^missing webhook-signature header$"):
         webhooks.verify_headers({**headers, "webhook-signature": "  "}, now=NOW)
 
 
 @pytest.mark.parametrize(
     ("timestamp", "accepted"),
-    [("1" * 15, True), ("1" * 16, False), ("١٧٠٠٠٠٠٠٠٠", False), ("-5", False), (" 1700000000 ", True)],
+    [
+        ("1" * 15, True),
+        ("1" * 16, False),
+        ("\u0661\u0667" + "\u0660" * 8, False),
+        ("-5", False),
+        (" 1700000000 ", True),
+    ],
 )
 def test_timestamps_are_ascii_digits_of_at_most_15(timestamp: str, accepted: bool) -> None:
     headers = {"webhook-id": "m", "webhook-timestamp": timestamp, "webhook-signature": VECTOR_SIG}
@@ -268,7 +276,10 @@ def test_timestamps_are_ascii_digits_of_at_most_15(timestamp: str, accepted: boo
         return
     with pytest.raises(WebhookVerificationError) as info:
         webhooks.verify_headers(headers, now=NOW)
-    assert str(info.value) == f"webhook-timestamp is not an integer number of seconds: {timestamp.strip()[:40]!r}"
+    assert (
+        str(info.value)
+        == f"webhook-timestamp is not an integer number of seconds: {timestamp.strip()[:40]!r}"
+    )
 
 
 def test_a_long_bad_timestamp_is_cut_at_40_characters() -> None:
@@ -281,7 +292,13 @@ def test_a_long_bad_timestamp_is_cut_at_40_characters() -> None:
 @pytest.mark.parametrize(
     "signature",
     # "v1,g0h!M9...": base64 with a stray character, which a lenient decoder would skip over
-    ["v1,", "v2," + VECTOR_SIG[3:], "v1,g0h!" + VECTOR_SIG[6:], "v1,=" + VECTOR_SIG[3:], "v1a," + VECTOR_SIG[3:]],
+    [
+        "v1,",
+        "v2," + VECTOR_SIG[3:],
+        "v1,g0h!" + VECTOR_SIG[6:],
+        "v1,=" + VECTOR_SIG[3:],
+        "v1a," + VECTOR_SIG[3:],
+    ],
 )
 def test_only_well_formed_v1_entries_count(signature: str) -> None:
     headers = {"webhook-id": "m", "webhook-timestamp": str(int(NOW)), "webhook-signature": signature}
@@ -289,3 +306,9 @@ def test_only_well_formed_v1_entries_count(signature: str) -> None:
         webhooks.verify_headers(headers, now=NOW)
     assert str(info.value) == "webhook-signature has no v1 signature"
 
+
+def test_a_malformed_entry_before_the_good_one_is_passed_over() -> None:
+    secret = webhooks.generate_secret()
+    headers = signed(secret)
+    headers["webhook-signature"] = "v1,!!notbase64 " + headers["webhook-signature"]
+    assert webhooks.verify(secret, headers, BODY, now=NOW) == "r-1.3"
