@@ -187,6 +187,8 @@ def test_a_success_without_its_status_is_refused_by_name() -> None:
 
 
 def test_a_result_dumps_to_json_types() -> None:
-    status = RunStatus.model_validate({"id": "r", "status": "SUCCEEDED", "updated_at": "2026-01-01T00:00:00Z"})
+    status = RunStatus.model_validate(
+        {"id": "r", "status": "SUCCEEDED", "updated_at": "2026-01-01T00:00:00Z"}
+    )
     data = WaitResult.of_status(status).to_dict()
     assert data["status"]["updated_at"] == "2026-01-01T00:00:00Z" and data["status"]["status"] == "SUCCEEDED"

@@ -156,7 +156,9 @@ def test_progress_is_reported_without_counting_as_a_change_of_outcome() -> None:
     m.observe(obs(State.RUNNING, 1))
     ahead = RunStatus(id="r", status=State.RUNNING, version=2, progress={"percent": 50})
     assert m.observe(ahead) is Verdict.PROGRESSED
-    erred = RunStatus.model_validate(ahead.model_dump() | {"version": 3, "errors": [{"message": "disk full"}]})
+    erred = RunStatus.model_validate(
+        ahead.model_dump() | {"version": 3, "errors": [{"message": "disk full"}]}
+    )
     assert m.observe(erred) is Verdict.APPLIED
     beat = RunStatus.model_validate(erred.model_dump() | {"version": 4, "heartbeat_at": T0})
     assert m.observe(beat) is Verdict.UNCHANGED

@@ -180,3 +180,18 @@ def test_a_policy_dumps_only_what_was_set_and_replace_keeps_defaults_out() -> No
     later = Policy().replace(timeout=10)  # interval stays a default: it must not win in a `+`
     assert (Policy(interval=3) + later).interval == 3
     assert (Policy(interval=3) + later).timeout == 10
+
+
+async def test_a_one_shot_read_retries_after_the_hint_else_with_jittered_backoff() -> None:
+    answers = iter(
+        [
+            Response.of_json({"message": "busy"}, 503, {"Retry-After": "7"}),
+            Response.of_json({"message": "oops"}, 500),
+            Response.of_json({"id": "r", "status": "RUNNING"}),
+        ]
+    )
+    api, clock = api_for(lambda _r, _c: next(answers))
+    status = await api.get_status("r")
+    assert status.status is State.RUNNING
+    assert clock.slept[0] == 7  # the server's hint, not our backoff
+    assert len(clock.slept) == 2 and 0 <= clock.slept[1] <= 2  # then full jitter: [0, 1 * 2**1]
