@@ -8,6 +8,7 @@ a 429 that slows only the wait that got it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -17,7 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runwatch import MockTransport, Policy, Request, Response, RunApi, RunLost, State, wait_for_run, watch_run
+from runwatch import (
+    Hooks,
+    MockTransport,
+    Policy,
+    Request,
+    Response,
+    RunApi,
+    RunLost,
+    State,
+    wait_for_run,
+    watch_run,
+)
 from runwatch.testing import FakeClock
 
 BASE = "https://jobs.test"
@@ -195,3 +207,169 @@ async def test_a_one_shot_read_retries_after_the_hint_else_with_jittered_backoff
     assert status.status is State.RUNNING
     assert clock.slept[0] == 7  # the server's hint, not our backoff
     assert len(clock.slept) == 2 and 0 <= clock.slept[1] <= 2  # then full jitter: [0, 1 * 2**1]
+
+
+async def test_304s_back_off_exactly_as_unchanged_bodies_do() -> None:
+    def answer(request: Request, clock: FakeClock) -> Response:
+        if clock.monotonic() >= 100:
+            return Response.of_json({"id": "r", "status": "SUCCEEDED"}, 200, {"ETag": '"v2"'})
+        if request.headers.get("If-None-Match") == '"v1"':
+            return Response(304, {"ETag": '"v1"'}, b"")
+        return Response.of_json({"id": "r", "status": "RUNNING"}, 200, {"ETag": '"v1"'})
+
+    api, clock = api_for(answer)
+    final = await wait_for_run(api, "r", policy=Policy(interval=1, max_interval=16, jitter=False))
+    assert final.status is State.SUCCEEDED
+    assert clock.slept[:6] == [1, 2, 4, 8, 16, 16]
+    sent = [r.headers.get("If-None-Match") for r in api.transport.requests[:3]]  # type: ignore[attr-defined]
+    assert sent == [None, '"v1"', '"v1"']  # the ETag seen is asked about, so the answers are 304s
+
+
+async def test_an_illegal_move_raises_by_policy_and_is_passed_over_otherwise() -> None:
+    from runwatch import IllegalTransition
+
+    def answer(request: Request, clock: FakeClock) -> Response:
+        t = clock.monotonic()
+        state = "RUNNING" if t < 2 else ("QUEUED" if t < 10 else "SUCCEEDED")
+        return Response.of_json({"id": "r", "status": state})
+
+    api, clock = api_for(answer)
+    policy = Policy(interval=1, jitter=False, on_illegal="raise")
+    with pytest.raises(IllegalTransition) as info:
+        await wait_for_run(api, "r", policy=policy)
+    assert str(info.value) == "run r: RUNNING -> QUEUED (QUEUED) is not a legal move"
+    assert info.value.status is not None and info.value.status.status is State.RUNNING
+    assert clock.monotonic() == 3  # reads at 0, 1, 3
+    api, clock = api_for(answer)
+    assert (
+        await wait_for_run(api, "r", policy=policy.replace(on_illegal="ignore"))
+    ).status is State.SUCCEEDED
+
+
+def _failing(request: Request, clock: FakeClock) -> Response:
+    return Response.of_json({"message": "down"}, 503)
+
+
+@pytest.mark.parametrize(
+    ("policy", "started", "gives_up_at"),
+    [
+        (Policy(first_read_after=20, not_found_grace=50), False, 20),  # never read: the first-read tolerance
+        (Policy(first_read_after=20, not_found_grace=50), True, 50),  # our own start: the 404 grace if longer
+        (Policy(first_read_after=0, not_found_grace=0), False, 0),
+        (Policy(first_read_after=400, unavailable_after=300), False, 300),  # never longer than the tolerance
+    ],
+)
+async def test_a_run_never_read_is_given_up_on_at_its_first_read_tolerance(
+    policy: Policy, started: bool, gives_up_at: float
+) -> None:
+    from runwatch import RunStatus, StartedRun, StatusUnavailable
+
+    api, clock = api_for(_failing)
+    run: str | StartedRun = "r"
+    if started:
+        run = StartedRun(RunStatus(id="r", status=State.QUEUED), f"{BASE}/runs/r", None)
+    with pytest.raises(StatusUnavailable) as info:
+        await wait_for_run(api, run, policy=policy.replace(interval=1, jitter=False))
+    assert clock.monotonic() == pytest.approx(gives_up_at)
+    assert str(info.value).endswith(f"HTTP 503); {BASE}/runs/r was never read")
+    assert info.value.status is None
+
+
+async def test_a_run_read_once_is_given_up_on_at_the_unavailable_tolerance() -> None:
+    from runwatch import StatusUnavailable
+
+    def answer(request: Request, clock: FakeClock) -> Response:
+        return _failing(request, clock) if clock.monotonic() > 0 else running_now()
+
+    api, clock = api_for(answer)
+    policy = Policy(interval=1, jitter=False, first_read_after=5, unavailable_after=40)
+    with pytest.raises(StatusUnavailable) as info:
+        await wait_for_run(api, "r", policy=policy)
+    assert clock.monotonic() == pytest.approx(41)  # unreadable from the read at 1, for 40 s
+    assert str(info.value).startswith("status unreadable for 40s (GET ")
+    assert str(info.value).endswith("HTTP 503); run r was last RUNNING")
+
+
+def running_now() -> Response:
+    return Response.of_json({"id": "r", "status": "RUNNING"})
+
+
+async def test_our_deadline_says_how_long_it_waited_and_what_it_saw() -> None:
+    from runwatch import WaitTimeout
+
+    api, clock = api_for(lambda _r, _c: running_now())
+    with pytest.raises(WaitTimeout) as info:
+        await wait_for_run(api, "r", policy=Policy(interval=1, timeout=30))
+    assert str(info.value) == "gave up waiting after 30s; run r was last RUNNING"
+
+
+async def test_a_pending_run_is_not_paced_by_a_heartbeat_limit() -> None:
+    frozen = T0.isoformat()
+
+    def answer(request: Request, clock: FakeClock) -> Response:
+        state = "QUEUED" if clock.monotonic() < 100 else "SUCCEEDED"
+        return Response.of_json({"id": "r", "status": state, "heartbeat_at": frozen})
+
+    api, clock = api_for(answer)
+    policy = Policy(interval=1, max_interval=16, jitter=False, heartbeat_timeout=5)
+    assert (await wait_for_run(api, "r", policy=policy)).status is State.SUCCEEDED
+    assert clock.slept[:6] == [1, 2, 4, 8, 16, 16]  # no pause cut to the heartbeat's expiry, no RunLost
+
+
+def _not_found_until(t: float) -> Callable[[Request, FakeClock], Response]:
+    def answer(request: Request, clock: FakeClock) -> Response:
+        if clock.monotonic() < t:
+            return Response.of_json({"message": "no such run"}, 404)
+        return Response.of_json({"id": "r", "status": "SUCCEEDED"})
+
+    return answer
+
+
+async def test_our_own_start_may_answer_404_for_its_grace_and_no_longer() -> None:
+    from runwatch import RunNotFound, RunStatus, StartedRun
+
+    started = StartedRun(RunStatus(id="r", status=State.QUEUED), f"{BASE}/runs/r", None)
+    policy = Policy(interval=1, jitter=False, not_found_grace=2)
+    api, clock = api_for(_not_found_until(3.5))
+    assert (await wait_for_run(api, started, policy=policy)).status is State.SUCCEEDED
+    assert clock.monotonic() == 6  # 404s at 0 and 2 (2 s is still within the grace), found at 6
+    api, clock = api_for(_not_found_until(100))
+    with pytest.raises(RunNotFound):
+        await wait_for_run(api, started, policy=policy)
+    assert clock.monotonic() == 6  # the first 404 after the grace
+    api, clock = api_for(_not_found_until(100))
+    with pytest.raises(RunNotFound):
+        await wait_for_run(api, "r", policy=policy)  # not started by us: no grace at all
+    assert clock.monotonic() == 0
+
+
+@pytest.mark.parametrize(("server_holds", "held"), [(12.5, True), (12.4, False), (0, False)])
+async def test_a_request_counts_as_held_when_the_server_kept_it_half_the_hold(
+    server_holds: float, held: bool
+) -> None:
+    async def answer(request: Request, clock: FakeClock) -> Response:
+        if "wait=" in request.url:
+            await clock.sleep(server_holds)
+        state = "SUCCEEDED" if clock.monotonic() >= 60 else "RUNNING"
+        return Response.of_json({"id": "r", "status": state})
+
+    clock = FakeClock()
+    api = RunApi(BASE, transport=MockTransport(lambda request: answer(request, clock)), clock=clock)
+    ours: list[float] = []
+    policy = Policy(interval=5, max_interval=5, jitter=False, long_poll=25)
+    final = await wait_for_run(api, "r", policy=policy, hooks=Hooks(before_sleep=ours.append))
+    assert final.status is State.SUCCEEDED
+    # Held: asked again at once, no pause of ours; answered early: paced as a plain poll.
+    assert (ours == []) is held
+    assert all(pause == 5 for pause in ours)
+
+
+async def test_unreadable_status_is_logged_once_as_a_warning_then_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, _ = api_for(_failing)
+    with caplog.at_level(logging.INFO, logger="runwatch"), pytest.raises(Exception, match="unreadable"):
+        await wait_for_run(api, "r", policy=Policy(interval=1, jitter=False, first_read_after=3))
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "unreadable:" in r.getMessage()]
+    assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]  # reads at 0 and 2; gave up at 3
+    assert lines[0][1] == f"status of {BASE}/runs/r unreadable: GET {BASE}/runs/r: HTTP 503"
