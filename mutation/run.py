@@ -59,12 +59,14 @@ GROUPS: dict[str, Group] = {
     "pacing": Group(
         "core",
         *CORE,
-        ("_watch.py", "_wait_strategy.py", "_http.py"),
-        (
-            "tests/core/test_engine.py",
-            "tests/core/test_pacing.py",
-            "tests/core/test_policy_and_http.py",
-        ),
+        ("_watch.py", "_wait_strategy.py"),
+        ("tests/core/test_engine.py", "tests/core/test_pacing.py", "tests/core/test_policy_and_http.py"),
+    ),
+    "hints": Group(
+        "core",
+        *CORE,
+        ("_http.py",),  # Retry-After and RateLimit parsing, the origin pause, redirects, connection slots
+        ("tests/core/test_policy_and_http.py", "tests/core/test_pacing.py", "tests/core/test_engine.py"),
     ),
     "outcome": Group(
         "core",

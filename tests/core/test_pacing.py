@@ -297,7 +297,7 @@ def running_now() -> Response:
 async def test_our_deadline_says_how_long_it_waited_and_what_it_saw() -> None:
     from runwatch import WaitTimeout
 
-    api, clock = api_for(lambda _r, _c: running_now())
+    api, _ = api_for(lambda _r, _c: running_now())
     with pytest.raises(WaitTimeout) as info:
         await wait_for_run(api, "r", policy=Policy(interval=1, timeout=30))
     assert str(info.value) == "gave up waiting after 30s; run r was last RUNNING"
