@@ -40,9 +40,6 @@ class Group:
     package: str
     modules: tuple[str, ...]  # file names in the package
     tests: tuple[str, ...]  # fast tests (fake clock or one reference server), no e2e
-    skip: tuple[
-        str, ...
-    ] = ()  # regexes of lines whose whole statement is left alone (a `def` line: the function)
 
 
 CORE = ("core/src", "runwatch")
@@ -73,8 +70,6 @@ GROUPS: dict[str, Group] = {
         *CORE,
         ("_waiter.py",),
         ("tests/core/test_engine.py", "tests/core/test_outcome.py"),
-        # The I/O loop around the decisions (hooks, tracing, pushes): its decisions are Watch's (pacing).
-        skip=(r"^async def watch_run\(", r"^def wait_for_run_sync\(", r"^def run_sync\("),
     ),
     "webhooks": Group(
         "core",
@@ -125,7 +120,6 @@ def stage(name: str, group: Group, fresh: bool) -> Path:
         "source_paths": [f"src/{group.package}"],
         "also_copy": [name for name in SHARED if name != "tests"],  # tests/ is always copied
         "only_mutate": [f"src/{group.package}/{module}" for module in group.modules],
-        "do_not_mutate_patterns": list(group.skip),
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
         "pytest_add_cli_args_test_selection": list(group.tests),
         # A mutant that makes a wait spin must be stopped: 15x its tests' time, plus 10 s for a loaded box.
@@ -155,8 +149,9 @@ def _toml(data: dict[str, object], prefix: str = "") -> str:
     return out
 
 
-def score(where: Path) -> tuple[int, int, list[str]]:
-    """(killed, total, survivors) from mutmut's results; a timeout counts as killed (the test noticed)."""
+def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
+    """(killed, total, survivors, [killed, total] by function) from mutmut's results; a timeout counts as
+    killed (the test noticed)."""
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"],
         cwd=where,
@@ -166,16 +161,20 @@ def score(where: Path) -> tuple[int, int, list[str]]:
     ).stdout
     killed = total = 0
     survivors: list[str] = []
+    functions: dict[str, list[int]] = {}
     for line in listing.splitlines():
         mutant, _, verdict = line.strip().rpartition(": ")
         if not mutant:
             continue
+        counts = functions.setdefault(mutant.partition("__mutmut_")[0], [0, 0])
         total += 1
+        counts[1] += 1
         if verdict in ("killed", "timeout", "caught by type check"):
             killed += 1
+            counts[0] += 1
         else:
             survivors.append(f"{mutant}: {verdict}")
-    return killed, total, survivors
+    return killed, total, survivors, functions
 
 
 def main() -> int:
@@ -216,7 +215,7 @@ def main() -> int:
         cwd=where,
         stdout=None if args.progress else subprocess.DEVNULL,
     )
-    killed, total, survivors = score(where)
+    killed, total, survivors, functions = score(where)
     for line in survivors:
         print(f"  survived  {line}")
         if args.show:
@@ -225,6 +224,9 @@ def main() -> int:
                 [sys.executable, "-m", "mutmut", "show", name], cwd=where, capture_output=True, text=True
             ).stdout
             print("".join(f"      {d}\n" for d in diff.splitlines() if d[:2] in ("- ", "+ ")), end="")
+    for function, (done, made) in functions.items():
+        if done < made:
+            print(f"  {function}: {done}/{made} killed")
     percent = 100 * killed / total if total else 0.0
     took = time.monotonic() - started
     print(f"mutation {args.group}: {killed}/{total} killed ({percent:.1f} %) in {took:.0f} s")
