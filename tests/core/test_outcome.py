@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from runwatch import (
+    MockTransport,
     Policy,
+    Request,
+    Response,
+    RunApi,
     RunCancelled,
     RunFailed,
     RunPartiallySucceeded,
     RunStatus,
     RunTimedOut,
     State,
+    WaitTimeout,
     outcome,
     run_sync,
+    wait_for_run,
 )
+from runwatch.testing import FakeClock
 
 
 def status(state: State, message: str | None = None, raw: str | None = None) -> RunStatus:
@@ -42,7 +51,7 @@ def test_partial_success_follows_the_policy() -> None:
     assert outcome(partial, Policy(partial_success="succeed")) is partial
     with pytest.raises(RunFailed) as failed:
         outcome(partial, Policy(partial_success="fail"))
-    assert type(failed.value) is RunFailed
+    assert type(failed.value) is RunFailed and failed.value.status == partial
     assert str(failed.value) == "run r-1 only partly succeeded: 2 of 9 tasks failed"
     with pytest.raises(RunPartiallySucceeded) as partly:
         outcome(partial, Policy(partial_success="partial"))
@@ -88,8 +97,55 @@ def test_a_status_that_is_not_terminal_is_a_usage_error(state: State) -> None:
     assert str(info.value) == f"run r-1 is not terminal ({state.value})"
 
 
-async def test_run_sync_works_inside_a_running_loop() -> None:
-    async def answer() -> int:
-        return 42
+async def _where() -> str:
+    return threading.current_thread().name
 
-    assert run_sync(answer()) == 42
+
+def test_run_sync_runs_a_coroutine_from_plain_code() -> None:
+    assert run_sync(_where()) == threading.current_thread().name
+
+
+async def test_run_sync_inside_a_running_loop_blocks_in_a_thread_of_its_own() -> None:
+    assert run_sync(_where()).startswith("runwatch")  # not this loop's thread
+
+
+def _api(states: list[str]) -> tuple[RunApi, MockTransport, FakeClock]:
+    clock = FakeClock()
+
+    def answer(request: Request) -> Response:
+        return Response.of_json({"id": "r", "status": states[min(len(transport.requests), len(states)) - 1]})
+
+    transport = MockTransport(answer)
+    return RunApi("https://jobs.test", transport=transport, clock=clock), transport, clock
+
+
+async def test_wait_for_run_judges_the_end_by_its_policy_and_passes_deadline_and_trace_on() -> None:
+    api, transport, clock = _api(["RUNNING", "RUNNING", "PARTIAL_SUCCESS"])
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    policy = Policy(interval=1, jitter=False, partial_success="succeed")
+    final = await wait_for_run(api, "r", policy=policy, trace=trace)
+    assert final.status is State.PARTIAL_SUCCESS
+    assert all(
+        r.headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+        for r in transport.requests
+    )
+    api, _, clock = _api(["RUNNING"])
+    with pytest.raises(WaitTimeout):
+        await wait_for_run(api, "r", policy=Policy(interval=1, jitter=False), deadline=clock.time() + 10)
+    assert clock.monotonic() == 10
+
+
+def test_the_blocking_twin_passes_everything_on() -> None:
+    from runwatch import Hooks, wait_for_run_sync
+
+    api, transport, clock = _api(["RUNNING", "PARTIAL_SUCCESS"])
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    slept: list[float] = []
+    policy = Policy(interval=3, jitter=False, partial_success="succeed")
+    final = wait_for_run_sync(api, "r", policy=policy, hooks=Hooks(before_sleep=slept.append), trace=trace)
+    assert final.status is State.PARTIAL_SUCCESS and slept == [3]
+    assert all("0af7651916cd43dd8448eb211c80319c" in r.headers["traceparent"] for r in transport.requests)
+    api, _, clock = _api(["RUNNING"])
+    with pytest.raises(WaitTimeout):
+        wait_for_run_sync(api, "r", policy=policy, deadline=clock.time() + 7)
+    assert clock.monotonic() == 7
