@@ -373,3 +373,30 @@ async def test_unreadable_status_is_logged_once_as_a_warning_then_quietly(
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if "unreadable:" in r.getMessage()]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]  # reads at 0 and 2; gave up at 3
     assert lines[0][1] == f"status of {BASE}/runs/r unreadable: GET {BASE}/runs/r: HTTP 503"
+
+
+async def test_a_body_that_never_parses_ends_as_bad_status_payload() -> None:
+    from runwatch import BadStatusPayload
+
+    api, clock = api_for(lambda _r, _c: Response(200, {"Content-Type": "application/json"}, b"<html>"))
+    with pytest.raises(BadStatusPayload) as info:
+        await wait_for_run(api, "r", policy=Policy(interval=1, jitter=False, first_read_after=10))
+    assert clock.monotonic() == pytest.approx(10)
+    assert str(info.value).startswith("status unreadable for 10s (")
+
+
+async def test_an_unreadable_auxiliary_field_is_left_out_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def answer(request: Request, clock: FakeClock) -> Response:
+        state = "SUCCEEDED" if clock.monotonic() >= 10 else "RUNNING"
+        return Response.of_json({"id": "r", "status": state, "updated_at": "not a time"})
+
+    api, _ = api_for(answer)
+    with caplog.at_level(logging.WARNING, logger="runwatch"):
+        final = await wait_for_run(api, "r", policy=Policy(interval=1, jitter=False))
+    assert final.status is State.SUCCEEDED and final.updated_at is None
+    left_out = [
+        m for m in caplog.messages if m.startswith(f"left out an unreadable field of {BASE}/runs/r: ")
+    ]
+    assert len(left_out) == 1 and "updated_at" in left_out[0]
