@@ -62,6 +62,36 @@ def test_serialize_round_trips_as_plain_json_without_secrets(
     assert canary not in json.dumps(kwargs) and canary not in repr(trigger)
 
 
+def rebuilt(trigger: RunStatusTrigger) -> RunStatusTrigger:
+    """The trigger as the triggerer rebuilds it: from kwargs stored through JSON and Airflow's serde."""
+    classpath, kwargs = trigger.serialize()
+    assert classpath == CLASSPATH
+    return RunStatusTrigger(**deserialize(serialize(json.loads(json.dumps(kwargs)))))
+
+
+async def test_a_rebuilt_trigger_waits_as_the_original_would(server_conn: ReferenceServer) -> None:
+    """Behaviour, not kwargs compared to themselves: the profile and the policy must both survive the trip.
+    The inline profile reads the remote's FAILED as PARTIAL_SUCCESS and the policy counts partial success as
+    success, so only a trigger that kept both reports success; a kept deadline ends the second wait."""
+    run = server_conn.create_run(script=script(("RUNNING", 0.2), final="FAILED"))
+    profile = {
+        "name": "inline",
+        "status_url": "{base_url}/runs/{run_id}",
+        "states": {"RUNNING": "RUNNING", "FAILED": "PARTIAL_SUCCESS"},
+    }
+    policy = runwatch.Policy(**FAST, partial_success="succeed").to_dict()
+    [event] = await events(rebuilt(RunStatusTrigger(run=run["id"], policy=policy, profile=profile)))
+    assert (event["status"], event["run"]["status"], event["run"]["raw_status"]) == (
+        "success",
+        "PARTIAL_SUCCESS",
+        "FAILED",
+    )
+    endless = server_conn.create_run(script=script(("RUNNING", 60)))
+    late = rebuilt(RunStatusTrigger(run=endless["id"], policy=FAST, deadline=time.time() + 0.3))
+    [event] = await asyncio.wait_for(events(late), 20)
+    assert (event["status"], event["error"]) == ("error", "WaitTimeout")
+
+
 async def test_success_yields_exactly_one_event_with_the_final_status(server_conn: ReferenceServer) -> None:
     run = server_conn.create_run(script=script(("QUEUED", 0.05), ("RUNNING", 0.2), output_ref="s3://out/1"))
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))

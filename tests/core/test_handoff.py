@@ -173,3 +173,79 @@ async def test_a_first_look_raises_only_what_no_wait_can_change(runwatch_server:
     )
     with pytest.raises(runwatch.ConfigurationError):  # a credential never goes to another origin
         await first_look(RunApi(runwatch_server.url, auth=runwatch.BearerAuth("t")), "http://127.0.0.2:9/r")
+
+
+def _api(answer: Any) -> tuple[runwatch.RunApi, Any]:
+    from runwatch import MockTransport
+    from runwatch.testing import FakeClock
+
+    clock = FakeClock()
+    transport = MockTransport(lambda request: answer(request, clock))
+    return RunApi("https://jobs.test", transport=transport, clock=clock), transport
+
+
+def _states(*by_time: tuple[float, str]) -> Any:
+    def answer(request: Any, clock: Any) -> runwatch.Response:
+        state = next(s for t, s in reversed(by_time) if clock.monotonic() >= t)
+        if state == "404":
+            return runwatch.Response.of_json({"message": "no such run"}, 404)
+        return runwatch.Response.of_json({"id": "r", "status": state})
+
+    return answer
+
+
+async def test_wait_result_waits_by_the_spec_policy_and_carries_its_trace() -> None:
+    api, transport = _api(_states((0, "RUNNING"), (10, "PARTIAL_SUCCESS")))
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    spec = WaitSpec(run="r", policy=Policy(interval=1, partial_success="succeed").to_dict(), trace=trace)
+    result = await wait_result(api, spec)
+    assert (result.outcome, result.message) == ("succeeded", "run r ended PARTIAL_SUCCESS")
+    # The trace goes on (a span per wait, where OpenTelemetry is set up, changes only the parent id).
+    trace_id = trace["traceparent"].split("-")[1]
+    assert all(r.headers.get("traceparent", "").split("-")[1] == trace_id for r in transport.requests)
+    again, _ = _api(_states((0, "RUNNING"), (10, "PARTIAL_SUCCESS")))
+    assert (await wait_result(again, WaitSpec(run="r"))).outcome == "partial"  # no policy: not success
+
+
+async def test_wait_result_tells_the_hooks_each_change_sync_or_async() -> None:
+    told: list[str] = []
+
+    async def later(status: RunStatus) -> None:
+        told.append(f"async {status.status.value}")
+
+    for on_change in (lambda s: told.append(f"sync {s.status.value}"), later):
+        api, _ = _api(_states((0, "QUEUED"), (3, "RUNNING"), (9, "SUCCEEDED")))
+        hooks = runwatch.Hooks(on_change=on_change)
+        assert (await wait_result(api, WaitSpec(run="r", policy={"interval": 1}), hooks=hooks)).ok
+    assert told == [f"{how} {s}" for how in ("sync", "async") for s in ("QUEUED", "RUNNING", "SUCCEEDED")]
+
+
+async def test_an_error_without_a_status_keeps_the_last_status_seen() -> None:
+    api, _ = _api(_states((0, "RUNNING"), (5, "404")))
+    result = await wait_result(api, WaitSpec(run="r", policy={"interval": 1}))
+    assert result.outcome == "not_found"
+    assert result.status is not None and result.status.status is State.RUNNING
+
+
+def test_of_error_prefers_the_error_status_then_the_last_seen_then_the_name() -> None:
+    mine = RunStatus(id="r", status=State.FAILED)
+    seen = RunStatus(id="r", status=State.RUNNING)
+    assert WaitResult.of_error(runwatch.RunFailed("x", mine), seen).status == mine
+    assert WaitResult.of_error(runwatch.RunFailed("x"), seen).status == seen
+    assert WaitResult.of_error(runwatch.RunwatchError("")).message == "RunwatchError"
+    # One line: a line break in the remote's words is shown escaped (runwatch.text.inert), never kept.
+    assert WaitResult.of_error(runwatch.RunwatchError("a\n  b")).message == "a\\n  b"
+
+
+def test_a_success_without_its_status_is_refused_by_name() -> None:
+    with pytest.raises(runwatch.RunwatchError) as info:
+        WaitResult(outcome="succeeded").raise_for_outcome()
+    assert str(info.value) == "a successful wait result without its status"
+
+
+def test_a_result_dumps_to_json_types() -> None:
+    status = RunStatus.model_validate(
+        {"id": "r", "status": "SUCCEEDED", "updated_at": "2026-01-01T00:00:00Z"}
+    )
+    data = WaitResult.of_status(status).to_dict()
+    assert data["status"]["updated_at"] == "2026-01-01T00:00:00Z" and data["status"]["status"] == "SUCCEEDED"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -111,3 +113,61 @@ def test_whatever_is_reported_the_applied_phases_never_decrease(states: list[Sta
             seen.append(state.phase.rank)
     assert seen == sorted(seen)
     assert len(seen) + len(m.anomalies) <= len(states)
+
+
+def test_delivery_memory_holds_exactly_the_last_256_ids() -> None:
+    m = RunMachine()
+    m.observe(obs(State.RUNNING), "d0")
+    for n in range(1, 256):  # 255 other deliveries: d0 is still remembered
+        m.observe(obs(State.RUNNING), f"d{n}")
+    assert m.observe(obs(State.RUNNING), "d0") is Verdict.DUPLICATE
+    m.observe(obs(State.RUNNING), "d256")  # the 257th id pushes the oldest out
+    assert m.observe(obs(State.RUNNING), "d0") is Verdict.UNCHANGED
+    assert m.observe(obs(State.RUNNING), "d2") is Verdict.DUPLICATE  # d0 came back and pushed d1 out
+
+
+def test_an_older_move_within_the_same_phase_is_stale() -> None:
+    m = RunMachine()
+    m.observe(obs(State.RUNNING, 4))
+    assert m.observe(obs(State.CANCELLING, 2)) is Verdict.STALE
+    t = RunMachine()
+    t.observe(obs(State.RUNNING, at=10))
+    assert t.observe(obs(State.CANCELLING, at=9)) is Verdict.STALE
+    assert t.observe(obs(State.CANCELLING, at=10)) is Verdict.APPLIED  # same time is not older
+
+
+def test_age_is_compared_only_when_both_sides_carry_it() -> None:
+    m = RunMachine()
+    m.observe(obs(State.RUNNING))  # neither version nor time
+    assert m.observe(obs(State.CANCELLING)) is Verdict.APPLIED
+    v = RunMachine()
+    v.observe(obs(State.RUNNING, at=10))
+    assert v.observe(obs(State.CANCELLING, 1, at=20)) is Verdict.APPLIED  # only one side has a version
+    t = RunMachine()
+    t.observe(obs(State.RUNNING, 1))
+    assert t.observe(obs(State.CANCELLING, 1, at=5)) is Verdict.APPLIED  # equal versions: not older
+    u = RunMachine()
+    u.observe(obs(State.RUNNING))
+    assert u.observe(obs(State.CANCELLING, at=5)) is Verdict.APPLIED  # only one side has a time
+
+
+def test_progress_is_reported_without_counting_as_a_change_of_outcome() -> None:
+    m = RunMachine()
+    m.observe(obs(State.RUNNING, 1))
+    ahead = RunStatus(id="r", status=State.RUNNING, version=2, progress={"percent": 50})
+    assert m.observe(ahead) is Verdict.PROGRESSED
+    erred = RunStatus.model_validate(
+        ahead.model_dump() | {"version": 3, "errors": [{"message": "disk full"}]}
+    )
+    assert m.observe(erred) is Verdict.APPLIED
+    beat = RunStatus.model_validate(erred.model_dump() | {"version": 4, "heartbeat_at": T0})
+    assert m.observe(beat) is Verdict.UNCHANGED
+    assert m.current == beat  # liveness is kept for zombie detection
+
+
+def test_an_illegal_move_is_logged_with_what_was_refused(caplog: pytest.LogCaptureFixture) -> None:
+    m = RunMachine()
+    m.observe(obs(State.FAILED, 1))
+    with caplog.at_level(logging.WARNING, logger="runwatch"):
+        m.observe(obs(State.RUNNING, 2))
+    assert caplog.messages == [f"ignored an illegal transition: {m.anomalies[0]}"]

@@ -126,7 +126,9 @@ async def test_a_running_run_whose_heartbeat_stops_is_lost(runwatch_server: Refe
         script=script(("RUNNING", 60), "SUCCEEDED"), heartbeat_every=0.05, stop_heartbeat_after=0.2
     )
     with pytest.raises(RunLost) as info:
-        await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=FAST.replace(heartbeat_timeout=0.4))
+        # The deadline is far above the limit and far below 100 times it: a limit read too loosely fails.
+        policy = FAST.replace(heartbeat_timeout=0.4, timeout=10)
+        await wait_for_run(RunApi(runwatch_server.url), run["id"], policy=policy)
     assert info.value.status is not None and info.value.status.status is State.RUNNING
     assert info.value.exit_code == 6
 

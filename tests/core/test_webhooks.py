@@ -152,3 +152,163 @@ def test_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # every (secret, signature) pair is compared with compare_digest, with no early exit
     assert len(calls) == 2
     assert all(len(a) == len(b) == 32 for a, b in calls)
+
+
+BODY = b'{"id":"r-1"}'
+
+
+@pytest.mark.parametrize("place", ["first", "last"])
+def test_rotation_the_matching_secret_first_or_last(place: str) -> None:
+    match = webhooks.generate_secret()
+    others = [webhooks.generate_secret(), webhooks.generate_secret()]
+    secrets = [match, *others] if place == "first" else [*others, match]
+    assert webhooks.verify(secrets, signed(match), BODY, now=NOW) == "r-1.3"
+    # the matching signature first or last among several
+    wrong = signed(others[0])["webhook-signature"]
+    headers = signed(match)
+    both = [headers["webhook-signature"], wrong]
+    headers["webhook-signature"] = " ".join(both if place == "first" else both[::-1])
+    assert webhooks.verify(secrets, headers, BODY, now=NOW) == "r-1.3"
+
+
+def test_a_signature_of_one_secret_is_not_accepted_for_another() -> None:
+    a, b, c = (webhooks.generate_secret() for _ in range(3))
+    with pytest.raises(
+        WebhookVerificationError, match=r"^no webhook signature matched \(webhook-id 'r-1.3'\)$"
+    ):
+        webhooks.verify([b], signed(a), BODY, now=NOW)
+    with pytest.raises(WebhookVerificationError):
+        webhooks.verify([a], signed(b), BODY, now=NOW)
+    headers = signed(a)
+    headers["webhook-signature"] += " " + signed(b)["webhook-signature"]
+    with pytest.raises(WebhookVerificationError):
+        webhooks.verify([c, c], headers, BODY, now=NOW)
+
+
+def test_the_id_in_a_refusal_is_cut_at_80_characters() -> None:
+    secret = webhooks.generate_secret()
+    long_id = "i" * 100
+    with pytest.raises(WebhookVerificationError) as info:
+        webhooks.verify(secret, signed(webhooks.generate_secret(), msg_id=long_id), BODY, now=NOW)
+    assert str(info.value) == f"no webhook signature matched (webhook-id {'i' * 80!r})"
+
+
+def test_a_secret_without_the_prefix_is_the_same_key() -> None:
+    secret = webhooks.generate_secret()
+    bare = secret.removeprefix("whsec_")
+    assert webhooks.sign(bare, "m", 1, BODY) == webhooks.sign(secret, "m", 1, BODY)
+    assert webhooks.check_secrets(secret) == [base64.b64decode(bare)]
+    assert webhooks.check_secrets([secret, secret]) == [base64.b64decode(bare)] * 2
+
+
+@pytest.mark.parametrize(
+    ("secrets", "message"),
+    [
+        ([], "at least one webhook secret is needed"),
+        ("whsec_", "webhook secret: a webhook secret must not be empty"),
+        ("whsec_abc", "webhook secret: a webhook secret must be 'whsec_' followed by base64"),
+        (
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            "webhook secret: a webhook secret must be 'whsec_' followed by base64"
+            " (a 'v1,...' value is a signature, not a secret)",
+        ),
+        (
+            [VECTOR_SECRET, 42],
+            "webhook secret 2 of 2: a webhook secret must be a string, not int",
+        ),
+        (
+            [VECTOR_SECRET.replace("MfKQ", "Mf!KQ"), VECTOR_SECRET, VECTOR_SECRET],
+            "webhook secret 1 of 3: a webhook secret must be 'whsec_' followed by base64",
+        ),
+    ],
+)
+def test_bad_secrets_are_named_exactly(secrets: object, message: str) -> None:
+    with pytest.raises(webhooks.WebhookSecretError) as info:
+        webhooks.check_secrets(secrets)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_a_whsec_secret_is_decoded_without_its_prefix() -> None:
+    # "whsec_" would decode as base64 too ("whsec" + padding error aside): the prefix must be cut first.
+    assert webhooks.check_secrets("whsec_AAAA") == [b"\x00\x00\x00"]
+
+
+@pytest.mark.parametrize(("offset", "accepted"), [(-300, True), (-301, False), (300, True), (301, False)])
+def test_the_tolerance_is_inclusive_to_the_second(offset: int, accepted: bool) -> None:
+    secret = webhooks.generate_secret()
+    headers = signed(secret, ts=int(NOW) + offset)
+    if accepted:
+        assert webhooks.verify(secret, headers, BODY, now=NOW) == "r-1.3"
+        assert webhooks.verify_headers(headers, now=NOW) == "r-1.3"
+        return
+    word, where = ("old", "301 s ago") if offset < 0 else ("new", "301 s ahead")
+    with pytest.raises(WebhookVerificationError) as info:
+        webhooks.verify_headers(headers, now=NOW)
+    assert str(info.value) == f"webhook timestamp too {word}: {where}, tolerance is 300 s"
+
+
+def test_verify_headers_applies_its_tolerance_and_clock() -> None:
+    headers = signed(webhooks.generate_secret(), ts=int(NOW) - 50)
+    assert webhooks.verify_headers(headers, tolerance=50, now=NOW) == "r-1.3"
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        webhooks.verify_headers(headers, tolerance=49, now=NOW)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        webhooks.verify_headers(headers)  # the real clock is years later
+    with pytest.raises(WebhookVerificationError, match=r"^missing webhook-signature header$"):
+        webhooks.verify_headers({**headers, "webhook-signature": "  "}, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "accepted"),
+    [
+        ("1" * 15, True),
+        ("1" * 16, False),
+        ("\u0661\u0667" + "\u0660" * 8, False),
+        ("-5", False),
+        (" 1700000000 ", True),
+    ],
+)
+def test_timestamps_are_ascii_digits_of_at_most_15(timestamp: str, accepted: bool) -> None:
+    headers = {"webhook-id": "m", "webhook-timestamp": timestamp, "webhook-signature": VECTOR_SIG}
+    if accepted:
+        now = float(timestamp.strip())
+        assert webhooks.verify_headers(headers, now=now) == "m"
+        return
+    with pytest.raises(WebhookVerificationError) as info:
+        webhooks.verify_headers(headers, now=NOW)
+    assert (
+        str(info.value)
+        == f"webhook-timestamp is not an integer number of seconds: {timestamp.strip()[:40]!r}"
+    )
+
+
+def test_a_long_bad_timestamp_is_cut_at_40_characters() -> None:
+    headers = {"webhook-id": "m", "webhook-timestamp": "x" * 60, "webhook-signature": VECTOR_SIG}
+    with pytest.raises(WebhookVerificationError) as info:
+        webhooks.verify_headers(headers, now=NOW)
+    assert str(info.value).endswith(f": {'x' * 40!r}")
+
+
+@pytest.mark.parametrize(
+    "signature",
+    # "v1,g0h!M9...": base64 with a stray character, which a lenient decoder would skip over
+    [
+        "v1,",
+        "v2," + VECTOR_SIG[3:],
+        "v1,g0h!" + VECTOR_SIG[6:],
+        "v1,=" + VECTOR_SIG[3:],
+        "v1a," + VECTOR_SIG[3:],
+    ],
+)
+def test_only_well_formed_v1_entries_count(signature: str) -> None:
+    headers = {"webhook-id": "m", "webhook-timestamp": str(int(NOW)), "webhook-signature": signature}
+    with pytest.raises(WebhookVerificationError) as info:
+        webhooks.verify_headers(headers, now=NOW)
+    assert str(info.value) == "webhook-signature has no v1 signature"
+
+
+def test_a_malformed_entry_before_the_good_one_is_passed_over() -> None:
+    secret = webhooks.generate_secret()
+    headers = signed(secret)
+    headers["webhook-signature"] = "v1,!!notbase64 " + headers["webhook-signature"]
+    assert webhooks.verify(secret, headers, BODY, now=NOW) == "r-1.3"

@@ -78,7 +78,7 @@ class Watch:
         self.quiet = 0  # reads in a row without a change of state
         self.unreadable_since: float | None = None
         self.problem: Exception | None = None
-        self.heartbeat: tuple[datetime | None, float] | None = None  # (value, when we first saw it)
+        self.heartbeat: tuple[datetime, float] | None = None  # (value, when we first saw it)
         self.dropped: list[str] = []
         self.warned: set[str] = set()
 
@@ -246,6 +246,9 @@ class Watch:
             self.heartbeat = None
             return
         beat = last.heartbeat_at or last.updated_at
+        if beat is None:  # a run that reports no liveness cannot be judged lost: "could not tell" is not lost
+            self.heartbeat = None
+            return
         if self.heartbeat is None or self.heartbeat[0] != beat:
             self.heartbeat = (beat, self.clock.monotonic())
 

@@ -1,0 +1,241 @@
+"""Mutation testing of the decision code with mutmut 3: `./dev mutate [GROUP...]` (docs/testing.md).
+
+mutmut expects the code under `src/` of the directory it runs in; ours lives in three distributions
+(core/src, airflow_provider/src, prefect_blocks/src), each tested in its own environment. So each environment
+gets a staging directory under .venv/run/mutmut/ with `src/<package>` linked to the real package, tests/,
+docs/ and examples/ linked, and a pyproject.toml naming the modules to mutate and the fast tests that cover
+them.
+mutmut copies that into its `mutants/` tree and, for each mutant, runs only the tests that called the
+mutated function. Results stay cached there: a second run retests only what changed.
+
+Usage (from ./dev, inside the environment the group needs):
+    python mutation/run.py GROUP [--fresh]        mutate one group, print its score
+    python mutation/run.py --list                 the groups, their modules and tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGING = ROOT / ".venv" / "run" / "mutmut"
+SHARED = ("tests", "docs", "examples")
+TARGET = 90.0  # per cent of mutants killed, per group (issue 18)  # what the tests read besides the package
+
+
+@dataclass(frozen=True)
+class Group:
+    env: str  # the ./dev environment whose suite covers these modules
+    src: str  # the distribution's src/ directory
+    package: str
+    modules: tuple[str, ...]  # file names in the package
+    tests: tuple[str, ...]  # fast tests (fake clock or one reference server), no e2e
+
+
+CORE = ("core/src", "runwatch")
+GROUPS: dict[str, Group] = {
+    "machine": Group(
+        "core",
+        *CORE,
+        ("_machine.py", "_states.py"),
+        ("tests/core/test_machine.py", "tests/core/test_model.py"),
+    ),
+    "policy": Group(
+        "core", *CORE, ("_policy.py",), ("tests/core/test_policy_and_http.py", "tests/core/test_pacing.py")
+    ),
+    "pacing": Group(
+        "core",
+        *CORE,
+        ("_watch.py", "_wait_strategy.py"),
+        ("tests/core/test_engine.py", "tests/core/test_pacing.py", "tests/core/test_policy_and_http.py"),
+    ),
+    "hints": Group(
+        "core",
+        *CORE,
+        ("_http.py",),  # Retry-After and RateLimit parsing, the origin pause, redirects, connection slots
+        ("tests/core/test_policy_and_http.py", "tests/core/test_pacing.py", "tests/core/test_engine.py"),
+    ),
+    "outcome": Group(
+        "core",
+        *CORE,
+        ("_waiter.py",),
+        ("tests/core/test_engine.py", "tests/core/test_outcome.py"),
+    ),
+    "webhooks": Group(
+        "core",
+        *CORE,
+        ("webhooks.py",),
+        ("tests/core/test_webhooks.py", "tests/core/test_campaign_webhooks.py", "tests/core/test_inbox.py"),
+    ),
+    "profile": Group(
+        "core",
+        *CORE,
+        ("_profile.py",),
+        (
+            "tests/core/test_profiles.py",
+            "tests/core/test_profile_checks.py",
+        ),
+    ),
+    "handoff": Group("core", *CORE, ("_handoff.py",), ("tests/core/test_handoff.py",)),
+    "airflow": Group(
+        "airflow",
+        "airflow_provider/src",
+        "runwatch_airflow",
+        ("exceptions.py", "_waiting.py"),
+        ("tests/airflow/test_trigger.py", "tests/airflow/test_contracts.py"),
+    ),
+    "prefect": Group(
+        "prefect",
+        "prefect_blocks/src",
+        "prefect_runwatch",
+        ("_release.py",),
+        ("tests/prefect/test_contracts.py",),
+    ),
+}
+
+
+def stage(name: str, group: Group, fresh: bool) -> Path:
+    """The staging directory of one group: src/<package> and tests/ linked, pyproject.toml written."""
+    where = STAGING / name
+    if fresh and where.exists():
+        shutil.rmtree(where)
+    (where / "src").mkdir(parents=True, exist_ok=True)
+    links = {where / "src" / group.package: ROOT / group.src / group.package}
+    links |= {where / name: ROOT / name for name in SHARED}
+    for link, target in links.items():
+        if not link.is_symlink():
+            link.symlink_to(target, target_is_directory=True)
+    pytest_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    config = {
+        "source_paths": [f"src/{group.package}"],
+        "also_copy": [name for name in SHARED if name != "tests"],  # tests/ is always copied
+        "only_mutate": [f"src/{group.package}/{module}" for module in group.modules],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "pytest_add_cli_args_test_selection": list(group.tests),
+        # A mutant that makes a wait spin must be stopped: 15x its tests' time, plus 10 s for a loaded box.
+        "timeout_constant": 10.0,
+    }
+    (where / "pyproject.toml").write_text(
+        _toml({"tool": {"mutmut": config, "pytest": {"ini_options": pytest_config}}})
+    )
+    return where
+
+
+def _toml(data: dict[str, object], prefix: str = "") -> str:
+    """Just enough TOML for the two tables above (strings, numbers, booleans, lists of strings)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, object]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{key}", value))
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    out = ("\n".join(lines) + "\n") if lines else ""
+    for name, table in tables:
+        inner = _toml(table, f"{name}.")
+        if any(not isinstance(v, dict) for v in table.values()):
+            out += f"\n[{name}]\n"
+        out += inner
+    return out
+
+
+def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
+    """(killed, total, survivors, [killed, total] by function) from mutmut's results; a timeout counts as
+    killed (the test noticed)."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    killed = total = 0
+    survivors: list[str] = []
+    functions: dict[str, list[int]] = {}
+    for line in listing.splitlines():
+        mutant, _, verdict = line.strip().rpartition(": ")
+        if not mutant:
+            continue
+        counts = functions.setdefault(mutant.partition("__mutmut_")[0], [0, 0])
+        total += 1
+        counts[1] += 1
+        if verdict in ("killed", "timeout", "caught by type check"):
+            killed += 1
+            counts[0] += 1
+        else:
+            survivors.append(f"{mutant}: {verdict}")
+    return killed, total, survivors, functions
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("group", nargs="?", choices=sorted(GROUPS))
+    parser.add_argument("--fresh", action="store_true", help="forget cached results of the group")
+    parser.add_argument("--show", action="store_true", help="print the change each survivor made")
+    parser.add_argument("--progress", action="store_true", help="show mutmut's own progress display")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--names", action="store_true", help="print the group names, one a line (for ./dev)")
+    parser.add_argument("--env-of", metavar="GROUP", help="print the environment a group runs in (for ./dev)")
+    args = parser.parse_args()
+    if args.names:
+        print("\n".join(GROUPS))
+        return 0
+    if args.env_of is not None:
+        if args.env_of not in GROUPS:
+            return 2
+        print(GROUPS[args.env_of].env)
+        return 0
+    if args.list or args.group is None:
+        for name, group in GROUPS.items():
+            print(f"{name:9} [{group.env}] {', '.join(group.modules)} <- {' '.join(group.tests)}")
+        return 0
+    group = GROUPS[args.group]
+    if os.environ.get("RUNWATCH_ENV", group.env) != _family(group.env):
+        print(
+            f"mutation {args.group}: run it in .venv/{group.env} (./dev mutate {args.group})", file=sys.stderr
+        )
+        return 2
+    where = stage(args.group, group, args.fresh)
+    children = os.environ.get("RUNWATCH_MUTATE_CHILDREN", "2")  # the machine is shared: two by default
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", children],
+        cwd=where,
+        stdout=None if args.progress else subprocess.DEVNULL,
+    )
+    killed, total, survivors, functions = score(where)
+    for line in survivors:
+        print(f"  survived  {line}")
+        if args.show:
+            name = line.rpartition(": ")[0]
+            diff = subprocess.run(
+                [sys.executable, "-m", "mutmut", "show", name], cwd=where, capture_output=True, text=True
+            ).stdout
+            print("".join(f"      {d}\n" for d in diff.splitlines() if d[:2] in ("- ", "+ ")), end="")
+    for function, (done, made) in functions.items():
+        if done < made:
+            print(f"  {function}: {done}/{made} killed")
+    percent = 100 * killed / total if total else 0.0
+    took = time.monotonic() - started
+    print(f"mutation {args.group}: {killed}/{total} killed ({percent:.1f} %) in {took:.0f} s")
+    return run.returncode or (0 if percent >= TARGET else 1)
+
+
+def _family(env: str) -> str:
+    return env.removesuffix("-oldest")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
