@@ -115,9 +115,11 @@ async def test_a_bad_budget_ends_the_trigger_with_one_clear_error_event(
     [event] = await _events(RunStatusTrigger(run="r-1", policy=FAST))
     assert event.payload == {
         "status": "error",
-        "error": "ValueError",
-        "message": "connection 'not_redis' is of type 'postgres': the request budget needs a redis connection",
-        "run": None,
+        "result": {
+            "outcome": "error",
+            "message": "connection 'not_redis' is of type 'postgres': the request budget needs a redis connection",
+            "status": None,
+        },
     }
 
 

@@ -81,15 +81,12 @@ async def test_a_rebuilt_trigger_waits_as_the_original_would(server_conn: Refere
     }
     policy = runwatch.Policy(**FAST, partial_success="succeed").to_dict()
     [event] = await events(rebuilt(RunStatusTrigger(run=run["id"], policy=policy, profile=profile)))
-    assert (event["status"], event["run"]["status"], event["run"]["raw_status"]) == (
-        "success",
-        "PARTIAL_SUCCESS",
-        "FAILED",
-    )
+    final = event["result"]["status"]
+    assert (event["status"], final["status"], final["raw_status"]) == ("success", "PARTIAL_SUCCESS", "FAILED")
     endless = server_conn.create_run(script=script(("RUNNING", 60)))
     late = rebuilt(RunStatusTrigger(run=endless["id"], policy=FAST, deadline=time.time() + 0.3))
     [event] = await asyncio.wait_for(events(late), 20)
-    assert (event["status"], event["error"]) == ("error", "WaitTimeout")
+    assert (event["status"], event["result"]["outcome"]) == ("error", "deadline")
 
 
 async def test_success_yields_exactly_one_event_with_the_final_status(server_conn: ReferenceServer) -> None:

@@ -44,7 +44,7 @@ print(
             "connection_type": "runwatch" in manager.hooks,
             "py_typed": (resources.files("runwatch_airflow") / "py.typed").is_file(),
             "event": event["status"],
-            "final": event["run"]["status"],
+            "final": event["result"]["status"]["status"],
         }
     )
 )
