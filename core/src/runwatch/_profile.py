@@ -374,12 +374,7 @@ class Profile(_Spec):
         Raises ProfileError when the profile has no `list_runs`, BadStatusPayload when the answer has no list
         where `list_runs.runs` says.
         """
-        if self.list_runs is None:
-            raise ProfileError(f"profile {self.name!r} has no [list_runs] section")
-        runs = jmespath.search(self.list_runs.runs, payload)
-        if not isinstance(runs, list):
-            raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
-        return [self.parse(run) for run in runs]
+        return [self.parse(run) for run in self._listed(payload)]
 
     def listed_items(self, payload: Any) -> dict[str, Any]:
         """Each run's own payload in one answer of the `list_runs` endpoint, by run id (not parsed yet).
@@ -387,11 +382,7 @@ class Profile(_Spec):
         Raises ProfileError when the profile has no `list_runs`, BadStatusPayload when the answer has no list
         where `list_runs.runs` says.
         """
-        if self.list_runs is None:
-            raise ProfileError(f"profile {self.name!r} has no [list_runs] section")
-        runs = jmespath.search(self.list_runs.runs, payload)
-        if not isinstance(runs, list):
-            raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
+        runs = self._listed(payload)
         getter = self._getters.get("id")
         found: dict[str, Any] = {}
         for run in runs:
@@ -399,6 +390,15 @@ class Profile(_Spec):
             if run_id is not None and run_id != "":
                 found[str(run_id)] = run
         return found
+
+    def _listed(self, payload: Any) -> list[Any]:
+        """The runs of one answer of the `list_runs` endpoint, as the API wrote them."""
+        if self.list_runs is None:
+            raise ProfileError(f"profile {self.name!r} has no [list_runs] section")
+        runs = jmespath.search(self.list_runs.runs, payload)
+        if not isinstance(runs, list):
+            raise BadStatusPayload(f"no list of runs at {self.list_runs.runs!r} in the answer")
+        return runs
 
     def parse(
         self,
