@@ -160,8 +160,13 @@ def _arrive(arrival: asyncio.Future[Reading], reading: Reading) -> None:
 _AS_LAST_SEEN = Reading()  # a batch showed the run as the wait last saw it (one object: cheap to tell)
 
 
-def _late() -> Reading:
-    return Reading(error=TransientError("the shared read did not answer before this wait's limit"))
+def _late(before: _Answer | None = None) -> Reading:
+    """A wait's limit came while a shared read was still out. If the read before it failed, its reason is
+    kept: it is the better clue to why the status could not be read."""
+    message = "the shared read did not answer before this wait's limit"
+    if before is not None and before[0].error is not None:
+        message += f" (the read before: {before[0].error})"
+    return Reading(error=TransientError(message))
 
 
 class _Group:
@@ -249,7 +254,7 @@ class _UrlGroup(_Group):
         finally:
             self.waiting.discard(member)
         member.read_at = clock.monotonic()
-        return self._for(member, task.result()) if finished else _late()
+        return self._for(member, task.result()) if finished else _late(self.last)
 
     async def _fetch(self, member: _Member, ask: Ask) -> _Answer:
         api, clock = member.api, self.clock
