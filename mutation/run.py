@@ -63,13 +63,23 @@ GROUPS: dict[str, Group] = {
         "core",
         *CORE,
         ("_http.py",),  # Retry-After and RateLimit parsing, the origin pause, redirects, connection slots
-        ("tests/core/test_policy_and_http.py", "tests/core/test_pacing.py", "tests/core/test_engine.py"),
+        (
+            "tests/core/test_policy_and_http.py",
+            "tests/core/test_pacing.py",
+            "tests/core/test_engine.py",
+            "tests/core/test_hints.py",
+        ),
     ),
     "outcome": Group(
         "core",
         *CORE,
         ("_waiter.py",),
-        ("tests/core/test_engine.py", "tests/core/test_outcome.py"),
+        (
+            "tests/core/test_engine.py",
+            "tests/core/test_outcome.py",
+            "tests/core/test_wait_loop.py",
+            "tests/core/test_trace.py",
+        ),
     ),
     "webhooks": Group(
         "core",

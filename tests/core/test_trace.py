@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import runwatch
 from runwatch import MockTransport, Policy, Request, Response, RunApi, State, wait_for_run
 from runwatch.server import ReferenceServer
+from runwatch.testing import FakeClock
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 FAST = Policy(interval=0.01, max_interval=0.01)
@@ -55,11 +58,11 @@ async def test_every_request_of_a_wait_carries_the_callers_trace_context() -> No
     attributes: dict[str, Any] = dict(span.attributes or {})
     assert attributes["runwatch.outcome"] == "SUCCEEDED" and attributes["runwatch.run_id"] == "r-1"
     assert attributes["runwatch.requests"] == 3
-    assert [e.attributes["runwatch.status"] for e in span.events if e.attributes] == [
-        "QUEUED",
-        "RUNNING",
-        "SUCCEEDED",
-    ][1:] or True
+    # one event per change the wait saw: the second RUNNING was no news
+    assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
+        ("runwatch.change", {"runwatch.status": "RUNNING"}),
+        ("runwatch.change", {"runwatch.status": "SUCCEEDED"}),
+    ]
     status_requests = [r for r in sent if r.method == "GET"]
     span_id = format(span.context.span_id, "016x")
     assert {r.headers["traceparent"].split("-")[2] for r in status_requests} == {
@@ -109,3 +112,40 @@ async def test_the_reference_server_sees_the_callers_trace_on_every_request_abou
     # the start, the one read and the cancel carry the caller's; the wait's reads its span, in that trace
     assert set(seen) == {PARENT, in_the_wait}
     assert seen[PARENT] == 3 and seen[in_the_wait] == stats["runs"][started.id]["GET"] - 1
+
+
+async def test_a_wait_that_cannot_see_the_end_says_why_in_its_span() -> None:
+    _exporter.clear()
+    transport, _ = recorder(["RUNNING"])
+    api = RunApi("https://jobs.test", transport=transport, clock=FakeClock())
+    with pytest.raises(runwatch.WaitTimeout):
+        await wait_for_run(api, "r-1", policy=Policy(interval=1, jitter=False, timeout=5))
+    [span] = _exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["runwatch.outcome"] == "WaitTimeout"
+    assert attributes["runwatch.requests"] == 3  # reads at 0, 1 and 3; the deadline at 5
+
+
+async def test_a_change_that_came_by_push_is_an_event_of_the_span_too() -> None:
+    _exporter.clear()
+    secret = runwatch.webhooks.generate_secret()
+    inbox = runwatch.WebhookInbox(secret)
+    body = json.dumps({"id": "r-1", "status": "SUCCEEDED"}).encode()
+    now = int(time.time())
+    headers = {
+        "webhook-id": "m1",
+        "webhook-timestamp": str(now),
+        "webhook-signature": runwatch.webhooks.sign(secret, "m1", now, body),
+    }
+    assert inbox.deliver(headers, body) == 204  # kept until the wait subscribes
+    transport, sent = recorder(["RUNNING"])
+    api = RunApi("https://jobs.test", transport=transport, clock=FakeClock())
+    final = await wait_for_run(api, "r-1", policy=Policy(interval=1), inbox=inbox)
+    assert final.status is State.SUCCEEDED and len(sent) == 1
+    [span] = _exporter.get_finished_spans()
+    assert [dict(e.attributes or {}) for e in span.events] == [
+        {"runwatch.status": "RUNNING"},
+        {"runwatch.status": "SUCCEEDED"},
+    ]
+    attributes = dict(span.attributes or {})
+    assert attributes["runwatch.outcome"] == "SUCCEEDED" and attributes["runwatch.run_id"] == "r-1"
