@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from runwatch import Request, Response, TransientError
+from runwatch import RedisBudget, Request, Response, TransientError
 from runwatch._http import MAX_HINT, MAX_REDIRECTS, Origin, _ratelimit, lease, retry_after
 from runwatch._profile import RateLimitSpec
 from runwatch._transport import Channel, Transport
 from runwatch.testing import FakeClock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
+from redis_server import RedisServer
 
 BASE = "https://jobs.test"
 URL = f"{BASE}/runs/r"
@@ -39,6 +46,7 @@ class Recorder(Transport):
         self.closed = 0
         self.sent: list[tuple[str, str, float]] = []  # method, url, timeout
         self.sent_at: list[float] = []  # the clock's monotonic time of each request
+        self.bodies: list[tuple[Any, bytes | None]] = []  # json, data
         self.in_flight = self.most_in_flight = 0
 
     def open(self, origin: str, verify: bool | str, max_connections: int) -> Channel:
@@ -54,6 +62,7 @@ class _Channel(Channel):
         t = self.transport
         t.sent.append((request.method, request.url, timeout))
         t.sent_at.append(t.clock.monotonic() if t.clock else 0.0)
+        t.bodies.append((request.json, request.data))
         t.in_flight += 1
         t.most_in_flight = max(t.most_in_flight, t.in_flight)
         try:
@@ -350,6 +359,13 @@ async def test_only_307_and_308_replay_a_post(status: int, followed: bool) -> No
     response = await pool.request("POST", URL, headers={}, json={"a": 1}, timeout=30)
     assert response.status == (201 if followed else status)
     assert transport.sent[1:] == ([("POST", f"{BASE}/runs/moved", 30)] if followed else [])
+    assert transport.bodies == [({"a": 1}, None)] * len(transport.sent)  # the same body each time
+
+
+async def test_a_form_body_is_sent_as_it_is() -> None:
+    pool, transport, _ = pool_for(lambda _r: answer(201))
+    await pool.request("POST", URL, headers={}, data=b"grant_type=x", timeout=30)
+    assert transport.bodies == [(None, b"grant_type=x")]
 
 
 async def test_redirects_are_followed_up_to_the_limit_and_no_further() -> None:
@@ -543,3 +559,82 @@ def test_a_profile_reset_read_as_a_unix_time_or_as_seconds() -> None:
 def test_a_reset_is_a_unix_time_only_past_1e9(reset: str, seconds: float) -> None:
     headers = CIMultiDict({"RateLimit-Remaining": "0", "RateLimit-Reset": reset})
     assert _ratelimit(headers, RateLimitSpec(), 999_999_990) == (0, seconds)
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+# A request budget shares an origin's pause between processes through Redis: here two pools with clocks of
+# their own stand for two processes. The store measures a pause in real time, so those bounds are loose.
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def budget_at(redis_url: str, rate: float = 1000, burst: int = 100) -> RedisBudget:
+    return RedisBudget(redis_url, rate=rate, burst=burst, key_prefix=f"hints:{time.monotonic_ns()}")
+
+
+async def test_a_pause_one_process_learns_holds_every_process_on_that_origin(redis_url: str) -> None:
+    budget = budget_at(redis_url)
+    pool, _, clock = pool_for(lambda _r: answer(429, Retry_After="300"))
+    clock.advance(1000)  # the pause is measured from its own clock's now
+    with pytest.raises(TransientError):
+        await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+    assert pool.paused_for() == 300
+    other, transport, other_clock = pool_for(lambda _r: answer())
+    with pytest.raises(TransientError) as info:
+        await other.request(
+            "GET", URL, headers={}, timeout=30, budget=budget, deadline=other_clock.time() + 400
+        )
+    assert transport.sent == []  # held by the other process's pause
+    assert str(info.value).startswith(f"GET {URL}: the server asked for a pause of ")
+    assert 250 < other_clock.slept[0] <= 300
+    elsewhere = Origin(
+        "https://elsewhere.test", transport.open("https://elsewhere.test", True, 9), other_clock, 9
+    )
+    await elsewhere.request("GET", "https://elsewhere.test/r", headers={}, timeout=30, budget=budget)
+    assert len(transport.sent) == 1  # another origin is not paused
+    await budget.aclose()
+
+
+async def test_an_answer_without_hints_puts_no_pause_in_the_store(redis_url: str) -> None:
+    budget = budget_at(redis_url)
+    pool, _, clock = pool_for(lambda _r: answer(200))
+    clock.advance(1000)
+    await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+    other, transport, other_clock = pool_for(lambda _r: answer())
+    await other.request("GET", URL, headers={}, timeout=30, budget=budget, deadline=other_clock.time() + 5)
+    assert other_clock.slept == [] and len(transport.sent) == 1
+    await budget.aclose()
+
+
+async def test_every_request_takes_a_token_and_none_is_waited_for_past_the_deadline(redis_url: str) -> None:
+    budget = budget_at(redis_url, rate=0.01, burst=2)  # two at once, then one per 100 s
+    hops = iter([answer(302, Location="/runs/moved")])
+    pool, transport, clock = pool_for(lambda _r: next(hops, answer()))
+    await pool.request("GET", URL, headers={}, timeout=30, budget=budget)  # and its redirect: two tokens
+    with pytest.raises(TransientError) as info:
+        await pool.request("GET", URL, headers={}, timeout=30, budget=budget, deadline=clock.time() + 5)
+    assert str(info.value) == f"{BASE}: no request budget left before the deadline"
+    assert len(transport.sent) == 2
+    await budget.aclose()
+
+
+async def test_the_last_pool_to_leave_closes_the_budgets_connections(redis_url: str) -> None:
+    from redis import Redis
+
+    budget = budget_at(redis_url)
+    clock = FakeClock()
+    transport = Recorder(lambda _r: answer(), clock)
+    with Redis.from_url(redis_url) as client:
+        before = len(client.client_list())
+        async with lease(URL, transport=transport, clock=clock) as pool:
+            await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+            await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+            assert len(client.client_list()) == before + 1
+        assert len(client.client_list()) == before

@@ -269,10 +269,10 @@ def _ratelimit(
     if field is not None:
         params = dict(_RATELIMIT_PARAM.findall(field))
         r, t = params.get("r"), params.get("t")
-        return (int(float(r)) if r else None, _reset(float(t), "delta_s", now) if t else None)
-    for remaining_name, reset_name, style in (
-        ("ratelimit-remaining", "ratelimit-reset", "delta_s"),
-        (spec.remaining_header, spec.reset_header, spec.reset),
+        return (int(float(r)) if r else None, _reset(float(t), False, now) if t else None)
+    for remaining_name, reset_name, epoch in (
+        ("ratelimit-remaining", "ratelimit-reset", False),
+        (spec.remaining_header, spec.reset_header, spec.reset == "epoch_s"),
     ):
         remaining, reset = headers.get(remaining_name), headers.get(reset_name)
         if remaining is None and reset is None:
@@ -281,12 +281,13 @@ def _ratelimit(
         seconds = _number(reset) if reset is not None else None
         return (
             int(left) if left is not None and math.isfinite(left) else None,
-            _reset(seconds, style, now) if seconds is not None else None,
+            _reset(seconds, epoch, now) if seconds is not None else None,
         )
     return None, None
 
 
-def _reset(value: float, style: str, now: float | None) -> float:
-    if style == "epoch_s" or value > _EPOCH:
+def _reset(value: float, epoch: bool, now: float | None) -> float:
+    """Seconds until a reset written as a UNIX time (`epoch`, or any value past 1e9) or as seconds."""
+    if epoch or value > _EPOCH:
         return _bounded(value - (time.time() if now is None else now))
     return _bounded(value)
