@@ -131,7 +131,9 @@ async def test_wait_for_run_judges_the_end_by_its_policy_and_passes_deadline_and
     )
     api, _, clock = _api(["RUNNING"])
     with pytest.raises(WaitTimeout):
-        await wait_for_run(api, "r", policy=Policy(interval=1, jitter=False), deadline=clock.time() + 10)
+        # the policy's own limit, far later, bounds the test should the deadline be lost on the way
+        policy = Policy(interval=1, jitter=False, timeout=1000)
+        await wait_for_run(api, "r", policy=policy, deadline=clock.time() + 10)
     assert clock.monotonic() == 10
 
 
@@ -141,7 +143,7 @@ def test_the_blocking_twin_passes_everything_on() -> None:
     api, transport, clock = _api(["RUNNING", "PARTIAL_SUCCESS"])
     trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     slept: list[float] = []
-    policy = Policy(interval=3, jitter=False, partial_success="succeed")
+    policy = Policy(interval=3, jitter=False, partial_success="succeed", timeout=1000)
     final = wait_for_run_sync(api, "r", policy=policy, hooks=Hooks(before_sleep=slept.append), trace=trace)
     assert final.status is State.PARTIAL_SUCCESS and slept == [3]
     assert all("0af7651916cd43dd8448eb211c80319c" in r.headers["traceparent"] for r in transport.requests)

@@ -30,6 +30,7 @@ from runwatch.testing import FakeClock
 
 BASE = "https://jobs.test"
 URL = f"{BASE}/runs/r"
+BOUNDED = Policy(timeout=1000)  # on the fake clock: a wait that should have ended fails at once
 
 
 def api_for(*replies: Response) -> tuple[RunApi, FakeClock, list[float]]:
@@ -72,7 +73,7 @@ async def test_each_hook_hears_what_happens_as_it_happens() -> None:
         run("QUEUED"),  # a step back: refused, told, passed over
         run("SUCCEEDED"),
     )
-    policy = Policy(interval=1, max_interval=8, jitter=False)
+    policy = Policy(interval=1, max_interval=8, jitter=False, timeout=100)
     seen = [s.status async for s in watch_run(api, "r", policy=policy, hooks=hooks)]
     assert seen == [State.RUNNING, State.SUCCEEDED]
     assert changes == [(State.RUNNING, 10), (State.SUCCEEDED, None)]
@@ -88,11 +89,11 @@ async def test_a_start_that_asked_for_time_is_read_only_after_it() -> None:
     started = StartedRun(RunStatus(id="r", status=State.QUEUED), URL, retry_after=7)
     slept: list[float] = []
     api, _, sent_at = api_for(run("SUCCEEDED"))
-    final = await wait_for_run(api, started, hooks=Hooks(before_sleep=slept.append))
+    final = await wait_for_run(api, started, policy=BOUNDED, hooks=Hooks(before_sleep=slept.append))
     assert final.status is State.SUCCEEDED
     assert slept == [7] and sent_at == [7]
     api, _, sent_at = api_for(run("SUCCEEDED"))
-    await wait_for_run(api, StartedRun(RunStatus(id="r", status=State.QUEUED), URL))
+    await wait_for_run(api, StartedRun(RunStatus(id="r", status=State.QUEUED), URL), policy=BOUNDED)
     assert sent_at == [0]  # no hint: read at once
 
 
@@ -127,7 +128,7 @@ async def test_a_pause_under_a_second_is_waited_out_before_the_read() -> None:
     api, clock, sent_at = api_for(run("SUCCEEDED"))
     async with api.lease(URL) as origin:
         origin.pause(0.5)
-        assert (await wait_for_run(api, "r")).status is State.SUCCEEDED
+        assert (await wait_for_run(api, "r", policy=BOUNDED)).status is State.SUCCEEDED
     assert sent_at == [0.5] and clock.slept == [0.5]
 
 
@@ -155,7 +156,7 @@ async def test_pushes_the_inbox_kept_are_taken_in_order_and_the_wait_ends_on_the
     api, clock, sent_at = api_for(run("RUNNING"))
     seen = [
         (s.status, s.progress.percent if s.progress else None)
-        async for s in watch_run(api, "r", policy=Policy(interval=1), inbox=inbox, hooks=hooks)
+        async for s in watch_run(api, "r", policy=Policy(interval=1, timeout=100), inbox=inbox, hooks=hooks)
     ]
     assert seen == [(State.RUNNING, None), (State.RUNNING, 50), (State.SUCCEEDED, None)]
     assert changes == [State.RUNNING, State.RUNNING, State.SUCCEEDED]
@@ -166,5 +167,5 @@ async def test_pushes_the_inbox_kept_are_taken_in_order_and_the_wait_ends_on_the
 async def test_a_wait_with_an_inbox_that_ends_at_its_first_read() -> None:
     inbox = WebhookInbox(webhooks.generate_secret())
     api, _, sent_at = api_for(run("FAILED"))
-    seen = [s.status async for s in watch_run(api, "r", inbox=inbox)]
+    seen = [s.status async for s in watch_run(api, "r", policy=BOUNDED, inbox=inbox)]
     assert seen == [State.FAILED] and sent_at == [0]
