@@ -583,8 +583,9 @@ async def test_a_pause_one_process_learns_holds_every_process_on_that_origin(red
     budget = budget_at(redis_url)
     pool, _, clock = pool_for(lambda _r: answer(429, Retry_After="300"))
     clock.advance(1000)  # the pause is measured from its own clock's now
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as limited:
         await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+    assert str(limited.value) == f"GET {URL}: HTTP 429 (rate limited)"
     assert pool.paused_for() == 300
     other, transport, other_clock = pool_for(lambda _r: answer())
     with pytest.raises(TransientError) as info:
@@ -602,11 +603,23 @@ async def test_a_pause_one_process_learns_holds_every_process_on_that_origin(red
     await budget.aclose()
 
 
+def store_calls(redis_url: str) -> int:
+    """Scripts the store has run so far (each token taken, each pause shared, is one)."""
+    from redis import Redis
+
+    with Redis.from_url(redis_url) as client:
+        stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
 async def test_an_answer_without_hints_puts_no_pause_in_the_store(redis_url: str) -> None:
     budget = budget_at(redis_url)
     pool, _, clock = pool_for(lambda _r: answer(200))
     clock.advance(1000)
+    await pool.request("GET", URL, headers={}, timeout=30, budget=budget)  # loads the scripts
+    before = store_calls(redis_url)
     await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+    assert store_calls(redis_url) == before + 1  # its token, and nothing else
     other, transport, other_clock = pool_for(lambda _r: answer())
     await other.request("GET", URL, headers={}, timeout=30, budget=budget, deadline=other_clock.time() + 5)
     assert other_clock.slept == [] and len(transport.sent) == 1
@@ -638,3 +651,23 @@ async def test_the_last_pool_to_leave_closes_the_budgets_connections(redis_url: 
             await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
             assert len(client.client_list()) == before + 1
         assert len(client.client_list()) == before
+
+
+async def test_a_pause_learnt_past_the_deadline_is_not_sent_to_the_store(redis_url: str) -> None:
+    """The store is never asked past a request's deadline (`RedisBudget.pause`): this process keeps it."""
+    budget = budget_at(redis_url)
+    clock = FakeClock()
+
+    def slow_429(_r: Request) -> Response:
+        clock.advance(10)  # the answer comes after the deadline
+        return answer(429, Retry_After="300")
+
+    transport = Recorder(slow_429, clock)
+    pool = Origin(BASE, transport.open(BASE, True, 9), clock, 9)
+    with pytest.raises(TransientError):
+        await pool.request("GET", URL, headers={}, timeout=30, budget=budget, deadline=clock.time() + 5)
+    assert pool.paused_for() == 300
+    other, others, other_clock = pool_for(lambda _r: answer())
+    await other.request("GET", URL, headers={}, timeout=30, budget=budget, deadline=other_clock.time() + 400)
+    assert other_clock.slept == [] and len(others.sent) == 1
+    await budget.aclose()
