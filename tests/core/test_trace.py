@@ -58,6 +58,7 @@ async def test_every_request_of_a_wait_carries_the_callers_trace_context() -> No
     attributes: dict[str, Any] = dict(span.attributes or {})
     assert attributes["runwatch.outcome"] == "SUCCEEDED" and attributes["runwatch.run_id"] == "r-1"
     assert attributes["runwatch.requests"] == 3
+    assert attributes["runwatch.status_url"] == "https://jobs.test/runs/r-1"
     # one event per change the wait saw: the second RUNNING was no news
     assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
         ("runwatch.change", {"runwatch.status": "RUNNING"}),
