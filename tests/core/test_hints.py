@@ -26,6 +26,9 @@ from runwatch.testing import FakeClock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Redis server the suites share
 from redis_server import RedisServer
 
+# Each test takes milliseconds on the fake clock: a far bound that stops a wait which would spin for ever.
+pytestmark = pytest.mark.timeout(30)
+
 BASE = "https://jobs.test"
 URL = f"{BASE}/runs/r"
 Answer = Callable[[Request], "Response | Awaitable[Response]"]

@@ -28,6 +28,9 @@ from runwatch import (
 )
 from runwatch.testing import FakeClock
 
+# Each test takes milliseconds on the fake clock: a far bound that stops a wait which would spin for ever.
+pytestmark = pytest.mark.timeout(30)
+
 BASE = "https://jobs.test"
 URL = f"{BASE}/runs/r"
 BOUNDED = Policy(timeout=1000)  # on the fake clock: a wait that should have ended fails at once
