@@ -129,9 +129,12 @@ async def test_a_pause_another_wait_put_on_the_origin_is_waited_out_and_kept_as_
 
 async def test_a_pause_under_a_second_is_waited_out_before_the_read() -> None:
     api, clock, sent_at = api_for(run("SUCCEEDED"))
+    told: list[float] = []
     async with api.lease(URL) as origin:
         origin.pause(0.5)
-        assert (await wait_for_run(api, "r", policy=BOUNDED)).status is State.SUCCEEDED
+        final = await wait_for_run(api, "r", policy=BOUNDED, hooks=Hooks(before_sleep=told.append))
+    assert final.status is State.SUCCEEDED
+    assert told == [0.5]  # the wait's own pause, not one inside the request
     assert sent_at == [0.5] and clock.slept == [0.5]
 
 
