@@ -141,7 +141,7 @@ async def test_a_change_that_came_by_push_is_an_event_of_the_span_too() -> None:
     assert inbox.deliver(headers, body) == 204  # kept until the wait subscribes
     transport, sent = recorder(["RUNNING"])
     api = RunApi("https://jobs.test", transport=transport, clock=FakeClock())
-    final = await wait_for_run(api, "r-1", policy=Policy(interval=1), inbox=inbox)
+    final = await wait_for_run(api, "r-1", policy=Policy(interval=1, timeout=100), inbox=inbox)
     assert final.status is State.SUCCEEDED and len(sent) == 1
     [span] = _exporter.get_finished_spans()
     assert [dict(e.attributes or {}) for e in span.events] == [
