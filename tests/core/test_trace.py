@@ -127,6 +127,7 @@ async def test_a_wait_that_cannot_see_the_end_says_why_in_its_span() -> None:
     assert attributes["runwatch.requests"] == 3  # reads at 0, 1 and 3; the deadline at 5
 
 
+@pytest.mark.timeout(10)  # milliseconds; the pushes wait in real time, so a broken loop would spin for ever
 async def test_a_change_that_came_by_push_is_an_event_of_the_span_too() -> None:
     _exporter.clear()
     secret = runwatch.webhooks.generate_secret()

@@ -149,6 +149,7 @@ def push(inbox: WebhookInbox, secret: str, delivery_id: str, body: dict[str, Any
     assert inbox.deliver(headers, data) == 204
 
 
+@pytest.mark.timeout(10)  # pushes are waited for in real time: a broken loop would spin
 async def test_pushes_the_inbox_kept_are_taken_in_order_and_the_wait_ends_on_the_last() -> None:
     secret = webhooks.generate_secret()
     inbox = WebhookInbox(secret)
@@ -173,6 +174,7 @@ async def test_pushes_the_inbox_kept_are_taken_in_order_and_the_wait_ends_on_the
     assert sent_at == [0] and clock.slept == []  # one poll; the rest came by push
 
 
+@pytest.mark.timeout(10)  # pushes are waited for in real time: a broken loop would spin
 async def test_a_wait_with_an_inbox_that_ends_at_its_first_read() -> None:
     inbox = WebhookInbox(webhooks.generate_secret())
     api, _, sent_at = api_for(run("FAILED"))
