@@ -3,6 +3,7 @@ another wait put on the origin (and the reason the wait keeps while it cannot re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -180,3 +181,48 @@ async def test_a_wait_with_an_inbox_that_ends_at_its_first_read() -> None:
     api, _, sent_at = api_for(run("FAILED"))
     seen = [s.status async for s in watch_run(api, "r", policy=BOUNDED, inbox=inbox)]
     assert seen == [State.FAILED] and sent_at == [0]
+
+
+async def test_a_server_hint_on_a_failed_read_paces_the_next_read() -> None:
+    slept: list[float] = []
+    api, _, sent_at = api_for(
+        Response.of_json({"message": "busy"}, 500, {"Retry-After": "7"}), run("SUCCEEDED")
+    )
+    policy = Policy(interval=1, jitter=False, timeout=100)
+    assert (await wait_for_run(api, "r", policy=policy, hooks=Hooks(before_sleep=slept.append))).is_terminal
+    assert slept == [7] and sent_at == [0, 7]  # the hint, not the policy's 2 s after a quiet read
+
+
+async def test_a_long_poll_after_news_or_a_real_hold_goes_out_at_once() -> None:
+    clock = FakeClock()
+    holds: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        if "wait=" in request.url:
+            holds.append(request.url.rpartition("wait=")[2])
+            await clock.sleep(25)  # the server holds the whole time: nothing changed
+        return run("SUCCEEDED" if clock.monotonic() >= 60 else "RUNNING")
+
+    api = RunApi(BASE, transport=MockTransport(answer), clock=clock)
+    slept: list[float] = []
+    policy = Policy(interval=5, long_poll=25, timeout=1000)
+    final = await wait_for_run(api, "r", policy=policy, hooks=Hooks(before_sleep=slept.append))
+    assert final.status is State.SUCCEEDED
+    # The first look brought news (RUNNING), each held answer was a real hold: no pause of our own.
+    assert slept == [] and holds == ["25", "25", "25"] and clock.monotonic() == 75
+
+
+async def test_waits_that_share_a_read_pause_by_one_draw() -> None:
+    api, _, sent_at = api_for(run("RUNNING"))
+    told: tuple[list[float], list[float]] = ([], [])
+    policy = Policy(interval=10, max_interval=80, timeout=60)
+
+    async def wait(slept: list[float]) -> None:
+        with pytest.raises(WaitTimeout):
+            await wait_for_run(api, "r", policy=policy, hooks=Hooks(before_sleep=slept.append))
+
+    await asyncio.gather(wait(told[0]), wait(told[1]))
+    assert (
+        len(sent_at) == len(told[0]) >= 2
+    )  # one read for both each time (the last pause meets the deadline)
+    assert told[0] == told[1]  # jittered alike: one draw per reading, not one per wait
