@@ -226,3 +226,22 @@ async def test_waits_that_share_a_read_pause_by_one_draw() -> None:
         len(sent_at) == len(told[0]) >= 2
     )  # one read for both each time (the last pause meets the deadline)
     assert told[0] == told[1]  # jittered alike: one draw per reading, not one per wait
+
+
+@pytest.mark.timeout(10)
+async def test_while_pushes_are_awaited_the_run_is_still_polled_when_its_pause_ends() -> None:
+    """Real time (pushes are awaited on the loop's clock): the end comes by poll, not by push."""
+    secret = webhooks.generate_secret()
+    inbox = WebhookInbox(secret)
+    push(inbox, secret, "m1", {"id": "r", "status": "RUNNING", "progress": {"percent": 50}})
+    replies = iter([run("RUNNING")])
+    transport = MockTransport(lambda _r: next(replies, run("SUCCEEDED")))
+    api = RunApi(BASE, transport=transport)
+    policy = Policy(interval=0.05, max_interval=0.05, timeout=30)
+    seen = [
+        (s.status, s.progress.percent if s.progress else None)
+        async for s in watch_run(api, "r", policy=policy, inbox=inbox)
+    ]
+    assert seen == [(State.RUNNING, None), (State.RUNNING, 50), (State.SUCCEEDED, None)]
+    assert len(transport.requests) == 2
+    assert inbox._boxes == {}  # the wait's mailbox left with it
