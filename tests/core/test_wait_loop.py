@@ -245,3 +245,24 @@ async def test_while_pushes_are_awaited_the_run_is_still_polled_when_its_pause_e
     assert seen == [(State.RUNNING, None), (State.RUNNING, 50), (State.SUCCEEDED, None)]
     assert len(transport.requests) == 2
     assert inbox._boxes == {}  # the wait's mailbox left with it
+
+
+@pytest.mark.timeout(10)
+async def test_once_pushes_come_a_quiet_run_is_polled_only_at_the_longest_interval() -> None:
+    """Real time: a push ends the wait half a second in; meanwhile polling is the slow safety net."""
+    secret = webhooks.generate_secret()
+    inbox = WebhookInbox(secret)
+    transport = MockTransport(lambda _r: run("RUNNING"))
+    api = RunApi(BASE, transport=transport)
+    policy = Policy(interval=0.05, max_interval=60, jitter=False, timeout=30)
+
+    async def end_by_push() -> None:
+        await asyncio.sleep(0.5)
+        push(inbox, secret, "m1", {"id": "r", "status": "SUCCEEDED"})
+
+    pusher = asyncio.ensure_future(end_by_push())
+    final = await wait_for_run(api, "r", policy=policy, inbox=inbox)
+    await pusher
+    assert final.status is State.SUCCEEDED
+    # Polls at 0 (news) and 0.05 s (quiet): the next one would be 60 s later, not 0.1 s as without pushes.
+    assert len(transport.requests) == 2
