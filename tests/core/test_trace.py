@@ -18,9 +18,8 @@ from runwatch.server import ReferenceServer
 from runwatch.testing import FakeClock
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-FAST = Policy(
-    interval=0.01, max_interval=0.01, timeout=10
-)  # the timeout: a wait that should have ended fails
+# The timeout: a wait that should have ended fails within seconds instead of polling until pytest's timeout.
+FAST = Policy(interval=0.01, max_interval=0.01, timeout=10)
 
 _exporter = InMemorySpanExporter()
 _provider = TracerProvider()
