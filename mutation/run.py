@@ -84,6 +84,7 @@ GROUPS: dict[str, Group] = {
         (
             "tests/core/test_profiles.py",
             "tests/core/test_profile_checks.py",
+            "tests/core/test_vendor_profiles.py",  # one reference server; the real vendors' payload shapes
         ),
     ),
     "handoff": Group("core", *CORE, ("_handoff.py",), ("tests/core/test_handoff.py",)),

@@ -333,6 +333,18 @@ def test_to_dict_is_json_data_without_the_defaults() -> None:
     }
 
 
+def test_profiles_that_read_a_field_differently_are_not_equal() -> None:
+    plain = load_profile(MINIMAL)  # `status`: a path of keys
+    nested = load_profile(MINIMAL | {"fields": {"status": "runs[0].state"}})  # an expression
+    keyed = load_profile(MINIMAL | {"fields": {"status": "state"}})
+    assert (plain == nested, nested == plain, plain == keyed, plain == load_profile(MINIMAL)) == (
+        False,
+        False,
+        False,
+        True,
+    )
+
+
 def test_a_bad_expression_is_named_in_one_line_without_a_trailing_colon() -> None:
     with pytest.raises(ProfileError) as info:
         load_profile(MINIMAL | {"fields": {"status": "a.[b"}})
