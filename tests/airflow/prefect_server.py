@@ -47,6 +47,10 @@ class PrefectServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 300) -> None:
+        if not (PREFECT_BIN / "prefect").exists():
+            raise RuntimeError(
+                f"no {PREFECT_BIN / 'prefect'}: build the Prefect environment (./dev env prefect)"
+            )
         log = (self.home / "server.log").open("wb")
         command = [
             "server",
