@@ -256,9 +256,9 @@ class Watch:
 
     def check_heartbeat(self) -> None:
         # Staleness is measured on our clock from when we first saw the beat, so clock skew between us and
-        # the remote cannot make a live run look lost.
+        # the remote cannot make a live run look lost. A beat is kept only while the run says RUNNING.
         limit, beat, last = self.policy.heartbeat_timeout, self.heartbeat, self.last
-        if limit is None or beat is None or last is None or last.status is not State.RUNNING:
+        if limit is None or beat is None or last is None:
             return
         silent = self.clock.monotonic() - beat[1]
         if silent >= limit:  # `>=`: the pause before this read ended exactly at the limit
