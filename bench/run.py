@@ -269,7 +269,7 @@ def write_doc(
         *[f"- {key}: {value}" for key, value in facts.items()],
         f"- runwatch commit: {commit}",
         *[
-            f"- Sections {', '.join(r['sections'])} refreshed by `{r['command']}` ({r['seconds']} s) on "
+            f"- Refreshed since ({', '.join(r['sections'])}): `{r['command']}` ({r['seconds']} s) on "
             f"{r['date']}: load average {r['load']}; runwatch commit {r['commit']}"
             for r in refreshed
         ],
