@@ -17,7 +17,7 @@ from typing import Any
 from _profile_prefect import summarize
 from _report import Table, fmt
 
-__all__ = ["prefect_tables", "run_prefect", "run_suspend", "suspend_table"]
+__all__ = ["prefect_tables", "run_prefect", "run_suspend", "suspend_tables"]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE.parent / ".venv"
@@ -151,6 +151,8 @@ def run_suspend(base: str, flows: int, workers: int, settle: float, window: floa
     print(f"  suspend: {flows:,} suspended flow runs, one watcher ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as tmp:
         out = Path(tmp) / "result.json"
+        raw = Path(tmp) / "resume-profile.txt"
+        spec |= {"py_spy": str(VENVS / "bench" / "bin" / "py-spy"), "profile_out": str(raw)}
         command = [str(VENVS / "prefect" / "bin" / "python"), str(HERE / "_suspend.py"), str(out)]
         try:
             done = subprocess.run(
@@ -162,10 +164,11 @@ def run_suspend(base: str, flows: int, workers: int, settle: float, window: floa
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             return {"failed": (lines[-1:] or [f"exit code {done.returncode}"])[0][:200]}
         result: dict[str, Any] = json.loads(out.read_text())
+        result["resume_cpu_shares"] = summarize(raw) if raw.exists() else {}
         return result
 
 
-def suspend_table(result: dict[str, Any], load: str) -> Table:
+def suspend_tables(result: dict[str, Any], load: str) -> list[Table]:
     table = Table(
         "Prefect suspend mode: one `prefect-runwatch watcher`, N flow runs suspended on runs kept RUNNING "
         "(watcher process only)",
@@ -174,7 +177,7 @@ def suspend_table(result: dict[str, Any], load: str) -> Table:
             "watcher CPU, % of a core",
             "CPU per status read",
             "status reads per s",
-            "watcher RSS: idle / watching",
+            "watcher RSS: idle / watching / peak while resuming",
             "flow processes alive while waiting",
             "resumed after the runs end: half / all",
             "watcher CPU to resume all",
@@ -183,7 +186,7 @@ def suspend_table(result: dict[str, Any], load: str) -> Table:
     )
     if "failed" in result:
         table.add(f"failed: {result['failed']}", *["-"] * 8)
-        return table
+        return [table]
     r = result
     reads = r["status_requests"]
     table.add(
@@ -191,7 +194,12 @@ def suspend_table(result: dict[str, Any], load: str) -> Table:
         f"{100 * r['watcher_cpu_s'] / r['window_s']:.1f}%",
         f"{1e6 * r['watcher_cpu_s'] / reads:,.0f} µs" if reads else "-",
         f"{reads / r['window_s']:.1f}",
-        f"{r['watcher_idle_rss_kb'] / 1024:.0f} / {r['watcher_rss_kb'] / 1024:.0f} MB",
+        f"{r['watcher_idle_rss_kb'] / 1024:.0f} / {r['watcher_rss_kb'] / 1024:.0f} / "
+        + (
+            f"{r['watcher_peak_rss_resume_kb'] / 1024:.0f} MB"
+            if "watcher_peak_rss_resume_kb" in r
+            else "- MB"
+        ),
         f"{max(r['flow_processes_alive'])} (of {r['most_worker_processes']} that ran them)",
         f"{r['resume_half_s']:.0f} / {r['resume_all_s']:.0f} s",
         f"{r['resume_cpu_s']:.1f} s ({1000 * r['resume_cpu_s'] / r['flows']:.1f} ms per flow run)",
@@ -229,4 +237,22 @@ def suspend_table(result: dict[str, Any], load: str) -> Table:
         "executed (no runner serves the deployment here): their rerun is Prefect's cost and is not "
         "measured. Prefect's server: prefect_test_harness (SQLite).",
     ]
-    return table
+    tables = [table]
+    shares = r.get("resume_cpu_shares") or {}
+    if shares:
+        where = Table(
+            "Where the watcher's CPU goes while it resumes the flow runs (py-spy from outside, by owner)",
+            ["owner of the code that ran", "share of CPU samples"],
+        )
+        for owner, share in shares.items():
+            where.add(
+                owner.replace("the task, its logs and events", "the watcher, its logs and events"),
+                f"{100 * share:.1f}%",
+            )
+        where.notes.append(
+            "From the cancel to the last resume, 50 samples a second of the watcher's threads when on a CPU; "
+            "each sample goes to the innermost runwatch or Prefect frame on its stack (library code counts "
+            "for whoever called it)."
+        )
+        tables.append(where)
+    return tables

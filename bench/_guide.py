@@ -233,8 +233,20 @@ def _suspend(r: dict[str, Any]) -> list[str]:
         f"had resumed half the flow runs {r['resume_half_s']:.0f} s later and all {r['flows']:,} "
         f"{r['resume_all_s']:.0f} s later, for "
         f"{r['resume_cpu_s']:.1f} s of its CPU ({1000 * r['resume_cpu_s'] / r['flows']:.1f} ms per flow "
-        "run). What bounds that delay: a run backed off to the policy's 60 s cap is read at most a minute "
-        "apart (long polling or a shorter `max_interval` shortens it). The watcher's CPU grows with the "
+        "run). What bounds that delay: a run backed off to the policy's 60 s cap is read up to a minute "
+        "after it ends; past that, the watcher's CPU per resume (reading the end, logging it to the flow "
+        "run, its events, Prefect's resume call: the table of where it goes), at "
+        f"{r['resume_cpu_s'] / r['resume_all_s']:.0%} of a core on this shared machine. A free core resumes "
+        f"about {r['flows'] / r['resume_cpu_s'] if r['resume_cpu_s'] else math.nan:.0f} flow runs a second "
+        "at this cost: a burst of ends larger than that waits its turn."
+        + (
+            f" Its RSS peaked at {r['watcher_peak_rss_resume_kb'] / 1024:,.0f} MB while it resumed them all "
+            "at once: budget the watcher's memory for a burst, not for the wait."
+            if "watcher_peak_rss_resume_kb" in r
+            else ""
+        )
+        + " The watcher's CPU while waiting grows "
+        "with the "
         "number of suspended flow runs, not with how long they wait: at this rate one watcher on one core "
         f"would keep about {r['flows'] / core if core else math.nan:,.0f} (a linear estimate from this run).",
     ]

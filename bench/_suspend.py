@@ -15,6 +15,7 @@ and the processes alive that carry this cell's mark (every worker and anything i
 runs wait. Then every remote run is cancelled on the server at once: the time until no flow run is left
 suspended (the watcher resumed it: Prefect's state left Paused) and the watcher's CPU over that span. The
 resumed flow runs are not executed (no runner serves the deployment): their own rerun is Prefect's cost.
+With `py_spy` in the spec, py-spy samples the watcher from outside while it resumes (`profile_out`).
 
 `python bench/_suspend.py --worker < flow run ids` is one worker process.
 """
@@ -26,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -268,6 +270,22 @@ def cell(spec: dict[str, Any]) -> dict[str, Any]:
 
             # The end: every run cancelled at once; until no flow run is left suspended.
             cpu1, gets1, t1 = _proc_cpu_s(watcher.pid), _gets(base, ids), time.monotonic()
+            profiler = None
+            if spec.get("py_spy"):  # where the watcher's CPU goes while it resumes (samples from outside)
+                sampler = [
+                    spec["py_spy"],
+                    "record",
+                    "--pid",
+                    str(watcher.pid),
+                    "--nonblocking",
+                    "--rate",
+                    "50",
+                ]
+                profiler = subprocess.Popen(
+                    [*sampler, "--format", "raw", "-o", spec["profile_out"]],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             _cancel_all(base, run_ids)
             timeline: list[tuple[float, int]] = []  # (seconds since the end, flow runs still suspended)
 
@@ -280,6 +298,14 @@ def cell(spec: dict[str, Any]) -> dict[str, Any]:
             half_s = next(t for t, left in timeline if left <= suspended / 2)
             resume_cpu = _proc_cpu_s(watcher.pid) - cpu1
             resume_gets = _gets(base, ids) - gets1
+            resume_peak_kb = _proc_status_kb(watcher.pid, "VmHWM")
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+                try:
+                    profiler.wait(60)
+                except subprocess.TimeoutExpired:
+                    profiler.kill()
+                    profiler.wait()
             resuming = asyncio.run(_count("Resuming"))
         finally:
             watcher.terminate()
@@ -311,6 +337,7 @@ def cell(spec: dict[str, Any]) -> dict[str, Any]:
         "resume_half_s": half_s,
         "resume_cpu_s": resume_cpu,
         "resume_status_requests": resume_gets,
+        "watcher_peak_rss_resume_kb": resume_peak_kb,
         "resuming": resuming,
     }
 

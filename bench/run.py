@@ -47,7 +47,7 @@ from typing import Any
 
 from _airflow import ends_table, run_ends, run_triggerer, triggerer_tables
 from _clients import SUBJECTS
-from _flows import prefect_tables, run_prefect, run_suspend, suspend_table
+from _flows import prefect_tables, run_prefect, run_suspend, suspend_tables
 from _guide import guide_lines
 from _imports import imports_table, run_imports
 from _report import Table, load_average, machine_facts
@@ -321,7 +321,7 @@ def tables_of(data: dict[str, Any], args: argparse.Namespace) -> list[Table]:
     if "prefect" in data:
         tables += prefect_tables(data["prefect"], data.get("prefect_load", late))
     if "suspend" in data:
-        tables.append(suspend_table(data["suspend"], data.get("suspend_load", late)))
+        tables += suspend_tables(data["suspend"], data.get("suspend_load", late))
     if "imports" in data:
         tables.append(imports_table(data["imports"], data.get("imports_load", late)))
     return tables
