@@ -182,19 +182,3 @@ def test_importing_runwatch_loads_no_http_library() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
-
-
-def test_the_default_transport_imports_aiohttp_when_it_opens_a_channel() -> None:
-    probe = (
-        "import asyncio, sys, runwatch\n"
-        "async def main():\n"
-        "    before = 'aiohttp' in sys.modules\n"
-        "    channel = runwatch.AiohttpTransport().open('http://127.0.0.1:9', True, 1)\n"
-        "    await channel.aclose()\n"
-        "    print(before, 'aiohttp' in sys.modules, type(channel).__name__)\n"
-        "asyncio.run(main())"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert done.stdout.split() == ["False", "True", "_AiohttpChannel"]
