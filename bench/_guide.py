@@ -239,6 +239,7 @@ def _suspend(r: dict[str, Any]) -> list[str]:
         f"{r['resume_cpu_s'] / r['resume_all_s']:.0%} of a core on this shared machine. A free core resumes "
         f"about {r['flows'] / r['resume_cpu_s'] if r['resume_cpu_s'] else math.nan:.0f} flow runs a second "
         "at this cost: a burst of ends larger than that waits its turn."
+        + _resume_owner(r)
         + (
             f" Its RSS peaked at {r['watcher_peak_rss_resume_kb'] / 1024:,.0f} MB while it resumed them all "
             "at once: budget the watcher's memory for a burst, not for the wait."
@@ -250,6 +251,19 @@ def _suspend(r: dict[str, Any]) -> list[str]:
         "number of suspended flow runs, not with how long they wait: at this rate one watcher on one core "
         f"would keep about {r['flows'] / core if core else math.nan:,.0f} (a linear estimate from this run).",
     ]
+
+
+def _resume_owner(r: dict[str, Any]) -> str:
+    shares = r.get("resume_cpu_shares") or {}
+    if not shares:
+        return ""
+    owner, share = max(shares.items(), key=lambda item: item[1])
+    ours = sum(v for k, v in shares.items() if k.startswith("runwatch"))
+    return (
+        f" Of that CPU, {share:.0%} ran in {owner} and {ours:.0%} in runwatch's code; the watcher opens a "
+        "Prefect client for each resume (`get_client()` in prefect_runwatch/watcher.py), and each resume is "
+        "Prefect's own call."
+    )
 
 
 def _imports(rows: list[dict[str, Any]]) -> list[str]:
