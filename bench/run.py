@@ -60,7 +60,8 @@ DOC = ROOT / "docs" / "benchmarks.md"
 DATA = ROOT / "docs" / "benchmarks.json"
 SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "suspend", "imports", "profile")
 DEFAULT_SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "suspend", "imports")
-QUICK_SECTIONS = ("triggerer", "ends", "prefect", "suspend", "imports")
+# The suspend cell is not in the quick form (100 flow runs take about 5 minutes): `--only suspend --quick`.
+QUICK_SECTIONS = ("triggerer", "ends", "prefect", "imports")
 # Runs that end within D minutes, time-compressed by k (see _airflow.py): full length D / k of wall time.
 COMPRESS = {1.0: 4.0, 10.0: 20.0, 60.0: 60.0}
 QUICK_COMPRESS = {1.0: 20.0}
@@ -109,7 +110,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--server", choices=("reference", "stub"), default="reference")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs 0 and 1")
     parser.add_argument(
-        "--write", dest="write", action="store_true", default=None, help="rewrite docs/benchmarks.md"
+        "--write",
+        dest="write",
+        action="store_true",
+        default=None,
+        help="write docs/benchmarks.md and .json (a partial run: its sections only, the rest kept)",
     )
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="leave docs/benchmarks.md alone"
@@ -291,6 +296,8 @@ def write_doc(
         "./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000 --repeat 3",
         "./dev bench --only waits                                      # many waits on one API, 429 storm",
         "./dev bench --only profile --sizes 1000                       # where the waiter's CPU goes",
+        "./dev bench --only suspend --quick                            # Prefect suspend mode, 100 flow runs",
+        "./dev bench --only suspend,imports --write                    # refresh two sections of this page",
         "./dev bench --help                                            # every option",
         "```",
         "",
