@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -239,3 +241,18 @@ def test_a_user_kill_while_poking_on_a_worker_cancels_only_with_cancel_on_kill(
     task.on_kill()
     time.sleep(0.3)
     assert server.get_run(run["id"])["status"] == ("CANCELLED" if cancel_on_kill else "RUNNING")
+
+
+def test_a_dag_parse_that_imports_the_sensor_loads_no_aiohttp() -> None:
+    """DAG files import the sensor module at every parse: it must not pay for an HTTP transport, which is
+    imported when a wait first opens a channel (in the worker or the triggerer)."""
+    probe = (
+        "import sys\n"
+        "from airflow.sdk import DAG\n"
+        "from runwatch_airflow.sensors.runwatch import RunStatusSensor\n"
+        "print('aiohttp' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"
