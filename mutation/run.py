@@ -9,7 +9,7 @@ mutmut copies that into its `mutants/` tree and, for each mutant, runs only the 
 mutated function. Results stay cached there: a second run retests only what changed.
 
 Usage (from ./dev, inside the environment the group needs):
-    python mutation/run.py GROUP [--fresh]        mutate one group, print its score
+    python mutation/run.py GROUP [--fresh] [--only GLOB...]   mutate one group (or some of its mutants)
     python mutation/run.py --list                 the groups, their modules and tests
 """
 
@@ -201,6 +201,13 @@ def main() -> int:
     )
     parser.add_argument("group", nargs="?", choices=sorted(GROUPS))
     parser.add_argument("--fresh", action="store_true", help="forget cached results of the group")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="GLOB",
+        default=[],
+        help="(re)test only the mutants whose names match, e.g. 'prefect_runwatch.tasks.*'",
+    )
     parser.add_argument("--show", action="store_true", help="print the change each survivor made")
     parser.add_argument("--progress", action="store_true", help="show mutmut's own progress display")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
@@ -230,7 +237,7 @@ def main() -> int:
     started = time.monotonic()
     with _shared_servers(group) as env:
         run = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", children],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", children, *args.only],
             cwd=where,
             env=env,
             stdout=None if args.progress else subprocess.DEVNULL,

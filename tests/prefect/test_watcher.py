@@ -22,6 +22,7 @@ from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import State
 from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
@@ -372,3 +373,44 @@ async def test_the_flow_and_the_watcher_carry_the_flow_runs_trace(
     assert seen[parent] == 1 and "" not in seen
     assert {value.split("-")[1] for value in seen} == {parent.split("-")[1]}
     assert sum(seen.values()) == server.stats()["runs"][run["id"]]["GET"] >= 2
+
+
+async def test_the_watcher_loop_scans_until_it_resumes_and_says_how_often(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    stop = asyncio.Event()
+    watcher = Watcher(scan_interval=0.1)
+    with caplog.at_level(logging.INFO, logger="prefect_runwatch.watcher"):
+        looping = asyncio.create_task(watcher.run(stop))
+        await asyncio.sleep(0.5)  # a few scans: the flow run is watched from the first one
+        server.cancel_run(run["id"])
+
+        async def resumed() -> bool:
+            return watcher.resumed == 1
+
+        await eventually(resumed, 30, "the watcher's loop to resume the flow run", every=0.1)
+        stop.set()
+        await asyncio.wait_for(looping, 10)
+    assert "watching suspended flow runs; a scan every 0.1s" in caplog.messages
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    stop = asyncio.Event()
+    watcher = Watcher(scan_interval=0.1)
+    away = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    with temporary_settings(away), caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
+        looping = asyncio.create_task(watcher.run(stop))
+
+        async def failed_twice() -> bool:
+            return sum("scan failed" in message for message in caplog.messages) >= 2
+
+        await eventually(failed_twice, 30, "two failed scans", every=0.1)
+        stop.set()
+        await asyncio.wait_for(looping, 10)
+    first = next(message for message in caplog.messages if "scan failed" in message)
+    assert first.startswith("scan failed (") and first.endswith("); trying again in 0.1s")
