@@ -29,7 +29,7 @@ from prefect_harness import FAST, eventually
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
-from prefect_runwatch._release import SUSPENDED_NOTE
+from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, resume_input
 from prefect_runwatch.cli import main
 from runwatch.server import ReferenceServer
 
@@ -414,3 +414,63 @@ async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCap
         await asyncio.wait_for(looping, 10)
     first = next(message for message in caplog.messages if "scan failed" in message)
     assert first.startswith("scan failed (") and first.endswith("); trying again in 0.1s")
+
+
+# What the watcher writes as the resume input, and how the rerun reads it back (no flow run needed).
+
+PARTIAL = {"id": "r-1", "status": "PARTIAL_SUCCESS"}
+
+
+@pytest.mark.parametrize(
+    ("given", "policy", "outcome", "message"),
+    [
+        ({"status": PARTIAL}, {}, "partial", "run r-1 partly succeeded"),  # the previous version's success
+        ({"status": PARTIAL}, {"partial_success": "succeed"}, "succeeded", "run r-1 ended PARTIAL_SUCCESS"),
+        (
+            {"outcome": "failed", "status": {"id": "r-1", "status": "FAILED"}, "message": "oom"},
+            {},
+            "failed",
+            "oom",
+        ),
+        ({"outcome": "succeeded", "status": {"id": "r-1", "status": "SUCCEEDED"}}, {}, "succeeded", ""),
+        ({"outcome": "deadline"}, {}, "deadline", ""),
+        (
+            {"error": "RunCancelled", "status": {"id": "r-1", "status": "CANCELLED"}},
+            {},
+            "cancelled",
+            "RunCancelled",
+        ),
+        ({"error": "WaitTimeout", "message": "gave up"}, {}, "deadline", "gave up"),
+    ],
+)
+def test_a_resume_input_reads_back_as_its_wait_result(
+    given: dict[str, Any], policy: dict[str, Any], outcome: str, message: str
+) -> None:
+    result = RunOutcome(**given).result(runwatch.Policy(**policy))
+    assert result is not None and (result.outcome, result.message) == (outcome, message)
+    status = given.get("status")
+    assert result.status == (runwatch.RunStatus.from_dict(status) if status is not None else None)
+
+
+def test_an_empty_resume_input_is_no_result_and_an_odd_one_is_refused() -> None:
+    policy = runwatch.Policy()
+    assert RunOutcome().result(policy) is None
+    with pytest.raises(ValueError, match=r"^the status is RUNNING, not a final one$"):
+        RunOutcome(status={"id": "r-1", "status": "RUNNING"}).result(policy)
+    for given in (
+        {"outcome": "succeeded"},
+        {"outcome": "succeeded", "status": {"id": "r-1", "status": "RUNNING"}},
+    ):
+        with pytest.raises(ValueError, match=r"^a success without its final status$"):
+            RunOutcome(**given).result(policy)
+
+
+def test_the_resume_input_is_the_wait_result_or_the_previous_versions_shape() -> None:
+    status = runwatch.RunStatus(id="r-1", status=runwatch.State.FAILED)
+    result = runwatch.WaitResult(outcome="failed", status=status, message="oom")
+    assert resume_input(result) == result.to_dict()
+    assert RunOutcome(**resume_input(result)).result(runwatch.Policy()) == result
+    previous = {"status": status.to_dict(), "error": "RunFailed", "message": "oom"}
+    assert resume_input(result, previous_version=True) == previous
+    deadline = runwatch.WaitResult(outcome="deadline", message="gave up")
+    assert resume_input(deadline, True) == {"status": None, "error": "WaitTimeout", "message": "gave up"}
