@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -250,7 +251,11 @@ def cancelled_soon(server: ReferenceServer, run_id: str) -> bool:
     return False
 
 
-# Airflow's task logger writes to stdout through structlog outside a task runner: capsys reads it.
+def logged(out: str, line: str) -> bool:
+    """Whether the task logger wrote exactly `line`: outside a task runner Airflow's structlog writes
+    `<time> [<level>] <line> [<logger>] loc=...` to stdout, which capsys reads."""
+    return re.search(rf"\] {re.escape(line)} \[", out) is not None
+
 
 # The first look (`peek`): a run no wait can change ends the task; passing trouble is left to the trigger.
 
@@ -270,7 +275,7 @@ def test_a_first_look_that_cannot_tell_defers_and_says_so(
     run = server.create_run(script=RUNNING, faults={"errors_5xx": {"first": 1, "status": 503}})
     with pytest.raises(TaskDeferred):
         sensor(run=run["id"]).execute(CONTEXT)
-    assert f"could not read {run['id']} before deferring: the trigger will" in capsys.readouterr().out
+    assert logged(capsys.readouterr().out, f"could not read {run['id']} before deferring: the trigger will")
 
 
 def test_a_run_read_still_going_at_the_first_look_defers_without_that_note(
@@ -287,7 +292,7 @@ def test_a_success_is_logged_with_its_id_and_state(
 ) -> None:
     run = server.create_run(script=[{"status": "SUCCEEDED"}])
     assert sensor(run=run["id"]).execute(CONTEXT)["status"] == "SUCCEEDED"
-    assert f"run {run['id']} ended SUCCEEDED" in capsys.readouterr().out
+    assert logged(capsys.readouterr().out, f"run {run['id']} ended SUCCEEDED")
 
 
 # The deferral: what the trigger is told, and the run a later kill cancels.
@@ -302,7 +307,7 @@ def test_a_kill_after_deferring_cancels_the_run_the_task_deferred_on(
         task.execute(CONTEXT)
     task.on_kill()
     assert cancelled_soon(server, run["id"])
-    assert f"task killed: cancelling run {run['id']}" in capsys.readouterr().out
+    assert logged(capsys.readouterr().out, f"task killed: cancelling run {run['id']}")
 
 
 def test_the_operator_defers_on_the_run_it_started_with_or_without_a_limit(server: ReferenceServer) -> None:
@@ -358,3 +363,12 @@ def test_a_previous_versions_error_event_without_a_run_or_message() -> None:
         sensor().execute_complete(CONTEXT, {"status": "error", "error": "RunFailed", "run": None})
     assert type(info.value) is exceptions.RemoteRunFailed
     assert event_result({"status": "error", "error": "RunLost"}).outcome == "lost"
+
+
+def test_airflows_trigger_timeout_cancels_a_run_given_by_its_url_by_its_id(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=f"{server.url}/runs/{run['id']}", cancel_on_kill=True)
+    assert task.deferred_run_id(CONTEXT) == run["id"]  # the cancel endpoint takes an id: one read for it
+    with pytest.raises(AirflowSensorTimeout):
+        task.resume_execution("__fail__", {"error": "Trigger timeout"}, CONTEXT)
+    assert cancelled_soon(server, run["id"])
