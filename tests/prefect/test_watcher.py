@@ -474,3 +474,26 @@ def test_the_resume_input_is_the_wait_result_or_the_previous_versions_shape() ->
     assert resume_input(result, previous_version=True) == previous
     deadline = runwatch.WaitResult(outcome="deadline", message="gave up")
     assert resume_input(deadline, True) == {"status": None, "error": "WaitTimeout", "message": "gave up"}
+
+
+@flow(persist_result=True)
+async def released_job_status(api_block: str, body: dict[str, Any]) -> str:
+    job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
+    run = await job.trigger()
+    await run.wait_for_completion(release_infrastructure=True)  # raises only if the run cannot be watched
+    return run.status.status.value
+
+
+async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_be_watched(
+    server: ReferenceServer, saved: str
+) -> None:
+    failed = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "FAILED"}]})
+    state = await execute(failed.id, released_job_status)  # the first look finds it ended: no suspension
+    assert state.is_completed() and await state.aresult() == "FAILED"
+
+    going = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "RUNNING"}]})
+    assert (await execute(going.id, released_job_status)).name == "Suspended"
+    async with get_client() as client:  # our deadline, as the watcher reports it: no final status
+        await client.resume_flow_run(going.id, run_input={"outcome": "deadline", "message": "gave up"})
+    state = await execute(going.id, released_job_status)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
