@@ -254,7 +254,7 @@ def cancelled_soon(server: ReferenceServer, run_id: str) -> bool:
 def logged(out: str, line: str) -> bool:
     """Whether the task logger wrote exactly `line`: outside a task runner Airflow's structlog writes
     `<time> [<level>] <line> [<logger>] loc=...` to stdout, which capsys reads."""
-    return re.search(rf"\] {re.escape(line)} \[", out) is not None
+    return re.search(rf"\] {re.escape(line)} +\[", out) is not None
 
 
 # The first look (`peek`): a run no wait can change ends the task; passing trouble is left to the trigger.
@@ -372,3 +372,27 @@ def test_airflows_trigger_timeout_cancels_a_run_given_by_its_url_by_its_id(serve
     with pytest.raises(AirflowSensorTimeout):
         task.resume_execution("__fail__", {"error": "Trigger timeout"}, CONTEXT)
     assert cancelled_soon(server, run["id"])
+
+
+def test_a_cancel_at_the_deadline_is_logged_and_one_that_fails_never_hides_the_timeout(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^deadline: one line$"):
+        sensor(cancel_on_kill=True).execute_complete(CONTEXT, event("deadline", run))
+    assert logged(capsys.readouterr().out, f"deadline passed: cancelling run {run['id']}")
+    assert cancelled_soon(server, run["id"])
+    gone = {"id": "r-gone", "status": "RUNNING"}  # the remote no longer knows it: the cancel fails
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^deadline: one line$"):
+        sensor(cancel_on_kill=True).execute_complete(CONTEXT, event("deadline", gone))
+    refused = r"\] could not cancel run r-gone: no such run at http://\S+ \(HTTP 404: no such run\) +\["
+    assert re.search(refused, capsys.readouterr().out)
+
+
+def test_a_run_url_that_cannot_be_read_for_its_id_gives_none_and_says_why(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{server.url}/runs/r-gone"
+    assert sensor(run=url).deferred_run_id(CONTEXT) is None
+    refused = f"no such run at {url} (HTTP 404: no such run)"
+    assert logged(capsys.readouterr().out, f"could not read {url} for its id: {refused}")
