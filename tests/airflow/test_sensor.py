@@ -396,3 +396,13 @@ def test_a_run_url_that_cannot_be_read_for_its_id_gives_none_and_says_why(
     assert sensor(run=url).deferred_run_id(CONTEXT) is None
     refused = f"no such run at {url} (HTTP 404: no such run)"
     assert logged(capsys.readouterr().out, f"could not read {url} for its id: {refused}")
+
+
+def test_in_poke_mode_on_a_worker_execution_timeout_bounds_the_whole_wait() -> None:
+    # Only reschedule mode leaves execution_timeout to Airflow (it bounds each poke there).
+    poking = sensor(deferrable=False, mode="poke", timeout=600, execution_timeout=timedelta(seconds=90))
+    assert poking.wait_seconds() == 90
+    rescheduled = sensor(
+        deferrable=False, mode="reschedule", timeout=600, execution_timeout=timedelta(seconds=90)
+    )
+    assert rescheduled.wait_seconds() == 600
