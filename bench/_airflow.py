@@ -181,6 +181,7 @@ ENDS_PATTERNS: list[tuple[str, str, float | None, dict[str, Any] | None]] = [
     ("runwatch default Policy", "runwatch", None, {}),
     ("HttpSensorTrigger, default (5 s)", "http", None, None),
     ("runwatch long polling (holds of 30 s)", "runwatch", None, {"long_poll": 30.0}),
+    ("runwatch webhook push (default Policy, inbox in the triggerer)", "runwatch-push", None, {}),
     ("DatabricksExecutionTrigger, default (30 s)", "databricks", None, None),
     ("runwatch, fixed 1 s", "runwatch", 1.0, {"interval": 1.0, "backoff": 1, "jitter": False}),
     ("DbtCloudRunJobTrigger, default (60 s)", "dbt-cloud", None, None),
@@ -249,7 +250,7 @@ def run_ends(
 def latencies(r: dict[str, Any]) -> list[float]:
     """Detection latency of each run in seconds at full scale (long polling: as measured, see notes)."""
     fired = r.get("fired", {})
-    scale = 1.0 if "long polling" in r["pattern"] else r["k"]
+    scale = 1.0 if "long polling" in r["pattern"] or "push" in r["pattern"] else r["k"]
     return [
         (fired[str(i + 1)] - ended) * scale for i, ended in enumerate(r["ended_at"]) if str(i + 1) in fired
     ]
@@ -310,8 +311,15 @@ def ends_table(results: list[dict[str, Any]]) -> Table:
         "lengths and every poll interval (and runwatch's policy: interval, cap, long-poll hold) are divided "
         "by k, so a run costs the requests it would at full length; polling latencies are multiplied back "
         "by k, which multiplies a request's own round trip (a few ms here) by k too.",
-        "Long polling's latency is shown as measured (not multiplied): the server answers a held request "
-        "when the run changes, whatever the hold.",
+        "Long polling's and push's latencies are shown as measured (not multiplied): the server answers a "
+        "held request, or sends its webhook, when the run changes, whatever the interval.",
+        "webhook push: runwatch's Airflow trigger polls, so this row is the core's own push path in the same "
+        "TriggerRunner (bench/_push.py): `runwatch.wait_for_run(..., inbox=inbox)` with the default policy "
+        "(it polls at the policy's cap while pushes come), one `WebhookInbox` per process served on "
+        "127.0.0.1 by aiohttp's web server, the reference server subscribed to these runs and pushing a "
+        "signed Standard Webhooks message at each change. Its requests per run are the waits' own reads; "
+        "the server's deliveries (one per change of a run) come in on top, and receiving and verifying "
+        "them is in the CPU.",
         "requests per run: requests the trigger process sent (counted around aiohttp's ClientSession) from "
         "the moment the runs started (the triggers start at once: their start is counted); client CPU per "
         "run: that process's CPU over the same span / "

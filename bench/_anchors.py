@@ -14,6 +14,8 @@ connection it reads, and the API shape the reference server speaks to it:
 - `runwatch`: RunStatusTrigger (airflow-provider-runwatch) on runwatch's standard API (ETag, long polling);
   `runwatch-databricks`: the same trigger with the built-in `databricks` profile on the Databricks shape, so
   that one row compares like with like (no ETag there).
+- `runwatch-push`: the core's `wait_for_run` with a `WebhookInbox` served in the triggerer's process, the
+  reference server pushing signed webhooks to it (`_push.py`; the Airflow trigger itself polls).
 - `baseline`: Airflow's DateTimeTrigger set to each run's end: no requests, so its CPU is the TriggerRunner's
   own (and the bench's loop probe), which the `ends` section subtracts from every pattern.
 
@@ -65,6 +67,8 @@ class Subject:
             }
         if self.name == "baseline":
             return {"target_time": target}
+        if self.name == "runwatch-push":
+            return {"run": target, "policy": policy or {}}
         if self.name == "runwatch-databricks":
             return {"run": target, "conn_id": "bench_runwatch_databricks", "policy": policy or {}}
         return {"run": target, "conn_id": "bench_runwatch", "policy": policy or {}}
@@ -105,6 +109,12 @@ SUBJECTS = {
         "runwatch-databricks",
         "RunStatusTrigger (runwatch), Databricks profile on the Databricks shape",
         "runwatch_airflow.triggers.runwatch.RunStatusTrigger",
+        2.0,
+    ),
+    "runwatch-push": Subject(
+        "runwatch-push",
+        "runwatch webhook push: the core's wait with a WebhookInbox served in the triggerer (_push.py)",
+        "_push.PushedRunTrigger",
         2.0,
     ),
 }

@@ -17,7 +17,7 @@ from typing import Any
 from _profile_prefect import summarize
 from _report import Table, fmt
 
-__all__ = ["prefect_tables", "run_prefect"]
+__all__ = ["prefect_tables", "run_prefect", "run_suspend", "suspend_tables"]
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE.parent / ".venv"
@@ -129,6 +129,130 @@ def prefect_tables(result: dict[str, Any], load: str) -> list[Table]:
         where.notes.append(
             "Each sample goes to the innermost runwatch or Prefect frame on its stack: library code "
             "(pydantic, httpx, aiohttp, asyncio) counts for whoever called it."
+        )
+        tables.append(where)
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------- suspend mode
+
+
+def run_suspend(base: str, flows: int, workers: int, settle: float, window: float) -> dict[str, Any]:
+    """One `prefect-runwatch watcher` and `flows` suspended flow runs (`_suspend.py` in .venv/prefect)."""
+    spec = {
+        "server": base,
+        "flows": flows,
+        "workers": workers,
+        "watcher_start": 15.0,  # its first scan done: the idle RSS
+        "settle": settle,
+        "window": window,
+        "resume_timeout": 600.0,
+    }
+    print(f"  suspend: {flows:,} suspended flow runs, one watcher ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        raw = Path(tmp) / "resume-profile.txt"
+        spec |= {"py_spy": str(VENVS / "bench" / "bin" / "py-spy"), "profile_out": str(raw)}
+        command = [str(VENVS / "prefect" / "bin" / "python"), str(HERE / "_suspend.py"), str(out)]
+        try:
+            done = subprocess.run(
+                command, input=json.dumps(spec), capture_output=True, text=True, timeout=2400, cwd=HERE
+            )
+        except subprocess.TimeoutExpired:
+            return {"failed": "no answer within 2400 s"}
+        if not out.exists():
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            return {"failed": (lines[-1:] or [f"exit code {done.returncode}"])[0][:200]}
+        result: dict[str, Any] = json.loads(out.read_text())
+        result["resume_cpu_shares"] = summarize(raw) if raw.exists() else {}
+        return result
+
+
+def suspend_tables(result: dict[str, Any], load: str) -> list[Table]:
+    table = Table(
+        "Prefect suspend mode: one `prefect-runwatch watcher`, N flow runs suspended on runs kept RUNNING "
+        "(watcher process only)",
+        [
+            "suspended flow runs",
+            "watcher CPU, % of a core",
+            "CPU per status read",
+            "status reads per s",
+            "watcher RSS: idle / watching / peak while resuming",
+            "flow processes alive while waiting",
+            "resumed after the runs end: half / all",
+            "watcher CPU to resume all",
+            "load average",
+        ],
+    )
+    if "failed" in result:
+        table.add(f"failed: {result['failed']}", *["-"] * 8)
+        return [table]
+    r = result
+    reads = r["status_requests"]
+    table.add(
+        fmt(r["flows"]),
+        f"{100 * r['watcher_cpu_s'] / r['window_s']:.1f}%",
+        f"{1e6 * r['watcher_cpu_s'] / reads:,.0f} µs" if reads else "-",
+        f"{reads / r['window_s']:.1f}",
+        f"{r['watcher_idle_rss_kb'] / 1024:.0f} / {r['watcher_rss_kb'] / 1024:.0f} / "
+        + (
+            f"{r['watcher_peak_rss_resume_kb'] / 1024:.0f} MB"
+            if "watcher_peak_rss_resume_kb" in r
+            else "- MB"
+        ),
+        f"{max(r['flow_processes_alive'])} (of {r['most_worker_processes']} that ran them)",
+        f"{r['resume_half_s']:.0f} / {r['resume_all_s']:.0f} s",
+        f"{r['resume_cpu_s']:.1f} s ({1000 * r['resume_cpu_s'] / r['flows']:.1f} ms per flow run)",
+        load,
+    )
+    if r["flows"] < r["flows_asked"]:
+        table.notes.append(
+            f"{r['flows_asked'] - r['flows']:,} of the {r['flows_asked']:,} flow runs made did not suspend "
+            "(Prefect's SQLite test server refused some of their calls under the load): the figures are of "
+            f"the {r['flows']:,} that did."
+        )
+    table.notes += [
+        f"How the flow runs were made: a deployment whose flow calls `wait_for_run(run, block, "
+        f"release_infrastructure=True)` (the default policy), {r['flows_asked']:,} flow runs of it made "
+        "through Prefect's API, executed by Prefect's own flow engine (`run_flow_async`) in "
+        f"{r['workers']} worker processes, {r['per_worker']} at a time each, instead of one process start "
+        "per flow run. Each looked at its run once, wrote its watch record and suspended (the collection's "
+        "own suspend path); "
+        f"{r['flows']:,} were Suspended {r['suspended_after_s']:.0f} s after the workers started "
+        f"({1000 * r['workers_cpu_s'] / r['flows']:.0f} ms of worker CPU per flow run, process starts "
+        "included), and the workers then exited.",
+        f"The watcher runs as users run it (`prefect-runwatch watcher`: a scan every 10 s), started before "
+        f"the flow runs; it had read every run {r['watcher_read_all_after_s']:.0f} s after the workers "
+        f"started. Measured over {r['window_s']:.0f} s, {r['settle_s']:g} s later (time for the default "
+        "policy to back off towards its 60 s cap): the watcher's CPU (/proc, every thread: its scans of "
+        "Prefect's API included) and the status reads it made (the reference server's counters); CPU per "
+        "status read: that CPU over those reads. RSS: after the watcher's first scan, before the first flow "
+        "run, and at the window's end.",
+        "flow processes alive: the most processes seen in the window that carry the workers' mark in their "
+        "environment (the workers and anything they started), sampled through /proc; the second figure is "
+        "the most seen while the flow runs were being made (the check sees them).",
+        "resumed: every remote run cancelled on the server at once, then the time until half and until "
+        "none of the flow runs were left Suspended (the watcher read the end and resumed it: "
+        f"{r['resuming']:,} flow runs in Prefect's `Resuming` state). The resumed flow runs were not "
+        "executed (no runner serves the deployment here): their rerun is Prefect's cost and is not "
+        "measured. Prefect's server: prefect_test_harness (SQLite).",
+    ]
+    tables = [table]
+    shares = r.get("resume_cpu_shares") or {}
+    if shares:
+        where = Table(
+            "Where the watcher's CPU goes while it resumes the flow runs (py-spy from outside, by owner)",
+            ["owner of the code that ran", "share of CPU samples"],
+        )
+        for owner, share in shares.items():
+            where.add(
+                owner.replace("the task, its logs and events", "the watcher, its logs and events"),
+                f"{100 * share:.1f}%",
+            )
+        where.notes.append(
+            "From the cancel to the last resume, 50 samples a second of the watcher's threads when on a CPU; "
+            "each sample goes to the innermost runwatch or Prefect frame on its stack (library code counts "
+            "for whoever called it)."
         )
         tables.append(where)
     return tables

@@ -18,6 +18,7 @@ __all__ = ["guide_lines"]
 
 ANCHOR_NAMES = ("http", "databricks", "dbt-cloud")
 BASELINE = "DateTimeTrigger at each run's end (baseline)"
+PUSH = "runwatch webhook push (default Policy, inbox in the triggerer)"
 
 
 def _us(r: dict[str, Any]) -> float:
@@ -112,7 +113,7 @@ def _ends(rows: list[dict[str, Any]]) -> list[str]:
         at = {r["pattern"]: r for r in ok if r["minutes"] == d}
         floor = at[BASELINE]["cpu_s"] / len(at[BASELINE]["ended_at"]) if BASELINE in at else 0.0
 
-        ours = {k: _per_run(r, floor) for k, r in at.items() if r["subject"] == "runwatch"}
+        ours = {k: _per_run(r, floor) for k, r in at.items() if r["subject"] in ("runwatch", "runwatch-push")}
         theirs = {k: _per_run(r, floor) for k, r in at.items() if r["subject"] in ANCHOR_NAMES}
         default = ours.get("runwatch default Policy")
         if default:
@@ -168,6 +169,17 @@ def _ends(rows: list[dict[str, Any]]) -> list[str]:
                     "polls: the ratio is under 0.1 once runs last longer than about 40 s."
                 )
             )
+        pushed = ours.get(PUSH)
+        if fixed and pushed:
+            share = pushed[0] / fixed[0] if fixed[0] else math.nan
+            out.append(
+                f"  - Webhook push: p50 {1000 * pushed[2]:.0f} ms (target <= 50 ms: "
+                f"{'met' if pushed[2] <= 0.05 else 'missed'}) with {pushed[0]:.1f} requests per run, "
+                f"{share:.2f} of fixed 1 s polling's (target <= 0.1: {'met' if share <= 0.1 else 'missed'}), "
+                f"and {1000 * pushed[1]:.1f} ms of CPU per run above the runner's own (receiving and "
+                "verifying the pushes included). The reads left are the first look and one per policy cap "
+                "(60 s) while pushes come, which is also what bounds detection if a push is lost."
+            )
     return out
 
 
@@ -198,10 +210,60 @@ def _prefect(result: dict[str, Any]) -> list[str]:
             if ratio > 1.2
             else ""
         ),
-        "- **Prefect suspend mode** (one watcher with 1,000 suspended flows: its CPU, RSS and the flow "
-        "processes alive) is not measured by this bench; the end-to-end suite checks through /proc that no "
-        "process of a suspended flow run is alive while its run goes on (docs/prefect.md).",
     ]
+
+
+def _suspend(r: dict[str, Any]) -> list[str]:
+    if "failed" in r:
+        return [f"- **Prefect suspend mode**: the cell failed ({r['failed']})."]
+    alive = max(r["flow_processes_alive"])
+    reads_s = r["status_requests"] / r["window_s"]
+    core = r["watcher_cpu_s"] / r["window_s"]
+    grown = (r["watcher_rss_kb"] - r["watcher_idle_rss_kb"]) / r["flows"]
+    return [
+        f"- **Prefect suspend mode, {r['flows']:,} suspended flow runs.** One `prefect-runwatch watcher` "
+        f"kept them for {100 * core:.1f}% of a core and {r['watcher_rss_kb'] / 1024:.0f} MB of RSS "
+        f"({grown:.0f} KB per flow run over its idle {r['watcher_idle_rss_kb'] / 1024:.0f} MB), "
+        f"{1e6 * r['watcher_cpu_s'] / max(1, r['status_requests']):,.0f} µs of CPU per status read, its "
+        f"scans of Prefect included; at the default policy it read each run every "
+        f"{r['flows'] / reads_s if reads_s else math.nan:.0f} s on average ({reads_s:.1f} requests a second "
+        f"for all of them: that is what they cost against the API's rate limit). Flow processes alive while "
+        f"they waited: {alive} (target 0: {'met' if alive == 0 else 'missed'}); the "
+        f"{r['most_worker_processes']} that ran them had exited. When every run ended at once, the watcher "
+        f"had resumed half the flow runs {r['resume_half_s']:.0f} s later and all {r['flows']:,} "
+        f"{r['resume_all_s']:.0f} s later, for "
+        f"{r['resume_cpu_s']:.1f} s of its CPU ({1000 * r['resume_cpu_s'] / r['flows']:.1f} ms per flow "
+        "run). What bounds that delay: a run backed off to the policy's 60 s cap is read up to a minute "
+        "after it ends; past that, the watcher's CPU per resume (reading the end, logging it to the flow "
+        "run, its events, Prefect's resume call: the table of where it goes), at "
+        f"{r['resume_cpu_s'] / r['resume_all_s']:.0%} of a core on this shared machine. A free core resumes "
+        f"about {r['flows'] / r['resume_cpu_s'] if r['resume_cpu_s'] else math.nan:.0f} flow runs a second "
+        "at this cost: a burst of ends larger than that waits its turn."
+        + _resume_owner(r)
+        + (
+            f" Its RSS peaked at {r['watcher_peak_rss_resume_kb'] / 1024:,.0f} MB while it resumed them all "
+            "at once: budget the watcher's memory for a burst, not for the wait."
+            if "watcher_peak_rss_resume_kb" in r
+            else ""
+        )
+        + " The watcher's CPU while waiting grows "
+        "with the "
+        "number of suspended flow runs, not with how long they wait: at this rate one watcher on one core "
+        f"would keep about {r['flows'] / core if core else math.nan:,.0f} (a linear estimate from this run).",
+    ]
+
+
+def _resume_owner(r: dict[str, Any]) -> str:
+    shares = r.get("resume_cpu_shares") or {}
+    if not shares:
+        return ""
+    owner, share = max(shares.items(), key=lambda item: item[1])
+    ours = sum(v for k, v in shares.items() if k.startswith("runwatch"))
+    return (
+        f" Of that CPU, {share:.0%} ran in {owner} and {ours:.0%} in runwatch's code; the watcher opens a "
+        "Prefect client for each resume (`get_client()` in prefect_runwatch/watcher.py), and each resume is "
+        "Prefect's own call."
+    )
 
 
 def _imports(rows: list[dict[str, Any]]) -> list[str]:
@@ -217,10 +279,15 @@ def _imports(rows: list[dict[str, Any]]) -> list[str]:
         )
     if any("failed" not in r and r["ours_cpu_ms"] > 100 for r in rows):
         out.append(
-            "  What limits it: most of runwatch's import is aiohttp's (its client and connector modules, "
-            "`python -X importtime`), which neither Airflow's triggerer nor Prefect imports by itself; every "
-            "anchor's hook imports aiohttp too, so a triggerer that runs any of them has paid it already. "
-            "The rest is runwatch's own modules and their pydantic models."
+            "  What limits it: `runwatch` alone pays for pydantic (about half of it), which Airflow and "
+            "Prefect have imported already, then its own modules and their models "
+            "(`python -X importtime`); aiohttp and httpx are imported when a wait first opens a channel, so "
+            "no import here pays for them."
+        )
+    else:
+        out.append(
+            "  aiohttp and httpx are imported when a wait first opens a channel: a DAG parse, a triggerer's "
+            "start or a flow file pays only for the figures above."
         )
     return out
 
@@ -253,6 +320,8 @@ def guide_lines(data: dict[str, Any]) -> list[str]:
         lines += _ends(data["ends"])
     if "prefect" in data:
         lines += _prefect(data["prefect"])
+    if "suspend" in data:
+        lines += _suspend(data["suspend"])
     if "imports" in data:
         lines += _imports(data["imports"])
     if not lines:

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from _measure import LoopProbe, cpu_seconds, pin_to_cpu, raise_fd_limit, rss_kb, runqueue_wait_s
-from _server import requests_served
+from _server import _call, requests_served
 
 BLOCKED = "Triggerer's async thread was blocked"
 
@@ -155,6 +155,13 @@ def _make_runs(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[f
         ended_at.append(made + end)
         kwargs.append(subject.kwargs(target, spec["interval"], spec.get("policy")))
     spec["ended_at"] = ended_at
+    if subject.name == "runwatch-push":  # the server signs and pushes every change of these runs
+        subscription = {
+            "url": spec["inbox_url"],
+            "secret": spec["inbox_secret"],
+            "runs": [k["run"] for k in kwargs],
+        }
+        _call(spec["server"], "POST", "/webhooks", subscription)
     return kwargs, creates
 
 
@@ -236,6 +243,13 @@ def main() -> None:
     if spec.get("patch_dbt_scheme"):
         _patch_dbt_scheme()
     creates: list[tuple[float, int]] = []
+    loop = asyncio.new_event_loop()
+    if spec["subject"] == "runwatch-push":  # the receiver is up before any run is made, as in a deployment
+        import _push
+
+        spec["inbox_url"], spec["inbox_secret"] = loop.run_until_complete(
+            _push.start_receiver(spec["server"])
+        )
     if spec["mode"] == "ends":
         _count_requests()
         spec["kwargs"], creates = _make_runs(spec)
@@ -267,7 +281,7 @@ def main() -> None:
             task.cancel()
 
     # Not asyncio.run: its teardown would cancel and await every trigger before the result is written.
-    outcome = asyncio.new_event_loop().run_until_complete(drive())
+    outcome = loop.run_until_complete(drive())
     with open(out_path, "w", encoding="utf-8") as out:
         json.dump(outcome, out)
     os.kill(child, 9)

@@ -11,6 +11,9 @@ Sections (all by default, about 40 minutes on 2 cores; `--quick`: the anchor sec
              requests, client CPU and detection latency per run, anchors and runwatch in the TriggerRunner.
   prefect    1,000 concurrent wait_for_run tasks in one Prefect flow run (.venv/prefect): wall time over the
              runs' own length, CPU, RSS, threads, and where the CPU goes (py-spy).
+  suspend    Prefect suspend mode (.venv/prefect): one `prefect-runwatch watcher`, 1,000 flow runs suspended
+             on runs kept RUNNING: its CPU, RSS, status reads, flow processes alive; then the runs end: time
+             to resume every flow run.
   imports    what importing runwatch, the sensor module and the Prefect task module adds to the
              orchestrator's own import.
   profile    (only on request) cProfile of the waiter at 1,000 waits: where the client CPU goes.
@@ -24,6 +27,8 @@ Examples:
   ./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000
   ./dev bench --only waits
   ./dev bench --only profile --sizes 1000
+  ./dev bench --only suspend,imports --write          refresh two sections of docs/benchmarks.md and .json
+                                                      (the others are kept from the last run)
 Results are ratios on the same machine in the same run; absolute figures move with the machine.
 """
 
@@ -42,7 +47,7 @@ from typing import Any
 
 from _airflow import ends_table, run_ends, run_triggerer, triggerer_tables
 from _clients import SUBJECTS
-from _flows import prefect_tables, run_prefect
+from _flows import prefect_tables, run_prefect, run_suspend, suspend_tables
 from _guide import guide_lines
 from _imports import imports_table, run_imports
 from _report import Table, load_average, machine_facts
@@ -53,8 +58,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 DATA = ROOT / "docs" / "benchmarks.json"
-SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "imports", "profile")
-DEFAULT_SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "imports")
+SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "suspend", "imports", "profile")
+DEFAULT_SECTIONS = ("transport", "waits", "triggerer", "ends", "prefect", "suspend", "imports")
+# The suspend cell is not in the quick form (100 flow runs take about 5 minutes): `--only suspend --quick`.
 QUICK_SECTIONS = ("triggerer", "ends", "prefect", "imports")
 # Runs that end within D minutes, time-compressed by k (see _airflow.py): full length D / k of wall time.
 COMPRESS = {1.0: 4.0, 10.0: 20.0, 60.0: 60.0}
@@ -104,7 +110,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--server", choices=("reference", "stub"), default="reference")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs 0 and 1")
     parser.add_argument(
-        "--write", dest="write", action="store_true", default=None, help="rewrite docs/benchmarks.md"
+        "--write",
+        dest="write",
+        action="store_true",
+        default=None,
+        help="write docs/benchmarks.md and .json (a partial run: its sections only, the rest kept)",
     )
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="leave docs/benchmarks.md alone"
@@ -120,6 +130,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.runs = args.runs or 10
         args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 3.0, 1.0, 1, 5
         args.flow_waits, args.flow_run_length = 100, 5.0
+        args.suspended, args.suspend_workers, args.suspend_settle, args.suspend_window = 100, 2, 10.0, 15.0
         args.compress = {m: QUICK_COMPRESS.get(m, 20.0) for m in args.minutes}
     else:
         args.trigger_sizes = args.trigger_sizes or [1000, 5000]
@@ -127,6 +138,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.runs = args.runs or 10
         args.trigger_duration, args.trigger_settle, args.import_repeat, args.jobs = 10.0, 5.0, 5, 1
         args.flow_waits, args.flow_run_length = 1000, 20.0
+        args.suspended, args.suspend_workers, args.suspend_settle, args.suspend_window = 1000, 4, 60.0, 60.0
         args.compress = {m: COMPRESS.get(m, max(1.0, m)) for m in args.minutes}
     if args.server == "stub" and "waits" in args.only:
         parser.error("the waits section needs the reference server (lifecycles, faults, long polling)")
@@ -248,6 +260,7 @@ def write_doc(
     elapsed: float,
     guide: list[str],
     commit: str,
+    refreshed: list[dict[str, Any]],
 ) -> None:
     lines = [
         "# Benchmarks",
@@ -260,6 +273,11 @@ def write_doc(
         f"- Command: `{command}` ({elapsed:.0f} s)",
         *[f"- {key}: {value}" for key, value in facts.items()],
         f"- runwatch commit: {commit}",
+        *[
+            f"- Refreshed since ({', '.join(r['sections'])}): `{r['command']}` ({r['seconds']} s) on "
+            f"{r['date']}: load average {r['load']}; runwatch commit {r['commit']}"
+            for r in refreshed
+        ],
         "- Setup: the reference server (`runwatch.server.ReferenceServer`: uvicorn, with uvloop and",
         "  httptools when installed) runs in its own process on 127.0.0.1, pinned to one CPU; each transport",
         "  cell runs in a fresh client process (asyncio's default loop) pinned to the other, so that one",
@@ -278,6 +296,8 @@ def write_doc(
         "./dev bench --only transport --subjects aiohttp-shared,runwatch --sizes 10000 --repeat 3",
         "./dev bench --only waits                                      # many waits on one API, 429 storm",
         "./dev bench --only profile --sizes 1000                       # where the waiter's CPU goes",
+        "./dev bench --only suspend --quick                            # Prefect suspend mode, 100 flow runs",
+        "./dev bench --only suspend,imports --write                    # refresh two sections of this page",
         "./dev bench --help                                            # every option",
         "```",
         "",
@@ -307,6 +327,8 @@ def tables_of(data: dict[str, Any], args: argparse.Namespace) -> list[Table]:
     late = f"{data.get('load_at_end', 'unknown')} (at the end of the run)"
     if "prefect" in data:
         tables += prefect_tables(data["prefect"], data.get("prefect_load", late))
+    if "suspend" in data:
+        tables += suspend_tables(data["suspend"], data.get("suspend_load", late))
     if "imports" in data:
         tables.append(imports_table(data["imports"], data.get("imports_load", late)))
     return tables
@@ -337,6 +359,11 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Table]]:
             data["prefect"] = run_prefect(
                 server.url, args.flow_waits, args.flow_run_length, args.interval, unprofiled=not args.quick
             )
+        if "suspend" in args.only:
+            data["suspend_load"] = load_average()
+            data["suspend"] = run_suspend(
+                server.url, args.suspended, args.suspend_workers, args.suspend_settle, args.suspend_window
+            )
         if "imports" in args.only:
             data["imports_load"] = load_average()
             with tempfile.TemporaryDirectory(prefix="runwatch-bench-") as home:
@@ -349,22 +376,47 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[Table]]:
     return data, profile
 
 
-def render() -> int:
-    """Rewrite docs/benchmarks.md from docs/benchmarks.json (the page's wording changed, not the figures)."""
-    record = json.loads(DATA.read_text())
+def _merged(record: dict[str, Any], sections: list[str]) -> dict[str, Any]:
+    """`record` (a run of `sections` only) folded into the committed one: its sections replace theirs, the
+    others stay as measured, and the page says which sections were refreshed by which command."""
+    if not DATA.exists():
+        return record
+    old = json.loads(DATA.read_text())
+    refreshed = {
+        "sections": sections,
+        "command": record["command"],
+        "seconds": record["seconds"],
+        "date": record["facts"]["Date"],
+        "load": f"{record['facts']['Load average at start']} at start, "
+        f"{record['facts']['Load average at the end']} at the end",
+        "commit": record["commit"],
+    }
+    earlier = [r for r in old.get("refreshed", []) if set(r["sections"]) - set(sections)]
+    results = {**old["results"], **record["results"]}
+    return {**old, "results": results, "refreshed": [*earlier, refreshed]}
+
+
+def _write(record: dict[str, Any]) -> None:
+    """docs/benchmarks.json as `record`, and docs/benchmarks.md from it."""
+    DATA.write_text(json.dumps(record, indent=1) + "\n")
     argv = shlex.split(record["command"])[2:]
     args = parse_args(argv)
     data = {**record["results"], "load_at_end": record["facts"].get("Load average at the end")}
-    guide = guide_lines(data)
     write_doc(
         DOC,
         record["facts"],
         record["command"],
         tables_of(data, args),
         record["seconds"],
-        guide,
+        guide_lines(data),
         record["commit"],
+        record.get("refreshed", []),
     )
+
+
+def render() -> int:
+    """Rewrite docs/benchmarks.md from docs/benchmarks.json (the page's wording changed, not the figures)."""
+    _write(json.loads(DATA.read_text()))
     print(f"wrote {DOC.relative_to(ROOT)} from {DATA.relative_to(ROOT)}")
     return 0
 
@@ -389,10 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     guide = guide_lines(data)
     print("\n".join(guide))
     if args.write:
-        commit = _commit()
-        write_doc(DOC, facts, command_line(argv), tables, elapsed, guide, commit)
-        record = {"command": command_line(argv), "seconds": round(elapsed), "facts": facts, "commit": commit}
-        DATA.write_text(json.dumps({**record, "results": data}, indent=1) + "\n")
+        record = {
+            "command": command_line(argv),
+            "seconds": round(elapsed),
+            "facts": facts,
+            "commit": _commit(),
+            "results": data,
+        }
+        if argv:  # a run of some sections: the other sections stay as the last full run measured them
+            record = _merged(record, list(args.only))
+        _write(record)
         print(f"wrote {DOC.relative_to(ROOT)} and {DATA.relative_to(ROOT)}")
     return 0
 

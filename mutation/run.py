@@ -10,13 +10,20 @@ mutated function. Results stay cached there: a second run retests only what chan
 
 Usage (from ./dev, inside the environment the group needs):
     python mutation/run.py GROUP [--fresh] [--only GLOB...]   mutate one group (or some of its mutants)
+    python mutation/run.py GROUP --changed        only the functions changed since the group was measured
     python mutation/run.py --list                 the groups, their modules and tests
+
+mutation/measured.toml names, per group, the commit its score in docs/testing.md was measured at, and the
+survivors judged equivalent there. `--changed` (what `./dev test` runs) mutates only the functions whose lines
+differ from that commit, and fails on any survivor among them that is not listed as equivalent.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import fnmatch
 import json
 import os
 import shutil
@@ -31,6 +38,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGING = ROOT / ".venv" / "run" / "mutmut"
+MEASURED = ROOT / "mutation" / "measured.toml"
 SHARED = ("tests", "docs", "examples")
 TARGET = 90.0  # per cent of mutants killed, per group (issue 18)  # what the tests read besides the package
 
@@ -86,6 +94,7 @@ GROUPS: dict[str, Group] = {
         (
             "tests/core/test_profiles.py",
             "tests/core/test_profile_checks.py",
+            "tests/core/test_vendor_profiles.py",  # one reference server; the real vendors' payload shapes
         ),
     ),
     "handoff": Group("core", *CORE, ("_handoff.py",), ("tests/core/test_handoff.py",)),
@@ -195,6 +204,88 @@ def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
     return killed, total, survivors, functions
 
 
+def changed_functions(group: Group, since: str) -> list[str]:
+    """mutmut name patterns (`runwatch._watch.xǁWatchǁask__mutmut_*`) of the group's functions and methods
+    whose lines differ between commit `since` and the working tree (a new module: all of them)."""
+    patterns: list[str] = []
+    for module in group.modules:
+        path = Path(group.src) / group.package / module
+        diff = subprocess.run(
+            ["git", "diff", "--unified=0", since, "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines: set[int] = set()
+        for hunk in (line for line in diff.splitlines() if line.startswith("@@")):
+            start, _, count = hunk.split("+")[1].split(" ")[0].partition(",")
+            # A pure deletion (count 0) is reported at the line before it: count that line as changed.
+            lines.update(range(int(start), int(start) + max(int(count or 1), 1)))
+        dotted = f"{group.package}.{module.removesuffix('.py')}"
+        for name, first, last in _functions(ast.parse((ROOT / path).read_text())):
+            if lines.intersection(range(first, last + 1)):
+                patterns.append(f"{dotted}.{name}__mutmut_*")
+    return patterns
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, int, int]]:
+    """(mutmut's mangled name, first line, last line) of each module-level function and method."""
+    found: list[tuple[str, int, int]] = []
+
+    def add(node: ast.AST, prefix: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            found.append((f"{prefix}{node.name}", first, node.end_lineno or node.lineno))
+
+    for node in tree.body:
+        add(node, "x_")
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                add(member, f"xǁ{node.name}ǁ")
+    return found
+
+
+def check_changed(name: str, group: Group, where: Path, children: str) -> int:
+    """Mutate the functions changed since the group's measured commit; 1 on an unlisted survivor."""
+    measured = tomllib.loads(MEASURED.read_text()).get(name, {})
+    since = measured.get("commit")
+    if since is None:
+        print(f"mutation {name}: no measured commit in {MEASURED.relative_to(ROOT)}", file=sys.stderr)
+        return 2
+    patterns = changed_functions(group, since)
+    if not patterns:
+        print(f"mutation {name}: no function changed since {since[:10]}")
+        return 0
+    started = time.monotonic()
+    with _shared_servers(group) as env:
+        subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", children, *patterns],
+            cwd=where,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    _, _, survivors, functions = score(where)
+    equivalent = set(measured.get("equivalent", []))
+    mutants = [f for f in functions if any(fnmatch.fnmatch(f"{f}__mutmut_1", p) for p in patterns)]
+    killed = sum(functions[f][0] for f in mutants)
+    total = sum(functions[f][1] for f in mutants)
+    unlisted = [
+        line
+        for line in survivors
+        if any(fnmatch.fnmatch(line.rpartition(": ")[0], p) for p in patterns)
+        and line.rpartition(": ")[0] not in equivalent
+    ]
+    for line in unlisted:
+        print(f"  survived  {line}")
+    took = time.monotonic() - started
+    print(
+        f"mutation {name}: {len(patterns)} functions changed since {since[:10]}: {killed}/{total} killed, "
+        f"{len(unlisted)} survivors not listed as equivalent, in {took:.0f} s"
+    )
+    return 1 if unlisted else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -207,6 +298,9 @@ def main() -> int:
         metavar="GLOB",
         default=[],
         help="(re)test only the mutants whose names match, e.g. 'prefect_runwatch.tasks.*'",
+    )
+    parser.add_argument(
+        "--changed", action="store_true", help="only the functions changed since the group's measured commit"
     )
     parser.add_argument("--show", action="store_true", help="print the change each survivor made")
     parser.add_argument("--progress", action="store_true", help="show mutmut's own progress display")
@@ -234,6 +328,8 @@ def main() -> int:
         return 2
     where = stage(args.group, group, args.fresh)
     children = os.environ.get("RUNWATCH_MUTATE_CHILDREN", "2")  # the machine is shared: two by default
+    if args.changed:
+        return check_changed(args.group, group, where, children)
     started = time.monotonic()
     with _shared_servers(group) as env:
         run = subprocess.run(

@@ -47,6 +47,10 @@ class PrefectServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 300) -> None:
+        if not (PREFECT_BIN / "prefect").exists():
+            raise RuntimeError(
+                f"no {PREFECT_BIN / 'prefect'}: build the Prefect environment (./dev env prefect)"
+            )
         log = (self.home / "server.log").open("wb")
         command = [
             "server",
@@ -80,12 +84,14 @@ class PrefectServer:
         except OSError:
             return False
 
-    def run_script(self, path: Path) -> subprocess.Popen[str]:
-        """Run a Python file in the Prefect environment against this server; stdout is a pipe."""
+    def run_script(self, path: Path, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
+        """Run a Python file (with these arguments) in the Prefect environment against this server; stdout is
+        a pipe, and stdin too with `stdin=subprocess.PIPE`."""
         env = {**self.env, "PREFECT_API_URL": self.api_url}
         return subprocess.Popen(
-            [str(PREFECT_BIN / "python"), str(path)],
+            [str(PREFECT_BIN / "python"), str(path), *args],
             env=env,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=(self.home / f"{path.stem}.log").open("wb"),
             text=True,

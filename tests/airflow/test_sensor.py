@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -406,3 +408,18 @@ def test_in_poke_mode_on_a_worker_execution_timeout_bounds_the_whole_wait() -> N
         deferrable=False, mode="reschedule", timeout=600, execution_timeout=timedelta(seconds=90)
     )
     assert rescheduled.wait_seconds() == 600
+
+
+def test_a_dag_parse_that_imports_the_sensor_loads_no_aiohttp() -> None:
+    """DAG files import the sensor module at every parse: it must not pay for an HTTP transport, which is
+    imported when a wait first opens a channel (in the worker or the triggerer)."""
+    probe = (
+        "import sys\n"
+        "from airflow.sdk import DAG\n"
+        "from runwatch_airflow.sensors.runwatch import RunStatusSensor\n"
+        "print('aiohttp' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"

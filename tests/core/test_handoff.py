@@ -175,6 +175,20 @@ async def test_a_first_look_raises_only_what_no_wait_can_change(runwatch_server:
         await first_look(RunApi(runwatch_server.url, auth=runwatch.BearerAuth("t")), "http://127.0.0.2:9/r")
 
 
+async def test_a_first_look_is_one_request_carrying_its_trace_within_its_own_timeout(
+    runwatch_server: ReferenceServer,
+) -> None:
+    api = RunApi(runwatch_server.url)
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    down = runwatch_server.create_run(script=[{"status": "RUNNING"}], faults={"errors_5xx": {"every": 1}})
+    assert await first_look(api, down["id"], trace=trace) is None
+    # One request, not retried (the wait rides the trouble out), and it carried the trace.
+    assert runwatch_server.stats()["traceparents"][down["id"]] == {trace["traceparent"]: 1}
+    slow = runwatch_server.create_run(script=[{"status": "RUNNING"}], faults={"latency": 5.0})
+    # Its own timeout, not the read's default of 30 s: a look that took 5 s would have seen RUNNING.
+    assert await first_look(api, slow["id"], request_timeout=0.5) is None
+
+
 def _api(answer: Any) -> tuple[runwatch.RunApi, Any]:
     from runwatch import MockTransport
     from runwatch.testing import FakeClock

@@ -35,6 +35,14 @@ def test_delay_grows_while_quiet_without_jitter() -> None:
     assert [policy.delay(n) for n in range(6)] == [1, 2, 4, 8, 10, 10]
 
 
+def test_a_shared_draw_places_the_jittered_pause_between_its_floor_and_ceiling() -> None:
+    policy = Policy(
+        interval=10, max_interval=100
+    )  # floor interval / 2 = 5 s, ceiling 10 s after no quiet poll
+    assert [policy.delay(0, draw=d) for d in (0.0, 0.5, 0.75)] == [5.0, 7.5, 8.75]
+    assert policy.delay(2, draw=0.5) == pytest.approx(5 + 0.5 * (min(100, 10 * policy.backoff**2) - 5))
+
+
 def test_policy_round_trips_and_rejects_nonsense() -> None:
     policy = Policy(interval=0.5, timeout=30, partial_success="fail")
     assert Policy.from_dict(policy.to_dict()) == policy

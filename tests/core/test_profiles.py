@@ -317,3 +317,320 @@ def test_the_worked_example_in_the_docs_reads_its_sample() -> None:
     ]
     reference = next(text for lang, text in blocks if lang == "toml" and 'name = "acme-batch"' in text)
     assert load_profile(tomllib.loads(reference)).list_runs is not None  # the format reference loads too
+
+
+# ------------------------------------------------------------------ exact reads (each found by mutation testing)
+
+
+def test_to_dict_is_json_data_without_the_defaults() -> None:
+    profile = load_profile(MINIMAL | {"aliases": ["tiny"], "not_found": [404, 410]})
+    assert profile.to_dict() == {
+        "name": "mini",
+        "aliases": ["tiny"],  # lists, not tuples: JSON data
+        "status_url": "{base_url}/jobs/{run_id}",
+        "states": {"GOING": "RUNNING", "OK": "SUCCEEDED"},
+        "not_found": [404, 410],
+    }
+
+
+def test_profiles_that_read_a_field_differently_are_not_equal() -> None:
+    plain = load_profile(MINIMAL)  # `status`: a path of keys
+    nested = load_profile(MINIMAL | {"fields": {"status": "runs[0].state"}})  # an expression
+    keyed = load_profile(MINIMAL | {"fields": {"status": "state"}})
+    assert (plain == nested, nested == plain, plain == keyed, plain == load_profile(MINIMAL)) == (
+        False,
+        False,
+        False,
+        True,
+    )
+
+
+def test_a_bad_expression_is_named_in_one_line_without_a_trailing_colon() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(MINIMAL | {"fields": {"status": "a.[b"}})
+    assert str(info.value) == (
+        "profile 'mini': fields.status: bad JMESPath 'a.[b': Invalid jmespath expression: Incomplete expression"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("{base_url}/jobs/{run_id:>8}", "{run_id:>8}"),  # the format spec is shown
+        ("{base_url}/jobs?q={{x}}&id={0}", "{0}"),  # a placeholder after a literal brace is checked too
+    ],
+)
+def test_a_url_placeholder_that_is_not_plain_is_shown_as_written(url: str, shown: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(MINIMAL | {"status_url": url})
+    assert str(info.value) == (
+        f"profile 'mini': status_url: bad URL template {url!r}: placeholder {shown} must be a plain {{name}} "
+        "such as {base_url} or {run_id}"
+    )
+
+
+def test_a_body_template_in_a_list_is_checked_on_load() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(MINIMAL | {"cancel": {"url": "{base_url}/c", "body": {"ids": ["{run_id:>8}"]}}})
+    assert str(info.value) == (
+        "profile 'mini': cancel.body: '{run_id:>8}': the only format is a whole '{run_id:int}'"
+    )
+
+
+def test_run_ids_in_a_body_become_a_json_list() -> None:
+    profile = load_profile(MINIMAL)
+    body = {"ids": "{run_ids}", "numbers": "{run_ids:int}", "note": "{run_id}"}
+    assert profile.render_body(body, run_ids=["7", "8"], run_id="7") == {
+        "ids": ["7", "8"],
+        "numbers": [7, 8],
+        "note": "7",
+    }
+
+
+def test_listed_items_keys_each_run_of_a_list_answer_by_its_id() -> None:
+    # GitHub's list answer (workflow_runs), with entries that name no run.
+    profile = load_profile("github-actions")
+    first = {"id": 30433642, "status": "completed", "conclusion": "success"}
+    second = {"id": 30433643, "status": "in_progress", "conclusion": None}
+    payload = {
+        "total_count": 5,
+        "workflow_runs": [first, {"status": "queued"}, {"id": "", "status": "queued"}, "junk", second],
+    }
+    assert profile.listed_items(payload) == {"30433642": first, "30433643": second}
+    with pytest.raises(BadStatusPayload, match="no list of runs at 'workflow_runs'"):
+        profile.listed_items({"total_count": 0})
+
+
+def test_listed_items_skip_entries_that_are_not_objects_whatever_the_id_expression() -> None:
+    listing = {"list_runs": {"url": "{base_url}/jobs", "runs": "items"}}
+    profile = load_profile(MINIMAL | listing | {"fields": {"id": "id || [0]"}})
+    assert profile.listed_items({"items": [["b", "going"], {"id": "a", "status": "ok"}]}) == {
+        "a": {"id": "a", "status": "ok"}
+    }
+    no_ids = load_profile(MINIMAL | listing | {"fields": {"id": None}})  # runs named by their URL only
+    assert no_ids.listed_items({"items": [{"id": "a", "status": "ok"}]}) == {}
+
+
+def test_the_id_comes_from_the_payload_else_the_run_id_else_the_url() -> None:
+    by_url = load_profile(MINIMAL | {"fields": {"id": None}})
+    assert by_url.parse({"status": "ok"}, url="http://h/op/1").id == "http://h/op/1"
+    assert by_url.parse({"status": "ok"}, run_id="r-7", url="http://h/op/1").id == "r-7"
+    standard = load_profile("standard")
+    assert standard.parse({"id": "r-9", "status": "RUNNING"}, run_id="r-7").id == "r-9"
+    with pytest.raises(BadStatusPayload) as info:
+        standard.parse({"id": "", "status": "RUNNING"})
+    assert str(info.value) == "no run id at 'id' in the payload"  # an empty id names no run
+
+
+def test_an_id_too_long_to_read_is_no_id() -> None:
+    # Python will not write an integer of more than 4,300 digits as text: a typed error, not a ValueError.
+    with pytest.raises(BadStatusPayload) as info:
+        load_profile("standard").parse({"id": 10**5000, "status": "RUNNING"})
+    assert str(info.value) == "no run id at 'id' in the payload"
+
+
+def test_a_payload_that_is_not_an_object_is_named_by_its_type() -> None:
+    with pytest.raises(BadStatusPayload) as info:
+        load_profile("standard").parse(["RUNNING"])
+    assert str(info.value) == "expected a JSON object, got list"
+
+
+def test_a_parse_stamps_when_it_was_observed() -> None:
+    before = datetime.now(timezone.utc)
+    status = load_profile("standard").parse({"id": "r", "status": "RUNNING"})
+    assert status.observed_at is not None and before <= status.observed_at <= datetime.now(timezone.utc)
+
+
+def test_a_detail_field_is_never_an_auxiliary_value() -> None:
+    dropped: list[str] = []
+    status = load_profile("github-actions").parse(
+        {"id": 7, "status": "completed", "conclusion": "failure"}, dropped=dropped
+    )
+    assert (status.status, status.raw_status, dropped) == (State.FAILED, "completed/failure", [])
+
+
+def test_a_wildcard_detail_maps_any_detail_and_keeps_it_in_the_raw_status() -> None:
+    databricks = load_profile("databricks")
+    status = databricks.parse(
+        {"run_id": 5, "state": {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED"}}
+    )
+    assert (status.status, status.raw_status) == (State.FAILED, "INTERNAL_ERROR/FAILED")
+    mine = load_profile(
+        MINIMAL
+        | {"states": {"done": "RUNNING", "done/*": "FAILED", "done/ok": "SUCCEEDED"}}
+        | {"fields": {"status_detail": "detail"}}
+    )
+    assert [
+        (s.status, s.raw_status)
+        for s in (
+            mine.parse({"id": "r", "status": "done", "detail": "ok"}),
+            mine.parse({"id": "r", "status": "done", "detail": "boom"}),
+            mine.parse({"id": "r", "status": "done"}),
+        )
+    ] == [(State.SUCCEEDED, "done/ok"), (State.FAILED, "done/boom"), (State.RUNNING, "done")]
+
+
+def test_state_words_as_numbers_keep_their_fractions() -> None:
+    profile = load_profile(
+        MINIMAL
+        | {"states": {"1": "RUNNING", "1.5": "SUCCEEDED", "2.5": "FAILED", "done/1.0": "CANCELLED"}}
+        | {"fields": {"status_detail": "detail"}}
+    )
+    assert [profile.parse({"id": "r", "status": word}).status for word in (1, "1.0", 1.5, "2.50")] == [
+        State.RUNNING,
+        State.RUNNING,
+        State.SUCCEEDED,
+        State.FAILED,
+    ]
+    # Each part of a two-field key is compared by value too.
+    done = profile.parse({"id": "r", "status": "done", "detail": 1})
+    assert (done.status, done.raw_status) == (State.CANCELLED, "done/1")
+
+
+def test_a_boolean_state_keeps_its_json_spelling() -> None:
+    lro = load_profile(
+        {
+            "name": "lro",
+            "status_url": "{base_url}/{run_id}",
+            "fields": {"id": "name", "status": "done"},
+            "states": {"false": "RUNNING", "true": "SUCCEEDED"},
+        }
+    )
+    assert lro.parse({"name": "operations/1", "done": True}).raw_status == "true"
+
+
+UTC = timezone.utc
+
+
+def test_times_are_read_to_the_instant() -> None:
+    status = load_profile("standard").parse(
+        {
+            "id": "r",
+            "status": "RUNNING",
+            "created_at": "2026-03-01T10:00:00Z",
+            "started_at": "2026-03-01T12:00:00+02:00",  # an offset is kept, not replaced
+            "updated_at": "2026-03-01T10:00:05",  # no offset: UTC
+            "heartbeat_at": "2026-03-01T10:00:06+00:00",
+            "ended_at": "",  # not yet
+        }
+    )
+    assert (
+        status.created_at,
+        status.started_at,
+        status.updated_at,
+        status.heartbeat_at,
+        status.ended_at,
+    ) == (
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 0, 5, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 0, 6, tzinfo=UTC),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("ended_at", "", None),  # an empty time is no time, not a problem
+        ("created_at", 1_700_000_000, "created_at: expected an ISO 8601 time, got 1700000000"),
+        ("heartbeat_at", {"at": "now"}, "heartbeat_at: expected a time, got {'at': 'now'}"),
+        ("started_at", "yesterday", "started_at: Invalid isoformat string: 'yesterday'"),
+        # Python reads only an upper-case Z as UTC.
+        (
+            "started_at",
+            "2026-03-01T10:00:00z",
+            "started_at: Invalid isoformat string: '2026-03-01T10:00:00z'",
+        ),
+        ("duration", "NaN", "duration: duration 'NaN' is not a number"),
+        ("version", "seven", "version: invalid literal for int() with base 10: 'seven'"),
+        (
+            "progress",
+            {"percent": "50%"},
+            "progress: percent: Input should be a valid number, unable to parse string as a number",
+        ),
+    ],
+)
+def test_an_auxiliary_value_left_out_is_named_with_its_reason(
+    field: str, value: object, problem: str | None
+) -> None:
+    dropped: list[str] = []
+    status = load_profile("standard").parse({"id": "x", "status": "RUNNING", field: value}, dropped=dropped)
+    assert getattr(status, field) is None
+    assert dropped == ([] if problem is None else [problem])
+
+
+def test_durations_are_read_in_the_profiles_unit() -> None:
+    payload = {"id": "x", "status": "SUCCEEDED", "duration": 90}
+    assert load_profile("standard").parse(payload).duration == 90.0
+    assert (
+        load_profile(MINIMAL | {"duration_unit": "ms", "fields": {"duration": "duration"}})
+        .parse(payload | {"status": "ok"})
+        .duration
+        == 0.09
+    )
+
+
+def test_epoch_seconds_times() -> None:
+    profile = load_profile(MINIMAL | {"timestamps": "epoch_s", "fields": {"started_at": "t"}})
+    assert profile.parse({"id": "r", "status": "ok", "t": 1_700_000_000}).started_at == datetime(
+        2023, 11, 14, 22, 13, 20, tzinfo=UTC
+    )
+
+
+def test_progress_is_a_percent_a_message_or_an_object() -> None:
+    profile = load_profile("standard")
+    read = [
+        profile.parse({"id": "x", "status": "RUNNING", "progress": value}).progress
+        for value in (40, 12.5, "step 3 of 5", {"items_done": 3, "items_total": 5})
+    ]
+    assert [(p.percent, p.message, p.items_done) if p else None for p in read] == [
+        (40.0, None, None),
+        (12.5, None, None),
+        (None, "step 3 of 5", None),
+        (None, None, 3),
+    ]
+
+
+def test_errors_keep_code_message_retriable_and_a_known_category() -> None:
+    status = load_profile("standard").parse(
+        {
+            "id": "x",
+            "status": "FAILED",
+            "errors": [
+                {"code": "E_DISK"},  # a code alone is its own message
+                {},  # nothing to say: skipped, and the rest still read
+                {"message": "node lost", "retriable": True, "category": "infrastructure"},
+                {"message": "bad input", "category": "logic", "retriable": "yes"},
+            ],
+        }
+    )
+    assert [(e.code, e.message, e.retriable, e.category) for e in status.errors] == [
+        ("E_DISK", "E_DISK", False, "logic"),
+        (None, "node lost", True, "infrastructure"),
+        (None, "bad input", False, "logic"),
+    ]
+
+
+def test_load_errors_name_the_profile_and_the_reason_exactly(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile({"status_url": "{base_url}/{run_id}", "states": {}})
+    assert str(info.value) == "profile '(unnamed)': name: Field required"
+    with pytest.raises(ProfileError) as info:
+        load_profile("nope")
+    assert str(info.value) == (
+        f"no built-in profile 'nope' (known: {', '.join(builtin_profiles())}) and not a .json or .toml file"
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ProfileError) as info:
+        load_profile(bad)
+    assert str(info.value) == (
+        f"profile {bad} is not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)"
+    )
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"name": "p", "states": {}}))
+    with pytest.raises(ProfileError) as info:
+        load_profile(partial)
+    assert str(info.value) == f"profile {partial}: status_url: Field required"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -170,3 +172,13 @@ async def test_a_mock_transport_serves_unit_tests() -> None:
         await wait_for_run(api, "r-9", policy=Policy(interval=0.01, max_interval=0.01))
     assert [r.url for r in transport.requests] == ["https://jobs.test/runs/r-9"] * 4
     assert transport.requests[0].headers["Accept"] == "application/json"
+
+
+def test_importing_runwatch_loads_no_http_library() -> None:
+    """A DAG parse, a triggerer or a flow that imports runwatch without waiting pays nothing for aiohttp or
+    httpx: a transport imports its library when it first opens a channel (docs/benchmarks.md)."""
+    probe = "import sys, runwatch; print(sorted({'aiohttp', 'httpx'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"

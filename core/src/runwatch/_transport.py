@@ -9,6 +9,9 @@ body up to a cap, and turns network failures into `TransientError` (a certificat
 - `HttpxTransport`: over an `httpx.AsyncClient` you already hold (proxies from the environment, mTLS,
   HTTP/2, a custom `httpx.Auth`); needs the `runwatch[httpx]` extra.
 - `MockTransport`: answers from a function of yours, for unit tests, as `httpx.MockTransport` does.
+
+aiohttp and httpx are imported when a transport first opens a channel, never by `import runwatch`: a DAG
+parse, a triggerer or a flow that imports runwatch without waiting pays nothing for them (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from runwatch._errors import ConfigurationError, RunwatchError
 from runwatch._urls import redact
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
 __all__ = [
@@ -130,6 +133,11 @@ class AiohttpTransport(Transport):
 
 class _AiohttpChannel(Channel):
     def __init__(self, verify: bool | str, max_connections: int) -> None:
+        import aiohttp  # at first use: `import runwatch` (a DAG parse, say) never pays for a transport
+
+        # Kept here so that a request looks up no module.
+        self._certificate_error = aiohttp.ClientConnectorCertificateError
+        self._transient = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
         ssl_ctx: ssl.SSLContext | bool = (
             verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
         )
@@ -150,9 +158,9 @@ class _AiohttpChannel(Channel):
                 allow_redirects=False,
             ) as resp:
                 return Response(resp.status, resp.headers, await _read_aiohttp(resp, max_body, request))
-        except aiohttp.ClientConnectorCertificateError as exc:
+        except self._certificate_error as exc:
             raise _tls_error(exc.host, exc.certificate_error) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except self._transient as exc:
             raise TransientError(f"{_what(request)}: {_describe(exc)}") from None
 
     async def aclose(self) -> None:
@@ -190,6 +198,8 @@ async def _capped(length: int | None, chunks: AsyncIterator[bytes], limit: int, 
 
 @functools.lru_cache(maxsize=64)
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    import aiohttp
+
     # One timer for the whole request (a per-read timeout reschedules a timer on every chunk received).
     return aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 30.0))
 

@@ -22,7 +22,7 @@ from runwatch._errors import (
 )
 from runwatch._machine import RunMachine, Verdict
 from runwatch._policy import Policy
-from runwatch._states import Phase, State
+from runwatch._states import State
 from runwatch._status import RunStatus
 from runwatch._transport import Response, TransientError
 
@@ -242,7 +242,9 @@ class Watch:
 
     def _track_heartbeat(self) -> None:
         last = self.last
-        if last is None or last.phase is not Phase.ACTIVE:
+        # Only a RUNNING run is judged by its beat (`check_heartbeat`). Kept in CANCELLING, its expiry cut
+        # every pause to nothing once it passed: the wait polled without pause until the cancel ended.
+        if last is None or last.status is not State.RUNNING:
             self.heartbeat = None
             return
         beat = last.heartbeat_at or last.updated_at
@@ -254,9 +256,9 @@ class Watch:
 
     def check_heartbeat(self) -> None:
         # Staleness is measured on our clock from when we first saw the beat, so clock skew between us and
-        # the remote cannot make a live run look lost.
+        # the remote cannot make a live run look lost. A beat is kept only while the run says RUNNING.
         limit, beat, last = self.policy.heartbeat_timeout, self.heartbeat, self.last
-        if limit is None or beat is None or last is None or last.status is not State.RUNNING:
+        if limit is None or beat is None or last is None:
             return
         silent = self.clock.monotonic() - beat[1]
         if silent >= limit:  # `>=`: the pause before this read ended exactly at the limit

@@ -99,7 +99,9 @@ class AirflowCluster:
             **env,
         }
 
-    def start(self) -> None:
+    def start(self, env_later: Callable[[], dict[str, str]] | None = None) -> None:
+        """Migrate the database, then start the services. `env_later` gives the environment that is made
+        while the database migrates (another server that starts meanwhile); the services start with it."""
         migrate = subprocess.run(
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
         )
@@ -107,6 +109,8 @@ class AirflowCluster:
             raise RuntimeError(
                 f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
             )
+        if env_later is not None:
+            self.env.update(env_later())
         for name in SERVICES:
             self.start_service(name, name)
         wait_until("the api server answers", self._api_healthy, timeout=180)

@@ -26,14 +26,17 @@ def postgres() -> Iterator[PostgresServer]:
 def airflow_cluster_factory(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
 ) -> Iterator[Callable[..., AirflowCluster]]:
-    """Start an Airflow with these DAG files and extra environment, each on a new database of the session's
-    PostgreSQL; stopped when the module ends."""
+    """Start an Airflow with these DAG files and extra environment (and `env_later`'s, made while its database
+    migrates: see AirflowCluster.start), each on a new database of the session's PostgreSQL; stopped when the
+    module ends."""
     clusters: list[AirflowCluster] = []
 
-    def start(dags: list[Path], env: dict[str, str]) -> AirflowCluster:
+    def start(
+        dags: list[Path], env: dict[str, str], env_later: Callable[[], dict[str, str]] | None = None
+    ) -> AirflowCluster:
         cluster = AirflowCluster(tmp_path_factory.mktemp("airflow-home"), dags, env, postgres)
         clusters.append(cluster)
-        cluster.start()
+        cluster.start(env_later)
         return cluster
 
     try:

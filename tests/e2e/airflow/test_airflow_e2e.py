@@ -12,6 +12,10 @@ its metadata in PostgreSQL. One deployment serves every check below.
   its final status in `triggering_asset_events`, and has no task while the run goes on; two assets with equal
   watchers share one trigger; the trigger is on the SIGKILLed triggerer, and a run that ends while no
   triggerer holds it is announced once by the survivor, from the cursor kept in the asset state store.
+- Events from Prefect (rw_e2e_prefect.py): a real Prefect server (from .venv/prefect, with basic auth) starts
+  while the cluster's database migrates; a DAG scheduled on an asset whose watcher is RunEndedTrigger with the
+  built-in `prefect` profile runs once per flow run of a deployment that ends, with the flow run's final
+  status in `triggering_asset_events`, and has no DAG run or task while the flow run goes on.
 - Secrets: canary credentials in four forms (bearer token, basic auth password, URL userinfo, OAuth client
   secret) never appear in trigger kwargs, trigger events, XCom, any log file, or the reference servers' own
   logs.
@@ -28,8 +32,11 @@ import base64
 import json
 import logging
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,9 @@ from airflow_cluster import HEALTH_CHECK_THRESHOLD, AirflowCluster
 
 from runwatch.server import ReferenceServer
 
+sys.path.append(str(Path(__file__).resolve().parents[2] / "airflow"))  # tests/airflow: its Prefect server
+from prefect_server import PrefectServer
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DAGS = Path(__file__).parent / "dags"
@@ -47,6 +57,7 @@ CANARY = "rw-e2e-canary-5d1f0b7e2a"  # the bearer token
 BASIC_CANARY = "rw-e2e-basic-canary-93c4aa10"  # a basic auth password
 URL_CANARY = "rw-e2e-url-canary-61be07d5"  # a password in the connection's URL (userinfo)
 CC_CANARY = "rw-e2e-cc-canary-0b8e64f3d1"  # an OAuth client secret
+PREFECT_CANARY = "rw-e2e-prefect-canary-7c2e94b1"  # the password of the Prefect server's basic auth
 # The run outlasts the restart scenario's stalls of a loaded triggerer (19 s seen) by many token lifetimes.
 CC_CLIENT, TOKEN_LIFETIME, CC_SECONDS = "rw-e2e-client", 2.0, 60.0
 USER = "rw-user"
@@ -59,6 +70,10 @@ KILL_AFTER_DEFER = 20.0  # the kill comes this long after the deadline's wait de
 ENDED_DAGS = {"rw_e2e_on_end": "any", "rw_e2e_on_end_too": "any", "rw_e2e_on_success": "succeeded"}
 ENDED_TRIGGER = "runwatch_airflow.triggers.run_ended.RunEndedTrigger"
 ENDED_RUN_SECONDS = 4.0  # each remote run the events DAGs wait for runs this long
+PREFECT_DAG, PREFECT_ASSET = "rw_e2e_on_prefect_end", "rw_e2e_prefect_ended"
+FLOW_SECONDS = 4.0  # each flow run of the Prefect scenario sleeps this long
+PREFECT_TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")  # Prefect's terminal state types
+UPSTREAM_SCRIPT = Path(__file__).parent / "prefect_upstream.py"
 RESTART_WAITS = [
     f"wait_{conn}_{end}" for conn in ("default", "basic", "userinfo") for end in ("succeeded", "failed")
 ]
@@ -72,6 +87,7 @@ SECRETS = {  # every form a canary can take on the wire
     "bearer token": [CANARY],
     "basic auth password": [BASIC_CANARY, _basic(BASIC_CANARY)],
     "OAuth client secret": [CC_CANARY, _basic(CC_CANARY)],
+    "Prefect basic auth password": [PREFECT_CANARY, _basic(PREFECT_CANARY)],
 }
 USERINFO_SECRETS = {"URL userinfo password": [URL_CANARY, _basic(URL_CANARY)]}
 
@@ -104,6 +120,20 @@ class Ended:
 
 
 @dataclass
+class FromPrefect:
+    """The flow runs of the Prefect -> Airflow scenario and what the test saw while they ran."""
+
+    api_url: str = ""
+    deployment: str = ""
+    server_wait: float = (
+        0.0  # seconds the cluster waited for the Prefect server once its database was migrated
+    )
+    flow_runs: list[str] = field(default_factory=list)  # the deployment's, oldest first
+    waited: float = 0.0  # seconds the fixture waited for this scenario after every other one had finished
+    while_running: list[str] = field(default_factory=list)  # consumer DAG runs or tasks seen too early
+
+
+@dataclass
 class E2E:
     cluster: AirflowCluster
     fanout_server: ReferenceServer
@@ -113,6 +143,7 @@ class E2E:
     server_logs: list[str]
     restart: Restart
     ended: Ended
+    from_prefect: FromPrefect
     triggers: dict[int, tuple[str, str]] = field(default_factory=dict)  # every trigger row ever seen
     events: set[str] = field(default_factory=set)  # every trigger event stored in a task's next_kwargs
     xcoms: set[str] = field(default_factory=set)  # every XCom value ever seen (some are overwritten later)
@@ -144,8 +175,40 @@ def server_logs() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
+def _started(server: PrefectServer) -> PrefectServer:
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def prefect_starting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[PrefectServer]]:
+    """A real Prefect server (.venv/prefect; API only, with basic auth), starting in a thread: the e2e
+    fixture waits for it only once the cluster's database is migrated, so that the two start-ups overlap.
+    Only this module uses it; session-scoped, and first among the e2e fixture's arguments, so that it starts
+    before the session's PostgreSQL too (which may be installed first)."""
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-home"))
+    auth = f"{USER}:{PREFECT_CANARY}"
+    server.env.update(PREFECT_SERVER_API_AUTH_STRING=auth, PREFECT_API_AUTH_STRING=auth)
+    pool = ThreadPoolExecutor(1)
+    try:
+        yield pool.submit(_started, server)
+    finally:
+        pool.shutdown()  # the start ends: healthy, exited or timed out
+        server.stop()
+
+
+def _prefect_api(server: PrefectServer, path: str, body: dict[str, Any]) -> Any:
+    response = httpx.post(f"{server.api_url}{path}", json=body, auth=(USER, PREFECT_CANARY), timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
 @pytest.fixture(scope="module")
-def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: list[str]) -> Iterator[E2E]:
+def e2e(
+    prefect_starting: Future[PrefectServer],
+    airflow_cluster_factory: Callable[..., AirflowCluster],
+    server_logs: list[str],
+) -> Iterator[E2E]:
     servers = [
         ReferenceServer(token=CANARY, log_level="debug"),
         ReferenceServer(token=CANARY, log_level="debug"),
@@ -189,39 +252,92 @@ def e2e(airflow_cluster_factory: Callable[..., AirflowCluster], server_logs: lis
             ),
         }
         ended = Ended(history=fanout.create_vendor_run("airflow", [{"state": "success"}])["id"])
-        cluster = airflow_cluster_factory(sorted(DAGS.glob("*.py")), env)
+        from_prefect = FromPrefect()
+
+        def prefect_env() -> dict[str, str]:
+            """The Prefect server, started meanwhile, and a deployment on it for rw_e2e_prefect.py."""
+            began = time.monotonic()
+            server = prefect_starting.result()
+            from_prefect.server_wait = time.monotonic() - began
+            from_prefect.api_url = server.api_url
+            flow = _prefect_api(server, "/flows/", {"name": "rw-upstream"})
+            body = {"name": "rw-upstream", "flow_id": flow["id"]}
+            from_prefect.deployment = _prefect_api(server, "/deployments/", body)["id"]
+            return {
+                "RW_E2E_PREFECT_DEPLOYMENT": from_prefect.deployment,
+                "AIRFLOW_CONN_RUNWATCH_PREFECT": _conn(
+                    host=server.api_url, login=USER, password=PREFECT_CANARY, extra={"auth_style": "basic"}
+                ),
+            }
+
+        cluster = airflow_cluster_factory(sorted(DAGS.glob("*.py")), env, prefect_env)
         result = E2E(
-            cluster, fanout, retry, open_server, cc, server_logs, Restart(), ended, failed_run=failed["id"]
+            cluster,
+            fanout,
+            retry,
+            open_server,
+            cc,
+            server_logs,
+            Restart(),
+            ended,
+            from_prefect,
+            failed_run=failed["id"],
         )
         drive = _RestartDrive(result)
         events = _EndedDrive(result, drive)
-        deadline = time.monotonic() + 600
-        others_done_at: float | None = None
-        while not (all(cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS) and events.done()):
-            if others_done_at is None and all(
-                cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS
-            ):
-                others_done_at = time.monotonic()
-            if time.monotonic() > deadline:
-                pytest.fail("the DAG runs did not finish:\n" + cluster.log_tail("scheduler"))
-            cluster.check_alive()
-            now = cluster.trigger_kwargs()
-            result.triggers.update(now)
-            result.most_triggers_at_once = max(result.most_triggers_at_once, len(now))
-            deferred = cluster.query("SELECT count(*) FROM task_instance WHERE state = 'deferred'")[0][0]
-            result.most_deferred_at_once = max(result.most_deferred_at_once, deferred)
-            result.events.update(
-                json.dumps(kwargs)
-                for (kwargs,) in cluster.query(
-                    "SELECT next_kwargs FROM task_instance WHERE next_kwargs IS NOT NULL"
-                )
-            )
-            result.xcoms.update(json.dumps(value) for (value,) in cluster.query("SELECT value FROM xcom"))
-            drive.step()
-            events.step()
-            time.sleep(1)
-        ended.waited = time.monotonic() - others_done_at if others_done_at is not None else 0.0
+        server = prefect_starting.result()
+        flows = server.run_script(
+            UPSTREAM_SCRIPT, from_prefect.deployment, str(FLOW_SECONDS), stdin=subprocess.PIPE
+        )
+        try:
+            _drive(result, drive, events, _FromPrefectDrive(result, drive, server, flows))
+        finally:
+            assert flows.stdin is not None
+            flows.stdin.close()  # the script's end of input: it exits
+            try:
+                flows.wait(60)
+            except subprocess.TimeoutExpired:
+                flows.kill()
+                flows.wait(10)
         yield result
+
+
+def _drive(e2e: E2E, drive: _RestartDrive, events: _EndedDrive, from_prefect: _FromPrefectDrive) -> None:
+    """Poll the cluster and step every scenario until each is over."""
+    cluster = e2e.cluster
+    deadline = time.monotonic() + 600
+    others_done_at: float | None = None  # every DAG but the events scenarios'
+    rest_done_at: float | None = None  # every scenario but the Prefect one
+    while True:
+        others_done = all(cluster.dag_run_state(d) in ("success", "failed") for d in DAG_IDS)
+        if others_done and others_done_at is None:
+            others_done_at = time.monotonic()
+        rest_done = others_done and events.done()
+        if rest_done and rest_done_at is None:
+            rest_done_at = time.monotonic()
+        if rest_done and from_prefect.done():
+            break
+        if time.monotonic() > deadline:
+            pytest.fail("the DAG runs did not finish:\n" + cluster.log_tail("scheduler"))
+        cluster.check_alive()
+        now = cluster.trigger_kwargs()
+        e2e.triggers.update(now)
+        e2e.most_triggers_at_once = max(e2e.most_triggers_at_once, len(now))
+        deferred = cluster.query("SELECT count(*) FROM task_instance WHERE state = 'deferred'")[0][0]
+        e2e.most_deferred_at_once = max(e2e.most_deferred_at_once, deferred)
+        e2e.events.update(
+            json.dumps(kwargs)
+            for (kwargs,) in cluster.query(
+                "SELECT next_kwargs FROM task_instance WHERE next_kwargs IS NOT NULL"
+            )
+        )
+        e2e.xcoms.update(json.dumps(value) for (value,) in cluster.query("SELECT value FROM xcom"))
+        drive.step()
+        events.step()
+        from_prefect.step()
+        time.sleep(1)
+    e2e.ended.waited = time.monotonic() - others_done_at if others_done_at is not None else 0.0
+    e2e.from_prefect.waited = time.monotonic() - rest_done_at if rest_done_at is not None else 0.0
 
 
 class _RestartDrive:
@@ -302,7 +418,10 @@ class _EndedDrive:
         self.running: dict[str, float] = {}  # run id -> when its script ends (monotonic, this process)
 
     def cursors(self) -> list[str]:
-        rows = self.cluster.query("SELECT value FROM asset_state_store WHERE key LIKE 'runwatch.ended.%'")
+        rows = self.cluster.query(
+            "SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
+            "WHERE a.name LIKE 'rw_e2e_upstream_%' AND s.key LIKE 'runwatch.ended.%'"
+        )
         return [value for (value,) in rows]
 
     def start(self, final: str) -> str:
@@ -350,6 +469,73 @@ class _EndedDrive:
         want = {"rw_e2e_on_end": 2, "rw_e2e_on_end_too": 2, "rw_e2e_on_success": 1}
         finished = {dag: sum(d == dag and s in ("success", "failed") for d, s in rows) for dag in want}
         return finished == want
+
+
+class _FromPrefectDrive:
+    """Steps of the Prefect -> Airflow scenario: once the trigger has looked (its baseline cursor is stored)
+    and the triggerer hand-over is over, a flow run that succeeds; once its DAG run exists, one that fails;
+    and, at every step, no DAG run or task of the consumer while a flow run goes on."""
+
+    def __init__(
+        self, e2e: E2E, restart: _RestartDrive, server: PrefectServer, flows: subprocess.Popen[str]
+    ) -> None:
+        self.cluster = e2e.cluster
+        self.p = e2e.from_prefect
+        self.restart = restart
+        self.server = server
+        self.flows = flows  # prefect_upstream.py: one flow run per line it reads
+        self.asked = 0
+
+    def flow_runs(self) -> list[tuple[str, str | None]]:
+        """The deployment's flow runs, oldest first: (id, state type)."""
+        body = {
+            "flow_runs": {"deployment_id": {"any_": [self.p.deployment]}},
+            "sort": "EXPECTED_START_TIME_ASC",
+        }
+        return [
+            (run["id"], run["state_type"]) for run in _prefect_api(self.server, "/flow_runs/filter", body)
+        ]
+
+    def dag_runs(self) -> list[str]:
+        return [
+            state
+            for (state,) in self.cluster.query("SELECT state FROM dag_run WHERE dag_id = %s", PREFECT_DAG)
+        ]
+
+    def ask(self, outcome: str) -> None:
+        assert self.flows.stdin is not None
+        self.flows.stdin.write(f"{outcome}\n")
+        self.flows.stdin.flush()
+        self.asked += 1
+
+    def step(self) -> None:
+        if self.flows.poll() is not None:
+            log = (self.server.home / f"{UPSTREAM_SCRIPT.stem}.log").read_text(errors="replace")
+            pytest.fail(f"{UPSTREAM_SCRIPT.name} exited with {self.flows.returncode}:\n{log[-3000:]}")
+        # Airflow first, then Prefect: a flow run still going at the second read was going at the first.
+        dag_runs = self.dag_runs()
+        [(tasks,)] = self.cluster.query("SELECT count(*) FROM task_instance WHERE dag_id = %s", PREFECT_DAG)
+        runs = self.flow_runs()
+        self.p.flow_runs = [run for run, _ in runs]
+        ended = sum(state in PREFECT_TERMINAL for _, state in runs)
+        if len(runs) > ended and (len(dag_runs) > ended or tasks > ended):
+            self.p.while_running.append(
+                f"{len(dag_runs)} DAG run(s) and {tasks} task(s) while {runs} went on ({ended} ended)"
+            )
+        if self.asked == 0:
+            [(looked,)] = self.cluster.query(
+                "SELECT count(*) FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
+                "WHERE a.name = %s AND s.key LIKE 'runwatch.ended.%%'",
+                PREFECT_ASSET,
+            )
+            if looked and self.restart.r.handed_over_at is not None:
+                self.ask("succeed")
+        elif self.asked == 1 and dag_runs:  # the first flow run's DAG run exists: the second gets its own
+            self.ask("fail")
+
+    def done(self) -> bool:
+        finished = [state for state in self.dag_runs() if state in ("success", "failed")]
+        return self.asked == 2 and len(finished) == 2
 
 
 def restart_runs(e2e: E2E) -> dict[str, tuple[ReferenceServer, str]]:
@@ -687,3 +873,40 @@ def test_a_run_that_ends_while_no_triggerer_holds_the_trigger_is_announced_once_
         )
     }
     assert owners == {e2e.restart.survivor_job}  # the event triggers live on in the survivor
+
+
+def test_a_dag_runs_once_per_prefect_flow_run_that_ends_and_has_nothing_while_it_runs(e2e: E2E) -> None:
+    """Prefect -> Airflow on the real scheduler: RunEndedTrigger with the built-in `prefect` profile watches
+    a deployment's flow runs on a real Prefect server; each flow run that ends schedules the DAG once."""
+    cluster, p = e2e.cluster, e2e.from_prefect
+    first, second = p.flow_runs
+    assert p.while_running == []
+    runs = cluster.query("SELECT run_type, state FROM dag_run WHERE dag_id = %s", PREFECT_DAG)
+    assert sorted(runs) == [("asset_triggered", "success")] * 2, runs
+    [(events,)] = cluster.query(
+        "SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = %s",
+        PREFECT_ASSET,
+    )
+    assert events == 2
+    # What each DAG run was started for, read from its triggering_asset_events: one flow run each.
+    started_for = [
+        v for task, _, key, v in cluster.xcoms(PREFECT_DAG) if (task, key) == ("record", "return_value")
+    ]
+    assert sorted(len(statuses) for statuses in started_for) == [1, 1], started_for
+    finals = {status["id"]: status for [status] in started_for}
+    assert {run: (s["status"], s["raw_status"], s["phase"]) for run, s in finals.items()} == {
+        first: ("SUCCEEDED", "COMPLETED", "TERMINAL"),
+        second: ("FAILED", "FAILED", "TERMINAL"),
+    }
+    assert finals[first]["duration"] >= FLOW_SECONDS and finals[first]["errors"] == []
+    assert "bad row 7" in finals[second]["errors"][0]["message"]
+    assert finals[first]["url"] == f"{p.api_url}/flow_runs/{first}"
+    # The Prefect server's password is in none of it (nor anywhere else: test_no_secret_leaves_the_connections).
+    payloads = json.dumps(started_for) + json.dumps(
+        [extra for (extra,) in cluster.query("SELECT extra FROM asset_event")]
+    )
+    assert PREFECT_CANARY not in payloads and _basic(PREFECT_CANARY) not in payloads
+    print(
+        f"\nthe cluster's start waited {p.server_wait:.0f}s for the Prefect server after its migration; "
+        f"the Prefect scenario kept the deployment up {p.waited:.0f}s after every other one had ended"
+    )
