@@ -9,7 +9,7 @@ mutmut copies that into its `mutants/` tree and, for each mutant, runs only the 
 mutated function. Results stay cached there: a second run retests only what changed.
 
 Usage (from ./dev, inside the environment the group needs):
-    python mutation/run.py GROUP [--fresh]        mutate one group, print its score
+    python mutation/run.py GROUP [--fresh] [--only GLOB...]   mutate one group (or some of its mutants)
     python mutation/run.py GROUP --changed        only the functions changed since the group was measured
     python mutation/run.py --list                 the groups, their modules and tests
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import fnmatch
 import json
 import os
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,15 +112,31 @@ GROUPS: dict[str, Group] = {
         "airflow",
         "airflow_provider/src",
         "runwatch_airflow",
-        ("exceptions.py", "_waiting.py"),
-        ("tests/airflow/test_trigger.py", "tests/airflow/test_contracts.py"),
+        # Where a wait's result becomes success, a typed failure, a skip, a sensor timeout or a cancel.
+        # operators/runwatch.py is left out: its own code (the start, its XCom, execute's branches) runs
+        # only under a task runner, whose dag.test() takes 25 s or more here (docs/testing.md).
+        ("exceptions.py", "_waiting.py", "triggers/runwatch.py", "sensors/runwatch.py"),
+        (
+            "tests/airflow/test_trigger.py",
+            "tests/airflow/test_sensor.py",
+            "tests/airflow/test_contracts.py",
+            # Its dag.test() takes tens of seconds; the functions it runs have faster tests above.
+            "--deselect",
+            "tests/airflow/test_contracts.py::test_reschedule_deadline_retries_and_the_remote_run",
+        ),
     ),
     "prefect": Group(
         "prefect",
         "prefect_blocks/src",
         "prefect_runwatch",
-        ("_release.py",),
-        ("tests/prefect/test_contracts.py",),
+        # Where a wait's result becomes a task's return, a raised outcome, a suspension or a resume input.
+        ("_release.py", "tasks.py", "jobs.py", "watcher.py"),
+        (
+            "tests/prefect/test_tasks.py",
+            "tests/prefect/test_jobs.py",
+            "tests/prefect/test_watcher.py",
+            "tests/prefect/test_contracts.py",
+        ),
     ),
 }
 
@@ -250,11 +268,13 @@ def check_changed(name: str, group: Group, where: Path, children: str) -> int:
         print(f"mutation {name}: no function changed since {since[:10]}")
         return 0
     started = time.monotonic()
-    subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", children, *patterns],
-        cwd=where,
-        stdout=subprocess.DEVNULL,
-    )
+    with _shared_servers(group) as env:
+        subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", children, *patterns],
+            cwd=where,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
     _, _, survivors, functions = score(where)
     equivalent = set(measured.get("equivalent", []))
     mutants = [f for f in functions if any(fnmatch.fnmatch(f"{f}__mutmut_1", p) for p in patterns)]
@@ -282,6 +302,13 @@ def main() -> int:
     )
     parser.add_argument("group", nargs="?", choices=sorted(GROUPS))
     parser.add_argument("--fresh", action="store_true", help="forget cached results of the group")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="GLOB",
+        default=[],
+        help="(re)test only the mutants whose names match, e.g. 'prefect_runwatch.tasks.*'",
+    )
     parser.add_argument(
         "--changed", action="store_true", help="only the functions changed since the group's measured commit"
     )
@@ -314,11 +341,13 @@ def main() -> int:
     if args.changed:
         return check_changed(args.group, group, where, children)
     started = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", children],
-        cwd=where,
-        stdout=None if args.progress else subprocess.DEVNULL,
-    )
+    with _shared_servers(group) as env:
+        run = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", children, *args.only],
+            cwd=where,
+            env=env,
+            stdout=None if args.progress else subprocess.DEVNULL,
+        )
     killed, total, survivors, functions = score(where)
     for line in survivors:
         print(f"  survived  {line}")
@@ -335,6 +364,35 @@ def main() -> int:
     took = time.monotonic() - started
     print(f"mutation {args.group}: {killed}/{total} killed ({percent:.1f} %) in {took:.0f} s")
     return run.returncode or (0 if percent >= TARGET else 1)
+
+
+@contextlib.contextmanager
+def _shared_servers(group: Group) -> Iterator[dict[str, str]]:
+    """The environment for mutmut: for the Prefect suite, one Prefect test server for the whole run.
+
+    mutmut runs each mutant's tests in a pytest session of its own, and each session would start its own
+    server (about 8 s, more than the tests of most mutants): tests/prefect/prefect_harness.py uses this one.
+    """
+    if _family(group.env) != "prefect":
+        yield dict(os.environ)
+        return
+    code = "import sys, prefect_harness as h; print(h.start(), flush=True); sys.stdin.read(); h.stop()"
+    server = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "tests" / "prefect",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        url = server.stdout.readline().strip()
+        if not url:
+            raise SystemExit("mutation: the shared Prefect test server did not start")
+        yield {**os.environ, "RUNWATCH_PREFECT_SHARED_API": url}
+    finally:
+        server.stdin.close()  # its harness stops the server and removes its home
+        server.wait(timeout=60)
 
 
 def _family(env: str) -> str:

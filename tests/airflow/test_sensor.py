@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from runwatch_airflow import exceptions
 from runwatch_airflow.links import RemoteRunLink
 from runwatch_airflow.operators.runwatch import StartRunOperator
 from runwatch_airflow.sensors.runwatch import RunStatusSensor
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger, result_event, status_payload
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, event_result, result_event, status_payload
 
 RUNNING = [{"status": "RUNNING", "for": 60}, {"status": "SUCCEEDED"}]
 FAST = {"interval": 0.05, "max_interval": 0.2}
@@ -241,6 +242,172 @@ def test_a_user_kill_while_poking_on_a_worker_cancels_only_with_cancel_on_kill(
     task.on_kill()
     time.sleep(0.3)
     assert server.get_run(run["id"])["status"] == ("CANCELLED" if cancel_on_kill else "RUNNING")
+
+
+def cancelled_soon(server: ReferenceServer, run_id: str) -> bool:
+    """Whether the run is CANCELLED within 10 s (a cancel is asynchronous)."""
+    for _ in range(50):
+        if server.get_run(run_id)["status"] == "CANCELLED":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def logged(out: str, line: str) -> bool:
+    """Whether the task logger wrote exactly `line`: outside a task runner Airflow's structlog writes
+    `<time> [<level>] <line> [<logger>] loc=...` to stdout, which capsys reads."""
+    return re.search(rf"\] {re.escape(line)} +\[", out) is not None
+
+
+# The first look (`peek`): a run no wait can change ends the task; passing trouble is left to the trigger.
+
+
+def test_a_first_look_at_no_such_run_ends_the_task_with_its_typed_error(server: ReferenceServer) -> None:
+    with pytest.raises(
+        exceptions.RemoteRunNotFound,
+        match=r"^no such run at http://127.0.0.1:\d+/runs/r-nope \(HTTP 404: no such run\)$",
+    ) as info:
+        sensor(run="r-nope").execute(CONTEXT)
+    assert type(info.value) is exceptions.RemoteRunNotFound
+
+
+def test_a_first_look_that_cannot_tell_defers_and_says_so(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING, faults={"errors_5xx": {"first": 1, "status": 503}})
+    with pytest.raises(TaskDeferred):
+        sensor(run=run["id"]).execute(CONTEXT)
+    assert logged(capsys.readouterr().out, f"could not read {run['id']} before deferring: the trigger will")
+
+
+def test_a_run_read_still_going_at_the_first_look_defers_without_that_note(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    with pytest.raises(TaskDeferred):
+        sensor(run=run["id"]).execute(CONTEXT)
+    assert "could not read" not in capsys.readouterr().out
+
+
+def test_a_success_is_logged_with_its_id_and_state(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    assert sensor(run=run["id"]).execute(CONTEXT)["status"] == "SUCCEEDED"
+    assert logged(capsys.readouterr().out, f"run {run['id']} ended SUCCEEDED")
+
+
+# The deferral: what the trigger is told, and the run a later kill cancels.
+
+
+def test_a_kill_after_deferring_cancels_the_run_the_task_deferred_on(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], cancel_on_kill=True)
+    with pytest.raises(TaskDeferred):
+        task.execute(CONTEXT)
+    task.on_kill()
+    assert cancelled_soon(server, run["id"])
+    assert logged(capsys.readouterr().out, f"task killed: cancelling run {run['id']}")
+
+
+def test_the_operator_defers_on_the_run_it_started_with_or_without_a_limit(server: ReferenceServer) -> None:
+    created = server.create_run(script=RUNNING)
+    started = runwatch.StartedRun(runwatch.RunStatus.from_dict(created), created["url"])
+    for timeout, grace in ((None, None), (30.0, 90.0)):
+        task = StartRunOperator(task_id="job", conn_id="other_api", timeout=timeout, policy=FAST)
+        begun = time.time()
+        with pytest.raises(TaskDeferred) as deferred:
+            task.defer_wait(CONTEXT, started.id, started)
+        kwargs = deferred.value.trigger.serialize()[1]
+        assert kwargs["started"] == started.to_dict()  # the 404 grace of our own start goes with it
+        assert kwargs["conn_id"] == "other_api"
+        assert (deferred.value.timeout.total_seconds() if deferred.value.timeout else None) == grace
+        if timeout is None:
+            assert kwargs["deadline"] is None
+        else:
+            assert begun + timeout <= kwargs["deadline"] <= time.time() + timeout
+
+
+# The resume: events of this version and of the previous one.
+
+
+def test_a_failure_event_never_cancels_even_with_cancel_on_kill(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    status = {"id": run["id"], "status": "RUNNING"}
+    event = {"status": "error", "result": {"outcome": "lost", "message": "lost: one line", "status": status}}
+    with pytest.raises(exceptions.RemoteRunLost, match=r"^lost: one line$"):
+        sensor(run=run["id"], cancel_on_kill=True).resume_execution(
+            "execute_complete", {"event": event}, CONTEXT
+        )
+    time.sleep(0.3)
+    assert server.get_run(run["id"])["status"] == "RUNNING"
+
+
+def test_a_previous_versions_deadline_event_cancels_the_run_it_names(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    event = {
+        "status": "error",
+        "error": "WaitTimeout",
+        "message": "gave up",
+        "run": {"id": run["id"], "status": "RUNNING"},
+    }
+    # The sensor was given the run's URL: only the event knows its id.
+    task = sensor(run=f"{server.url}/runs/{run['id']}", cancel_on_kill=True)
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^gave up$"):
+        task.execute_complete(CONTEXT, event)
+    assert cancelled_soon(server, run["id"])
+
+
+def test_a_previous_versions_error_event_without_a_run_or_message() -> None:
+    with pytest.raises(exceptions.RemoteRunFailed, match=r"^RunFailed$") as info:
+        sensor().execute_complete(CONTEXT, {"status": "error", "error": "RunFailed", "run": None})
+    assert type(info.value) is exceptions.RemoteRunFailed
+    assert event_result({"status": "error", "error": "RunLost"}).outcome == "lost"
+
+
+def test_airflows_trigger_timeout_cancels_a_run_given_by_its_url_by_its_id(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=f"{server.url}/runs/{run['id']}", cancel_on_kill=True)
+    assert task.deferred_run_id(CONTEXT) == run["id"]  # the cancel endpoint takes an id: one read for it
+    with pytest.raises(AirflowSensorTimeout):
+        task.resume_execution("__fail__", {"error": "Trigger timeout"}, CONTEXT)
+    assert cancelled_soon(server, run["id"])
+
+
+def test_a_cancel_at_the_deadline_is_logged_and_one_that_fails_never_hides_the_timeout(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^deadline: one line$"):
+        sensor(cancel_on_kill=True).execute_complete(CONTEXT, event("deadline", run))
+    assert logged(capsys.readouterr().out, f"deadline passed: cancelling run {run['id']}")
+    assert cancelled_soon(server, run["id"])
+    gone = {"id": "r-gone", "status": "RUNNING"}  # the remote no longer knows it: the cancel fails
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^deadline: one line$"):
+        sensor(cancel_on_kill=True).execute_complete(CONTEXT, event("deadline", gone))
+    refused = r"\] could not cancel run r-gone: no such run at http://\S+ \(HTTP 404: no such run\) +\["
+    assert re.search(refused, capsys.readouterr().out)
+
+
+def test_a_run_url_that_cannot_be_read_for_its_id_gives_none_and_says_why(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{server.url}/runs/r-gone"
+    assert sensor(run=url).deferred_run_id(CONTEXT) is None
+    refused = f"no such run at {url} (HTTP 404: no such run)"
+    assert logged(capsys.readouterr().out, f"could not read {url} for its id: {refused}")
+
+
+def test_in_poke_mode_on_a_worker_execution_timeout_bounds_the_whole_wait() -> None:
+    # Only reschedule mode leaves execution_timeout to Airflow (it bounds each poke there).
+    poking = sensor(deferrable=False, mode="poke", timeout=600, execution_timeout=timedelta(seconds=90))
+    assert poking.wait_seconds() == 90
+    rescheduled = sensor(
+        deferrable=False, mode="reschedule", timeout=600, execution_timeout=timedelta(seconds=90)
+    )
+    assert rescheduled.wait_seconds() == 600
 
 
 def test_a_dag_parse_that_imports_the_sensor_loads_no_aiohttp() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from airflow.triggers.base import TriggerEvent
 
 import runwatch
 from runwatch.server import ReferenceServer
+from runwatch_airflow import exceptions
 from runwatch_airflow.hooks.runwatch import RunStatusHook
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload
 
 FAST = {"interval": 0.05, "max_interval": 0.2, "unavailable_after": 10}
 CLASSPATH = "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
@@ -378,3 +380,49 @@ async def test_client_credentials_outlive_a_long_wait_with_one_token_per_lifetim
     )  # ~one per lifetime (1 s, renewed early)
     said = json.dumps([t.serialize() for t in triggers]) + json.dumps(results)
     assert canary not in said
+
+
+# The trigger's spec and event data.
+
+
+def test_of_spec_keeps_every_field_and_defaults_to_neither_cancel_nor_end_in_the_trigger() -> None:
+    started = runwatch.StartedRun(
+        runwatch.RunStatus(id="r-7", status=runwatch.State.QUEUED), "http://x/runs/r-7"
+    )
+    spec = runwatch.WaitSpec(
+        run="r-7",
+        api=None,
+        started=started.to_dict(),
+        policy=FAST,
+        deadline=5.0,
+        trace={"traceparent": PARENT},
+    )
+    kwargs = RunStatusTrigger.of_spec(spec).serialize()[1]
+    assert kwargs == {
+        "run": "r-7",
+        "conn_id": "runwatch_default",
+        "started": started.to_dict(),
+        "policy": FAST,
+        "deadline": 5.0,
+        "cancel_on_kill": False,
+        "profile": None,
+        "end_from_trigger": False,
+        "trace": {"traceparent": PARENT},
+    }
+    named = RunStatusTrigger.of_spec(spec.model_copy(update={"api": "other_api"}))
+    assert named.serialize()[1]["conn_id"] == "other_api"
+
+
+def test_a_status_payload_leaves_out_when_it_was_observed() -> None:
+    status = runwatch.RunStatus(id="r-1", status=runwatch.State.SUCCEEDED, observed_at=datetime.now(UTC))
+    assert "observed_at" in status.to_dict()
+    payload = status_payload(status)
+    assert "observed_at" not in payload and payload == {
+        k: v for k, v in status.to_dict().items() if k != "observed_at"
+    }
+
+
+def test_the_trigger_names_conn_id_when_it_renders_to_the_wrong_kind() -> None:
+    trigger = RunStatusTrigger(run="r-1", conn_id="{{ params.conn }}")
+    with pytest.raises(exceptions.RunwatchArgumentError, match=r"^conn_id is empty$"):
+        trigger.render_template_fields({"params": {"conn": ""}})

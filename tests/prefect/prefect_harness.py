@@ -17,8 +17,14 @@ from typing import Any, TypeVar
 HOME = tempfile.mkdtemp(prefix="runwatch-prefect-home-")
 CANARY = "canary-7f3c9e1d2b4a4c8e9f00d1e2a3b4c5d6"  # the token every authenticated test server asks for
 
+SHARED = "RUNWATCH_PREFECT_SHARED_API"
+"""An already running test server to use instead of starting one: mutation/run.py starts one for the many
+short test sessions of a mutation run (each would otherwise start its own, about 8 s)."""
+
 for _name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
     os.environ.pop(_name, None)
+if os.environ.get(SHARED):
+    os.environ["PREFECT_API_URL"] = os.environ[SHARED]
 os.environ.update(
     {
         "PREFECT_HOME": HOME,
@@ -42,6 +48,8 @@ T = TypeVar("T")
 def start() -> str:
     """The API URL of the session's Prefect test server (started on first use: about 8 s)."""
     global _url
+    if _url is None and os.environ.get(SHARED):
+        _url = os.environ[SHARED]
     if _url is None:
         from prefect.settings import PREFECT_API_URL
         from prefect.testing.utilities import prefect_test_harness

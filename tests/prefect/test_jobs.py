@@ -48,3 +48,14 @@ async def test_our_deadline_raises_from_the_wait(api: RunStatusApi) -> None:
     run = await RemoteRunJob(api=api, body={"script": [{"status": "RUNNING"}]}, timeout=0.5, **FAST).trigger()
     with pytest.raises(runwatch.WaitTimeout):
         await run.wait_for_completion()
+
+
+async def test_fetch_result_judges_the_end_by_the_jobs_own_policy(api: RunStatusApi) -> None:
+    body = {"script": [RUNNING, {"status": "PARTIAL_SUCCESS", "errors": [{"message": "3 of 40 skipped"}]}]}
+    accepted = await RemoteRunJob(api=api, body=body, partial_success="succeed", **FAST).trigger()
+    await accepted.wait_for_completion()
+    assert (await accepted.fetch_result())["status"] == "PARTIAL_SUCCESS"
+    refused = await RemoteRunJob(api=api, body=body, partial_success="fail", **FAST).trigger()
+    await refused.wait_for_completion()
+    with pytest.raises(runwatch.RunFailed, match="only partly succeeded: 3 of 40 skipped"):
+        await refused.fetch_result()

@@ -22,13 +22,14 @@ from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import State
 from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
-from prefect_runwatch._release import SUSPENDED_NOTE
+from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, resume_input
 from prefect_runwatch.cli import main
 from runwatch.server import ReferenceServer
 
@@ -372,3 +373,127 @@ async def test_the_flow_and_the_watcher_carry_the_flow_runs_trace(
     assert seen[parent] == 1 and "" not in seen
     assert {value.split("-")[1] for value in seen} == {parent.split("-")[1]}
     assert sum(seen.values()) == server.stats()["runs"][run["id"]]["GET"] >= 2
+
+
+async def test_the_watcher_loop_scans_until_it_resumes_and_says_how_often(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    stop = asyncio.Event()
+    watcher = Watcher(scan_interval=0.1)
+    with caplog.at_level(logging.INFO, logger="prefect_runwatch.watcher"):
+        looping = asyncio.create_task(watcher.run(stop))
+        await asyncio.sleep(0.5)  # a few scans: the flow run is watched from the first one
+        server.cancel_run(run["id"])
+
+        async def resumed() -> bool:
+            return watcher.resumed == 1
+
+        await eventually(resumed, 30, "the watcher's loop to resume the flow run", every=0.1)
+        stop.set()
+        await asyncio.wait_for(looping, 10)
+    assert "watching suspended flow runs; a scan every 0.1s" in caplog.messages
+    state = await execute(flow_run.id)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
+async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    stop = asyncio.Event()
+    watcher = Watcher(scan_interval=0.1)
+    away = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    with temporary_settings(away), caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
+        looping = asyncio.create_task(watcher.run(stop))
+
+        async def failed_twice() -> bool:
+            return sum("scan failed" in message for message in caplog.messages) >= 2
+
+        await eventually(failed_twice, 30, "two failed scans", every=0.1)
+        stop.set()
+        await asyncio.wait_for(looping, 10)
+    first = next(message for message in caplog.messages if "scan failed" in message)
+    assert first.startswith("scan failed (") and first.endswith("); trying again in 0.1s")
+
+
+# What the watcher writes as the resume input, and how the rerun reads it back (no flow run needed).
+
+PARTIAL = {"id": "r-1", "status": "PARTIAL_SUCCESS"}
+
+
+@pytest.mark.parametrize(
+    ("given", "policy", "outcome", "message"),
+    [
+        ({"status": PARTIAL}, {}, "partial", "run r-1 partly succeeded"),  # the previous version's success
+        ({"status": PARTIAL}, {"partial_success": "succeed"}, "succeeded", "run r-1 ended PARTIAL_SUCCESS"),
+        (
+            {"outcome": "failed", "status": {"id": "r-1", "status": "FAILED"}, "message": "oom"},
+            {},
+            "failed",
+            "oom",
+        ),
+        ({"outcome": "succeeded", "status": {"id": "r-1", "status": "SUCCEEDED"}}, {}, "succeeded", ""),
+        ({"outcome": "deadline"}, {}, "deadline", ""),
+        (
+            {"error": "RunCancelled", "status": {"id": "r-1", "status": "CANCELLED"}},
+            {},
+            "cancelled",
+            "RunCancelled",
+        ),
+        ({"error": "WaitTimeout", "message": "gave up"}, {}, "deadline", "gave up"),
+    ],
+)
+def test_a_resume_input_reads_back_as_its_wait_result(
+    given: dict[str, Any], policy: dict[str, Any], outcome: str, message: str
+) -> None:
+    result = RunOutcome(**given).result(runwatch.Policy(**policy))
+    assert result is not None and (result.outcome, result.message) == (outcome, message)
+    status = given.get("status")
+    assert result.status == (runwatch.RunStatus.from_dict(status) if status is not None else None)
+
+
+def test_an_empty_resume_input_is_no_result_and_an_odd_one_is_refused() -> None:
+    policy = runwatch.Policy()
+    assert RunOutcome().result(policy) is None
+    with pytest.raises(ValueError, match=r"^the status is RUNNING, not a final one$"):
+        RunOutcome(status={"id": "r-1", "status": "RUNNING"}).result(policy)
+    for given in (
+        {"outcome": "succeeded"},
+        {"outcome": "succeeded", "status": {"id": "r-1", "status": "RUNNING"}},
+    ):
+        with pytest.raises(ValueError, match=r"^a success without its final status$"):
+            RunOutcome(**given).result(policy)
+
+
+def test_the_resume_input_is_the_wait_result_or_the_previous_versions_shape() -> None:
+    status = runwatch.RunStatus(id="r-1", status=runwatch.State.FAILED)
+    result = runwatch.WaitResult(outcome="failed", status=status, message="oom")
+    assert resume_input(result) == result.to_dict()
+    assert RunOutcome(**resume_input(result)).result(runwatch.Policy()) == result
+    previous = {"status": status.to_dict(), "error": "RunFailed", "message": "oom"}
+    assert resume_input(result, previous_version=True) == previous
+    deadline = runwatch.WaitResult(outcome="deadline", message="gave up")
+    assert resume_input(deadline, True) == {"status": None, "error": "WaitTimeout", "message": "gave up"}
+
+
+@flow(persist_result=True)
+async def released_job_status(api_block: str, body: dict[str, Any]) -> str:
+    job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
+    run = await job.trigger()
+    await run.wait_for_completion(release_infrastructure=True)  # raises only if the run cannot be watched
+    return run.status.status.value
+
+
+async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_be_watched(
+    server: ReferenceServer, saved: str
+) -> None:
+    failed = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "FAILED"}]})
+    state = await execute(failed.id, released_job_status)  # the first look finds it ended: no suspension
+    assert state.is_completed() and await state.aresult() == "FAILED"
+
+    going = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "RUNNING"}]})
+    assert (await execute(going.id, released_job_status)).name == "Suspended"
+    async with get_client() as client:  # our deadline, as the watcher reports it: no final status
+        await client.resume_flow_run(going.id, run_input={"outcome": "deadline", "message": "gave up"})
+    state = await execute(going.id, released_job_status)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout

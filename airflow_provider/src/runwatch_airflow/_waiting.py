@@ -97,7 +97,7 @@ class RemoteRunTask(BaseOperator):
     def defer_wait(self, context: Context, run: str, started: runwatch.StartedRun | None = None) -> NoReturn:
         """Hand the wait to the triggerer: no worker slot is held until the run ends."""
         seconds = self.wait_seconds()
-        self._remote_run_id = started.id if started else run
+        self._remote_run_id = run  # the operator passes its started run's id
         self.push_link(context, run, started.status_url if started else None)
         self.defer(
             trigger=self.make_trigger(run, started, time.time() + seconds if seconds is not None else None),
@@ -122,7 +122,6 @@ class RemoteRunTask(BaseOperator):
 
     def judge(self, context: Context, status: runwatch.RunStatus) -> dict[str, Any]:
         """The final status if it counts as success under the policy (XCom), else its outcome, raised."""
-        self._remote_run_id = status.id
         self.push_link(context, status.id, status.url)
         result = runwatch.WaitResult.of_status(status, runwatch.Policy.from_dict(self.policy))
         if not result.ok:
