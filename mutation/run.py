@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import fnmatch
 import json
 import os
 import shutil
@@ -214,10 +213,10 @@ def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
     return killed, total, survivors, functions
 
 
-def changed_functions(group: Group, since: str) -> list[str]:
-    """mutmut name patterns (`runwatch._watch.xǁWatchǁask__mutmut_*`) of the group's functions and methods
-    whose lines differ between commit `since` and the working tree (a new module: all of them)."""
-    patterns: list[str] = []
+def changed_functions(group: Group, since: str) -> set[str]:
+    """mutmut's names (`runwatch._watch.xǁWatchǁask`) of the group's functions and methods whose lines differ
+    between commit `since` and the working tree (a new module: all of them)."""
+    names: set[str] = set()
     for module in group.modules:
         path = Path(group.src) / group.package / module
         diff = subprocess.run(
@@ -235,8 +234,8 @@ def changed_functions(group: Group, since: str) -> list[str]:
         dotted = f"{group.package}.{module.removesuffix('.py')}"
         for name, first, last in _functions(ast.parse((ROOT / path).read_text())):
             if lines.intersection(range(first, last + 1)):
-                patterns.append(f"{dotted}.{name}__mutmut_*")
-    return patterns
+                names.add(f"{dotted}.{name}")
+    return names
 
 
 def _functions(tree: ast.Module) -> list[tuple[str, int, int]]:
@@ -263,11 +262,12 @@ def check_changed(name: str, group: Group, where: Path, children: str) -> int:
     if since is None:
         print(f"mutation {name}: no measured commit in {MEASURED.relative_to(ROOT)}", file=sys.stderr)
         return 2
-    patterns = changed_functions(group, since)
-    if not patterns:
+    changed = changed_functions(group, since)
+    if not changed:
         print(f"mutation {name}: no function changed since {since[:10]}")
         return 0
     started = time.monotonic()
+    patterns = sorted(f"{function}__mutmut_*" for function in changed)
     with _shared_servers(group) as env:
         subprocess.run(
             [sys.executable, "-m", "mutmut", "run", "--max-children", children, *patterns],
@@ -276,21 +276,20 @@ def check_changed(name: str, group: Group, where: Path, children: str) -> int:
             stdout=subprocess.DEVNULL,
         )
     _, _, survivors, functions = score(where)
+    killed = sum(functions[f][0] for f in changed if f in functions)
+    total = sum(functions[f][1] for f in changed if f in functions)
     equivalent = set(measured.get("equivalent", []))
-    mutants = [f for f in functions if any(fnmatch.fnmatch(f"{f}__mutmut_1", p) for p in patterns)]
-    killed = sum(functions[f][0] for f in mutants)
-    total = sum(functions[f][1] for f in mutants)
     unlisted = [
         line
         for line in survivors
-        if any(fnmatch.fnmatch(line.rpartition(": ")[0], p) for p in patterns)
-        and line.rpartition(": ")[0] not in equivalent
+        if (mutant := line.rpartition(": ")[0]).partition("__mutmut_")[0] in changed
+        and mutant not in equivalent
     ]
     for line in unlisted:
         print(f"  survived  {line}")
     took = time.monotonic() - started
     print(
-        f"mutation {name}: {len(patterns)} functions changed since {since[:10]}: {killed}/{total} killed, "
+        f"mutation {name}: {len(changed)} functions changed since {since[:10]}: {killed}/{total} killed, "
         f"{len(unlisted)} survivors not listed as equivalent, in {took:.0f} s"
     )
     return 1 if unlisted else 0
