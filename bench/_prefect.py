@@ -12,27 +12,18 @@ When run under py-spy (run.py does it for the profile), the figures are those of
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from _prefect_env import isolate
+
 T = TypeVar("T")
 
-HOME = tempfile.mkdtemp(prefix="runwatch-bench-prefect-")
-for _name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
-    os.environ.pop(_name, None)
-os.environ.update(
-    PREFECT_HOME=HOME,
-    PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    DO_NOT_TRACK="1",
-    PREFECT_SERVER_LOGGING_LEVEL="WARNING",
-    PREFECT_LOGGING_LEVEL="WARNING",
-)
+isolate()  # before Prefect is imported (below, in the functions that use it)
 
 
 def _threads() -> int:

@@ -36,16 +36,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-HOME = os.environ.get("RUNWATCH_BENCH_PREFECT_HOME") or tempfile.mkdtemp(prefix="runwatch-bench-prefect-")
-for _name in ("PREFECT_API_KEY", "PREFECT_PROFILE"):
-    os.environ.pop(_name, None)
-os.environ.update(
-    PREFECT_HOME=HOME,
-    PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    DO_NOT_TRACK="1",
-    PREFECT_SERVER_LOGGING_LEVEL="WARNING",
-    PREFECT_LOGGING_LEVEL="WARNING",
-)
+from _prefect_env import isolate
+
+HOME = isolate(os.environ.get("RUNWATCH_BENCH_PREFECT_HOME"), keep_api_url=True)
 
 from prefect import flow  # noqa: E402  (after the environment above: Prefect reads it on import)
 
