@@ -8,9 +8,6 @@ and `stop()` shuts it down and removes that directory.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import shutil
 import signal
 import socket
@@ -19,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from system_servers import apt_install, dies_with_parent, log_tail, stop_group
+
 __all__ = ["RedisServer", "ensure_binary"]
 
 PACKAGE = "redis-server"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def ensure_binary() -> str:
@@ -30,20 +28,7 @@ def ensure_binary() -> str:
     found = shutil.which("redis-server")
     if found is not None:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError(
-            f"redis-server is missing: install the {PACKAGE!r} system package "
-            "(Debian: apt-get install -y redis-server)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    apt_install(PACKAGE, "redis-server is")
     # Without systemd the package's init script may have started a server on 6379: only ours may run.
     if shutil.which("service") is not None:
         subprocess.run(["service", PACKAGE, "stop"], capture_output=True, timeout=60)
@@ -97,7 +82,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=dies_with_parent(signal.SIGTERM),
         )
         deadline = time.monotonic() + timeout
         while not self._answers():
@@ -120,24 +105,14 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (no save: persistence is off), then the directory is removed."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
+        stop_group(self._process, signal.SIGTERM, 30)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
+    def __enter__(self) -> RedisServer:
+        return self.start()
 
-def _die_with_parent() -> None:
-    """In the child: stop if the test process dies without stopping it."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -36,11 +36,8 @@ FAST = {"interval": 0.05, "max_interval": 0.05, "jitter": False, "unavailable_af
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(password=PASSWORD).start()
-    try:
+    with RedisServer(password=PASSWORD) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

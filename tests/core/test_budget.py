@@ -43,11 +43,8 @@ RUNNING_LONG = [{"status": "RUNNING", "for": 600}, {"status": "SUCCEEDED"}]
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

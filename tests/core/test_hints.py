@@ -571,11 +571,8 @@ def test_a_reset_is_a_unix_time_only_past_1e9(reset: str, seconds: float) -> Non
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 def budget_at(redis_url: str, rate: float = 1000, burst: int = 100) -> RedisBudget:

@@ -8,8 +8,6 @@ the `postgres` user that the Debian package creates.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import pwd
 import re
@@ -17,6 +15,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,13 @@ from typing import Any
 import psycopg2
 from airflow_cluster import free_port, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: what the system-package servers share
+from system_servers import apt_install, dies_with_parent, log_tail, stop_group
+
 __all__ = ["PostgresServer", "find_binaries"]
 
 PACKAGE = "postgresql"
 SUPERUSER = "runwatch"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def find_binaries() -> Path | None:
@@ -49,20 +50,7 @@ def ensure_binaries() -> Path:
     found = find_binaries()
     if found is not None:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError(
-            f"PostgreSQL's server binaries (initdb, postgres) are missing: install the {PACKAGE!r} system "
-            "package (Debian: apt-get install -y postgresql)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    apt_install(PACKAGE, "PostgreSQL's server binaries (initdb, postgres) are")
     _stop_package_clusters()
     found = find_binaries()
     if found is None:
@@ -136,7 +124,7 @@ class PostgresServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=dies_with_parent(signal.SIGINT),  # after it changed user
             **self._as_user(),
         )
         log.close()
@@ -180,22 +168,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected), then the directory is removed."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
+        stop_group(self._process, signal.SIGINT, 60)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def _run(self, *argv: str) -> None:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, **self._as_user())
@@ -213,11 +190,6 @@ class PostgresServer:
             "extra_groups": [],
             "env": home,
         }
-
-
-def _die_with_parent() -> None:
-    """In the child, after it changed user: a fast shutdown if the test process dies without stopping it."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _run_as() -> pwd.struct_passwd | None:
