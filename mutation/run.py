@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -156,10 +157,14 @@ def stage(name: str, group: Group, fresh: bool) -> Path:
         "source_paths": [f"src/{group.package}"],
         "also_copy": [name for name in SHARED if name != "tests"],  # tests/ is always copied
         "only_mutate": [f"src/{group.package}/{module}" for module in group.modules],
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        # A test that hangs under a mutant fails after 60 s, not the suite's 120: the groups' tests take
+        # under 7 s each here.
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "--timeout=60"],
         "pytest_add_cli_args_test_selection": list(group.tests),
-        # A mutant that makes a wait spin must be stopped: 15x its tests' time, plus 10 s for a loaded box.
+        # A mutant that makes a wait spin or hang is stopped after 4 x (its tests' time + 10 s) of wall time
+        # (and twice that of CPU time); mutmut's default x15 let one hanging mutant hold a slot for minutes.
         "timeout_constant": 10.0,
+        "timeout_multiplier": 4.0,
     }
     (where / "pyproject.toml").write_text(
         _toml({"tool": {"mutmut": config, "pytest": {"ini_options": pytest_config}}})
@@ -211,6 +216,63 @@ def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
         else:
             survivors.append(f"{mutant}: {verdict}")
     return killed, total, survivors, functions
+
+
+def confirm_timeouts(where: Path, env: dict[str, str], children: int) -> None:
+    """Run each mutant that timed out again, alone, in a fresh pytest process; record what that says.
+
+    mutmut runs a mutant's tests in a child forked from a process that has run the suite already, and a
+    thread pool the parent made is dead there (tests/airflow/conftest.py mends the one seen), so a test that
+    passes on its own can wait for ever. A timeout counts as killed, so each is confirmed where nothing ran
+    first: passing is a survivor, failing a kill, and only a second timeout stays a timeout.
+    """
+    listing = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results"], cwd=where, capture_output=True, text=True, check=True
+    ).stdout
+    timed_out = [
+        line.strip().rpartition(": ")[0] for line in listing.splitlines() if line.endswith(": timeout")
+    ]
+    mutants = where / "mutants"
+    stats = json.loads((mutants / "mutmut-stats.json").read_text()) if timed_out else {}
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, ["src", env.get("PYTHONPATH")]))}
+
+    def alone(mutant: str) -> int | None:
+        """pytest's exit code for the mutant's tests in a fresh process; None if it timed out again."""
+        tests = sorted(stats["tests_by_mangled_function_name"].get(mutant.partition("__mutmut_")[0], []))
+        seconds = sum(stats["duration_by_test"].get(test, 0.0) for test in tests)
+        try:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-x",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--timeout=60",
+                    *tests,
+                ],
+                cwd=mutants,
+                env={**env, "MUTANT_UNDER_TEST": mutant},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=4 * (seconds + 10.0) + 30.0,  # the limit mutmut gave, plus pytest's start
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(children) as pool:
+        codes = dict(zip(timed_out, pool.map(alone, timed_out), strict=True))
+    for mutant, code in codes.items():
+        if code not in (0, 1):  # pytest's "passed" and "tests failed"; a second timeout or an error stays
+            print(f"  timeout kept ({'again' if code is None else f'pytest exited {code}'}): {mutant}")
+            continue
+        meta = mutants / "src" / (mutant.rsplit(".", 1)[0].replace(".", "/") + ".py.meta")
+        data = json.loads(meta.read_text())
+        data["exit_code_by_key"][mutant] = code  # mutmut's survived (0) and killed (1)
+        meta.write_text(json.dumps(data, indent=4))
+        print(f"  timeout confirmed alone as {'survived' if code == 0 else 'killed'}: {mutant}")
 
 
 def changed_functions(group: Group, since: str) -> set[str]:
@@ -268,13 +330,14 @@ def check_changed(name: str, group: Group, where: Path, children: str) -> int:
         return 0
     started = time.monotonic()
     patterns = sorted(f"{function}__mutmut_*" for function in changed)
-    with _shared_servers(group) as env:
+    with _shared_servers(group, int(children)) as env:
         subprocess.run(
             [sys.executable, "-m", "mutmut", "run", "--max-children", children, *patterns],
             cwd=where,
             env=env,
             stdout=subprocess.DEVNULL,
         )
+        confirm_timeouts(where, env, int(children))
     _, _, survivors, functions = score(where)
     killed = sum(functions[f][0] for f in changed if f in functions)
     total = sum(functions[f][1] for f in changed if f in functions)
@@ -340,13 +403,14 @@ def main() -> int:
     if args.changed:
         return check_changed(args.group, group, where, children)
     started = time.monotonic()
-    with _shared_servers(group) as env:
+    with _shared_servers(group, int(children)) as env:
         run = subprocess.run(
             [sys.executable, "-m", "mutmut", "run", "--max-children", children, *args.only],
             cwd=where,
             env=env,
             stdout=None if args.progress else subprocess.DEVNULL,
         )
+        confirm_timeouts(where, env, int(children))
     killed, total, survivors, functions = score(where)
     for line in survivors:
         print(f"  survived  {line}")
@@ -366,32 +430,38 @@ def main() -> int:
 
 
 @contextlib.contextmanager
-def _shared_servers(group: Group) -> Iterator[dict[str, str]]:
-    """The environment for mutmut: for the Prefect suite, one Prefect test server for the whole run.
+def _shared_servers(group: Group, count: int) -> Iterator[dict[str, str]]:
+    """The environment for mutmut: for the Prefect suite, `count` Prefect test servers for the whole run.
 
     mutmut runs each mutant's tests in a pytest session of its own, and each session would start its own
-    server (about 8 s, more than the tests of most mutants): tests/prefect/prefect_harness.py uses this one.
+    server (about 8 s, more than the tests of most mutants). tests/prefect/prefect_harness.py gives each
+    session one of these that no other session holds, so `count` is the number of mutants tested at once.
     """
     if _family(group.env) != "prefect":
         yield dict(os.environ)
         return
     code = "import sys, prefect_harness as h; print(h.start(), flush=True); sys.stdin.read(); h.stop()"
-    server = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=ROOT / "tests" / "prefect",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdin is not None and server.stdout is not None
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT / "tests" / "prefect",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
     try:
-        url = server.stdout.readline().strip()
-        if not url:
-            raise SystemExit("mutation: the shared Prefect test server did not start")
-        yield {**os.environ, "RUNWATCH_PREFECT_SHARED_API": url}
+        urls = [server.stdout.readline().strip() if server.stdout else "" for server in servers]
+        if not all(urls):
+            raise SystemExit("mutation: a shared Prefect test server did not start")
+        yield {**os.environ, "RUNWATCH_PREFECT_SHARED_API": " ".join(urls)}
     finally:
-        server.stdin.close()  # its harness stops the server and removes its home
-        server.wait(timeout=60)
+        for server in servers:
+            if server.stdin:
+                server.stdin.close()  # its harness stops the server and removes its home
+        for server in servers:
+            server.wait(timeout=60)
 
 
 def _family(env: str) -> str:

@@ -16,10 +16,19 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
+
+# Mutation testing runs each mutant's tests in a child forked from a process that has run them already.
+# asgiref's single-thread executor, through which Airflow reads a connection in a trigger, keeps its thread
+# only in the parent: in the child it queues every call for ever. The child gets a fresh one.
+os.register_at_fork(
+    after_in_child=lambda: setattr(SyncToAsync, "single_thread_executor", ThreadPoolExecutor(max_workers=1))
+)
 
 if os.environ.get("RUNWATCH_ENV") != "airflow":
     _home = tempfile.mkdtemp(prefix="runwatch-airflow-home-")

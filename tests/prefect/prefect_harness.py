@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 HOME = tempfile.mkdtemp(prefix="runwatch-prefect-home-")
 CANARY = "canary-7f3c9e1d2b4a4c8e9f00d1e2a3b4c5d6"  # the token every authenticated test server asks for
 
 SHARED = "RUNWATCH_PREFECT_SHARED_API"
-"""An already running test server to use instead of starting one: mutation/run.py starts one for the many
-short test sessions of a mutation run (each would otherwise start its own, about 8 s)."""
+"""Already running test servers (API URLs, space-separated) to use instead of starting one: mutation/run.py
+starts one per mutant it tests at once, for the many short test sessions of a mutation run (each would
+otherwise start its own, about 8 s). A session takes one that no other session holds: two sessions writing
+to one server's SQLite database meet "database is locked", which would fail a test for no fault of its own."""
 
 for _name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
     os.environ.pop(_name, None)
-if os.environ.get(SHARED):
-    os.environ["PREFECT_API_URL"] = os.environ[SHARED]
 os.environ.update(
     {
         "PREFECT_HOME": HOME,
@@ -49,7 +52,10 @@ def start() -> str:
     """The API URL of the session's Prefect test server (started on first use: about 8 s)."""
     global _url
     if _url is None and os.environ.get(SHARED):
-        _url = os.environ[SHARED]
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        _url = _claim(os.environ[SHARED].split())
+        _stack.enter_context(temporary_settings({PREFECT_API_URL: _url}))
     if _url is None:
         from prefect.settings import PREFECT_API_URL
         from prefect.testing.utilities import prefect_test_harness
@@ -57,6 +63,27 @@ def start() -> str:
         _stack.enter_context(prefect_test_harness(server_startup_timeout=90))
         _url = PREFECT_API_URL.value()
     return _url
+
+
+def _claim(urls: list[str], wait: float = 600.0) -> str:
+    """The first of `urls` that no other process holds, held until `stop()` or this process's exit (a lock
+    file per server: the kernel releases it with the process)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for url in urls:
+            name = hashlib.sha256(url.encode()).hexdigest()[:16]
+            lock = os.open(
+                Path(tempfile.gettempdir()) / f"runwatch-prefect-{name}.lock", os.O_CREAT | os.O_RDWR
+            )
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                continue
+            _stack.callback(os.close, lock)  # closing the file releases the lock
+            return url
+        time.sleep(0.2)
+    raise RuntimeError(f"no shared Prefect test server came free in {wait:g}s: {' '.join(urls)}")
 
 
 def stop() -> None:
