@@ -39,8 +39,13 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 STAGING = ROOT / ".venv" / "run" / "mutmut"
 MEASURED = ROOT / "mutation" / "measured.toml"
-SHARED = ("tests", "docs", "examples")
-TARGET = 90.0  # per cent of mutants killed, per group (issue 18)  # what the tests read besides the package
+SHARED = ("tests", "docs", "examples")  # what the tests read besides the package
+TARGET = 90.0  # per cent of mutants killed, per group (issue 18)
+# A test that hangs under a mutant fails after 60 s, not the suite's 120: the groups' tests take under 7 s.
+PYTEST_ARGS = ("-p", "no:cacheprovider", "-q", "--timeout=60")
+# A mutant that makes a wait spin or hang is stopped after MULTIPLIER x (its tests' time + CONSTANT seconds)
+# of wall time; mutmut's default x15 let one hanging mutant hold a worker for many minutes.
+TIMEOUT_MULTIPLIER, TIMEOUT_CONSTANT = 4.0, 10.0
 
 
 @dataclass(frozen=True)
@@ -157,14 +162,10 @@ def stage(name: str, group: Group, fresh: bool) -> Path:
         "source_paths": [f"src/{group.package}"],
         "also_copy": [name for name in SHARED if name != "tests"],  # tests/ is always copied
         "only_mutate": [f"src/{group.package}/{module}" for module in group.modules],
-        # A test that hangs under a mutant fails after 60 s, not the suite's 120: the groups' tests take
-        # under 7 s each here.
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "--timeout=60"],
+        "pytest_add_cli_args": list(PYTEST_ARGS),
         "pytest_add_cli_args_test_selection": list(group.tests),
-        # A mutant that makes a wait spin or hang is stopped after 4 x (its tests' time + 10 s) of wall time
-        # (and twice that of CPU time); mutmut's default x15 let one hanging mutant hold a slot for minutes.
-        "timeout_constant": 10.0,
-        "timeout_multiplier": 4.0,
+        "timeout_constant": TIMEOUT_CONSTANT,
+        "timeout_multiplier": TIMEOUT_MULTIPLIER,
     }
     (where / "pyproject.toml").write_text(
         _toml({"tool": {"mutmut": config, "pytest": {"ini_options": pytest_config}}})
@@ -242,22 +243,12 @@ def confirm_timeouts(where: Path, env: dict[str, str], children: int) -> None:
         seconds = sum(stats["duration_by_test"].get(test, 0.0) for test in tests)
         try:
             return subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-x",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    "--timeout=60",
-                    *tests,
-                ],
+                [sys.executable, "-m", "pytest", "-x", *PYTEST_ARGS, *tests],
                 cwd=mutants,
                 env={**env, "MUTANT_UNDER_TEST": mutant},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=4 * (seconds + 10.0) + 30.0,  # the limit mutmut gave, plus pytest's start
+                timeout=TIMEOUT_MULTIPLIER * (seconds + TIMEOUT_CONSTANT) + 30.0,  # and pytest's start
             ).returncode
         except subprocess.TimeoutExpired:
             return None
