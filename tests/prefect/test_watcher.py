@@ -26,17 +26,23 @@ from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, tempor
 from prefect.states import State
 from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
+from pydantic import BaseModel, TypeAdapter
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
-from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, resume_input
+from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, _one_line, resume_input
 from prefect_runwatch.cli import main
+from prefect_runwatch.tasks import PartialSuccess
 from runwatch.server import ReferenceServer
 
 
 @flow(persist_result=True)
-async def released(run: str, api_block: str, timeout: float | None = None) -> dict[str, Any]:
-    return await wait_for_run(run, api_block, FAST, timeout=timeout, release_infrastructure=True)
+async def released(
+    run: str, api_block: str, timeout: float | None = None, partial_success: PartialSuccess | None = None
+) -> dict[str, Any]:
+    return await wait_for_run(
+        run, api_block, FAST, timeout=timeout, partial_success=partial_success, release_infrastructure=True
+    )
 
 
 @flow(persist_result=True)
@@ -168,16 +174,23 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
 
 
 @pytest.mark.parametrize(
-    "run_input",
+    ("run_input", "reason"),
     [
-        {"status": {"status": "SUCCEEDED"}},  # no id: not a status object
-        {"status": {"id": "r-x", "status": "RUNNING"}},  # a status, but not a final one
-        {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
-        {"outcome": "succeeded"},  # a success without its final status
+        ({"status": {"status": "SUCCEEDED"}}, "id: Field required"),  # no id: not a status object
+        ({"status": {"id": "r-x", "status": "RUNNING"}}, "the status is RUNNING, not a final one"),
+        (
+            {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
+            "input: Value error, 'NOT-A-STATE' is not a valid State",
+        ),
+        ({"outcome": "succeeded"}, "a success without its final status"),
     ],
 )
 async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
-    server: ReferenceServer, saved: str, run_input: dict[str, Any], caplog: pytest.LogCaptureFixture
+    server: ReferenceServer,
+    saved: str,
+    run_input: dict[str, Any],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
@@ -188,7 +201,8 @@ async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
     state = await execute(flow_run.id)  # reads the run again: still going, so it suspends again
     assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
     assert server.stats()["runs"][run["id"]]["GET"] == reads + 1
-    assert "not a runwatch outcome" in caplog.text
+    warning = f"the flow run was resumed with an input that is not a runwatch outcome ({reason}): ignoring it"
+    assert warning in caplog.messages
 
     server.cancel_run(run["id"])  # and the watcher still ends the wait with the real outcome
     await resumed_by(Watcher(), flow_run.id)
@@ -200,15 +214,16 @@ async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
 async def test_a_well_formed_outcome_given_by_hand_is_taken(
     server: ReferenceServer, saved: str, shape: str
 ) -> None:
+    """The previous version's shape is a bare final status: the rerun judges it by the wait's own policy."""
     run = server.create_run(script=[{"status": "RUNNING"}])
-    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, partial_success="succeed")
     assert (await execute(flow_run.id)).name == "Suspended"
-    final = runwatch.RunStatus(id=run["id"], status=runwatch.State.SUCCEEDED).to_dict()
+    final = runwatch.RunStatus(id=run["id"], status=runwatch.State.PARTIAL_SUCCESS).to_dict()
     given = {"outcome": "succeeded", "status": final} if shape == "result" else {"status": final}
     async with get_client() as client:
         await client.resume_flow_run(flow_run.id, run_input=given)
     state = await execute(flow_run.id)
-    assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+    assert state.is_completed() and (await state.aresult())["status"] == "PARTIAL_SUCCESS"
 
 
 class PreviousRunOutcome(RunInput):
@@ -269,6 +284,13 @@ async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServe
     flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(flow_run.id, released_job)).name == "Suspended"
     (run_id,) = server.stats()["runs"]
+    watcher = Watcher()
+    await watcher.scan()  # watches it (and any other wait the session's server holds suspended)
+    (watch,) = [task for task in asyncio.all_tasks() if task.get_name() == f"runwatch-{flow_run.id}"]
+    await watcher.close()  # returns once every watch has stopped, and leaves the flow run suspended
+    assert watch.cancelled() and watcher.watching == 0
+    async with get_client() as client:
+        assert (await client.read_flow_run(flow_run.id)).state.name == "Suspended"
     server.cancel_run(run_id)
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id, released_job)
@@ -347,6 +369,7 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
     await watcher.close()
+    assert watcher.resumed >= 3  # counted per resume (a wait left suspended by another test may add to it)
     tokens = server.stats()["tokens"]
     # Three flows' first looks and the watcher's waits over about four lifetimes of 1 s: renewed in time, a
     # handful of tokens in all, never one per poll.
@@ -417,6 +440,30 @@ async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCap
 
 
 # What the watcher writes as the resume input, and how the rerun reads it back (no flow run needed).
+
+
+class Nested(BaseModel):
+    counts: list[int]
+
+
+def _raised(call: Callable[[], object]) -> Exception:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def test_a_refused_resume_input_is_named_in_one_line() -> None:
+    nested = _raised(lambda: Nested.model_validate({"counts": [1, "x"]}))
+    assert (
+        _one_line(nested) == "counts.1: Input should be a valid integer, unable to parse string as an integer"
+    )
+    whole = _raised(lambda: TypeAdapter(int).validate_python("x"))  # an error of the input itself: no path
+    assert _one_line(whole) == "input: Input should be a valid integer, unable to parse string as an integer"
+    assert _one_line(ValueError("first line\nsecond line")) == "first line"
+    assert _one_line(TypeError()) == "TypeError"
+
 
 PARTIAL = {"id": "r-1", "status": "PARTIAL_SUCCESS"}
 
