@@ -16,7 +16,12 @@ from uuid import UUID
 import pytest
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
@@ -97,6 +102,11 @@ async def test_suspend_watch_resume_rerun(server: ReferenceServer, saved: str) -
     watcher = Watcher(scan_interval=0.2)
     await resumed_by(watcher, flow_run.id)
     assert watcher.resumed == 1
+    async with get_client() as client:  # the watcher's summary belongs to the flow run it watched for
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
+    assert [a.description for a in artifacts] == [f"Remote run `{run['id']}` ended SUCCEEDED"]
     gets = server.stats()["runs"][run["id"]]["GET"]
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
@@ -298,6 +308,30 @@ async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServe
     assert server.stats()["runs_created"] == 1  # the rerun's trigger found the same run
 
 
+async def test_a_watch_whose_flow_run_is_deleted_says_so_and_leaves_it_to_the_next_scan(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    watcher = Watcher()
+    with caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
+        await watcher.scan()
+        async with get_client() as client:  # deleted while watched: its resume cannot be written
+            await client.delete_flow_run(flow_run.id)
+        server.cancel_run(run["id"])
+        head = f"watch of flow run {flow_run.id} failed ("
+
+        async def warned() -> bool:
+            return any(message.startswith(head) for message in caplog.messages)
+
+        await eventually(warned, 30, "the watch's warning", every=0.1)
+    await watcher.close()
+    warning = next(message for message in caplog.messages if message.startswith(head))
+    assert warning.endswith("); the next scan starts it again") and str(flow_run.id) in warning[len(head) :]
+    assert watcher.resumed == 0
+
+
 def test_cli_creates_the_automation_once(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["automation", "--name", "runwatch cli test"]) == 0
     first = capsys.readouterr().out.strip()
@@ -437,6 +471,7 @@ async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCap
         await asyncio.wait_for(looping, 10)
     first = next(message for message in caplog.messages if "scan failed" in message)
     assert first.startswith("scan failed (") and first.endswith("); trying again in 0.1s")
+    assert "connection attempts failed" in first  # the reason quoted: the client's error (httpx's words)
 
 
 # What the watcher writes as the resume input, and how the rerun reads it back (no flow run needed).
