@@ -4,15 +4,17 @@ or a failure of the flow run stops our polling. (A malformed resume input: test_
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect_harness import FAST
 
 import runwatch
-from prefect_runwatch import RunStatusApi, start_run_and_wait, wait_for_run
+from prefect_runwatch import RemoteRunJob, RunStatusApi, start_run_and_wait, wait_for_run
 from runwatch.server import ReferenceServer
 
 LONG = [{"status": "RUNNING", "for": 20}, {"status": "SUCCEEDED"}]
@@ -65,6 +67,28 @@ def polls_stop(server: ReferenceServer, run_id: str) -> tuple[int, int]:
     at_return = server.stats()["runs"][run_id]["GET"]
     time.sleep(2)
     return at_return, server.stats()["runs"][run_id]["GET"]
+
+
+def test_a_flow_timeout_stops_a_jobs_wait_in_a_submitted_task(
+    api: RunStatusApi, server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    @task(cache_policy=NO_CACHE)
+    async def waited() -> None:
+        run = await RemoteRunJob(api=api, body={"script": LONG}, **FAST).trigger()
+        await run.wait_for_completion()
+
+    @flow(timeout_seconds=2)
+    def pipeline() -> None:
+        waited.submit().result()
+
+    with caplog.at_level(logging.INFO):
+        state = pipeline(return_state=True)
+    assert state.name == "TimedOut"
+    (run_id,) = server.stats()["runs"]
+    at_return, later = polls_stop(server, run_id)
+    assert at_return == later and server.get_run(run_id)["status"] == "RUNNING"  # we stopped; it goes on
+    said = f"the flow run stopped: no longer watching remote run {run_id}, which goes on"
+    assert said in caplog.messages
 
 
 def test_a_sync_flow_timeout_stops_a_submitted_wait(api: RunStatusApi, server: ReferenceServer) -> None:
