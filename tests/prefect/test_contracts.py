@@ -59,6 +59,30 @@ async def test_a_task_retry_after_losing_a_live_run_finds_it_again(
     assert statuses(server) == {final["id"]: "SUCCEEDED"}  # one remote run in all
 
 
+async def test_a_job_retried_after_a_partial_success_it_accepts_takes_that_run_again(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    """Under partial_success="succeed" the first attempt's run ended well: the retry (the task failed after
+    it) finds that run again instead of starting another."""
+    runs: list[str] = []
+
+    @task(retries=1, retry_delay_seconds=0, cache_policy=NO_CACHE)
+    async def step() -> str:
+        body = {"script": [{"status": "PARTIAL_SUCCESS"}]}
+        run = await RemoteRunJob(api=api, body=body, partial_success="succeed", **FAST).trigger()
+        runs.append(run.run_id)
+        if len(runs) == 1:
+            raise RuntimeError("a later step of the task failed")
+        return run.run_id
+
+    @flow
+    async def pipeline() -> str:
+        return await step()
+
+    assert await pipeline() == runs[0] == runs[1]
+    assert server.stats()["runs_created"] == 1
+
+
 # Item 8: a task or flow timeout, or the flow run stopping, stops our polling.
 
 
