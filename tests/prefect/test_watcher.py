@@ -94,14 +94,18 @@ async def saved(api: RunStatusApi) -> str:
     return "watched-api"
 
 
-async def test_suspend_watch_resume_rerun(server: ReferenceServer, saved: str) -> None:
+async def test_suspend_watch_resume_rerun(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
     run = server.create_run(script=[{"status": "RUNNING", "for": 5.0}, {"status": "SUCCEEDED"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     state = await execute(flow_run.id)
     assert state.is_paused() and state.name == "Suspended"
     watcher = Watcher(scan_interval=0.2)
-    await resumed_by(watcher, flow_run.id)
+    with caplog.at_level(logging.INFO):
+        await resumed_by(watcher, flow_run.id)
     assert watcher.resumed == 1
+    assert "resumed by the runwatch watcher (succeeded)" in caplog.messages  # in the flow run's log
     async with get_client() as client:  # the watcher's summary belongs to the flow run it watched for
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
@@ -566,8 +570,12 @@ async def released_job_status(api_block: str, body: dict[str, Any]) -> str:
     return run.status.status.value
 
 
+def statuses(server: ReferenceServer) -> dict[str, str]:
+    return {run_id: str(server.get_run(run_id)["status"]) for run_id in server.stats()["runs"]}
+
+
 async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_be_watched(
-    server: ReferenceServer, saved: str
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     failed = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "FAILED"}]})
     state = await execute(failed.id, released_job_status)  # the first look finds it ended: no suspension
@@ -575,7 +583,23 @@ async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_
 
     going = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(going.id, released_job_status)).name == "Suspended"
+    watcher = Watcher()
+    await watcher.scan()
     async with get_client() as client:  # our deadline, as the watcher reports it: no final status
         await client.resume_flow_run(going.id, run_input={"outcome": "deadline", "message": "gave up"})
+    # The run then ends, but the flow run was resumed meanwhile: the watcher says so and leaves it.
+    (run_id,) = [run_id for run_id, status in statuses(server).items() if status == "RUNNING"]
+    head = f"flow run {going.id} not resumed: "
+    with caplog.at_level(logging.INFO, logger="prefect_runwatch.watcher"):
+        server.cancel_run(run_id)
+
+        async def told() -> bool:
+            return any(message.startswith(head) for message in caplog.messages)
+
+        await eventually(told, 30, "the watcher to find the flow run resumed already", every=0.1)
+    await watcher.close()
+    said = next(message for message in caplog.messages if message.startswith(head))
+    assert said == head + "Cannot resume a flow run that is not paused."  # Prefect's reason, quoted
+    assert watcher.resumed == 0
     state = await execute(going.id, released_job_status)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
