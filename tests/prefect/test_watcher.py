@@ -563,11 +563,12 @@ def test_the_resume_input_is_the_wait_result_or_the_previous_versions_shape() ->
 
 
 @flow(persist_result=True)
-async def released_job_status(api_block: str, body: dict[str, Any]) -> str:
+async def released_job_status(api_block: str, body: dict[str, Any], busy_for: float = 0.0) -> str:
     job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
     run = await job.trigger()
+    await asyncio.sleep(busy_for)  # the flow's other work between the start and the wait
     await run.wait_for_completion(release_infrastructure=True)  # raises only if the run cannot be watched
-    return run.status.status.value
+    return f"{run.started.status.status.value} -> {run.status.status.value}"
 
 
 def statuses(server: ReferenceServer) -> dict[str, str]:
@@ -577,9 +578,11 @@ def statuses(server: ReferenceServer) -> dict[str, str]:
 async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_be_watched(
     server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failed = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "FAILED"}]})
+    # Started RUNNING, ended FAILED by the time the wait begins: the status kept is the first look's.
+    body = {"script": [{"status": "RUNNING", "for": 0.05}, {"status": "FAILED"}]}
+    failed = await new_flow_run(released_job_status, api_block=saved, body=body, busy_for=0.3)
     state = await execute(failed.id, released_job_status)  # the first look finds it ended: no suspension
-    assert state.is_completed() and await state.aresult() == "FAILED"
+    assert state.is_completed() and await state.aresult() == "RUNNING -> FAILED"
 
     going = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(going.id, released_job_status)).name == "Suspended"
