@@ -106,11 +106,9 @@ async def test_suspend_watch_resume_rerun(
         await resumed_by(watcher, flow_run.id)
     assert watcher.resumed == 1
     assert "resumed by the runwatch watcher (succeeded)" in caplog.messages  # in the flow run's log
-    async with get_client() as client:  # the watcher's summary belongs to the flow run it watched for
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
-        )
-    assert [a.description for a in artifacts] == [f"Remote run `{run['id']}` ended SUCCEEDED"]
+    assert any(message.startswith(f"remote run {run['id']} is SUCCEEDED") for message in caplog.messages)
+    # the watcher's summary belongs to the flow run it watched for
+    assert await artifacts_of(flow_run.id) == [f"Remote run `{run['id']}` ended SUCCEEDED"]
     gets = server.stats()["runs"][run["id"]]["GET"]
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
@@ -145,11 +143,20 @@ async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
+async def artifacts_of(flow_run_id: UUID) -> list[str | None]:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return [artifact.description for artifact in found]
+
+
 async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved: str) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=1.5)
     assert (await execute(flow_run.id)).name == "Suspended"
     await resumed_by(Watcher(), flow_run.id)
+    assert await artifacts_of(flow_run.id) == []  # no summary: the run has not ended
     state = await execute(flow_run.id)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
     assert server.get_run(run["id"])["status"] == "RUNNING"  # our deadline; the remote run goes on
@@ -158,12 +165,19 @@ async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved:
 async def test_a_missing_block_fails_the_flow_instead_of_leaving_it_suspended(
     server: ReferenceServer, api: RunStatusApi
 ) -> None:
-    await api.asave("short-lived", overwrite=True)
+    block_id = await api.asave("short-lived", overwrite=True)
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block="short-lived")
-    assert (await execute(flow_run.id)).name == "Suspended"
+    suspended = await execute(flow_run.id)
+    assert suspended.name == "Suspended"
     await RunStatusApi.adelete("short-lived")
     await resumed_by(Watcher(), flow_run.id)
+    async with get_client() as client:  # what the watcher resumed it with
+        given = json.loads(
+            await client.read_flow_run_input(flow_run.id, keyset_from_paused_state(suspended)["response"])
+        )
+    assert given["outcome"] == "error"
+    assert given["message"] == f"the runwatch watcher cannot load the RunStatusApi block {block_id}"
     state = await execute(flow_run.id)  # the rerun cannot load the block either: it says so
     assert state.is_failed() and "short-lived" in (state.message or "")
 
