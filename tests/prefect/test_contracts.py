@@ -4,15 +4,17 @@ or a failure of the flow run stops our polling. (A malformed resume input: test_
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect_harness import FAST
 
 import runwatch
-from prefect_runwatch import RunStatusApi, start_run_and_wait, wait_for_run
+from prefect_runwatch import RemoteRunJob, RunStatusApi, start_run_and_wait, wait_for_run
 from runwatch.server import ReferenceServer
 
 LONG = [{"status": "RUNNING", "for": 20}, {"status": "SUCCEEDED"}]
@@ -57,6 +59,30 @@ async def test_a_task_retry_after_losing_a_live_run_finds_it_again(
     assert statuses(server) == {final["id"]: "SUCCEEDED"}  # one remote run in all
 
 
+async def test_a_job_retried_after_a_partial_success_it_accepts_takes_that_run_again(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    """Under partial_success="succeed" the first attempt's run ended well: the retry (the task failed after
+    it) finds that run again instead of starting another."""
+    runs: list[str] = []
+
+    @task(retries=1, retry_delay_seconds=0, cache_policy=NO_CACHE)
+    async def step() -> str:
+        body = {"script": [{"status": "PARTIAL_SUCCESS"}]}
+        run = await RemoteRunJob(api=api, body=body, partial_success="succeed", **FAST).trigger()
+        runs.append(run.run_id)
+        if len(runs) == 1:
+            raise RuntimeError("a later step of the task failed")
+        return run.run_id
+
+    @flow
+    async def pipeline() -> str:
+        return await step()
+
+    assert await pipeline() == runs[0] == runs[1]
+    assert server.stats()["runs_created"] == 1
+
+
 # Item 8: a task or flow timeout, or the flow run stopping, stops our polling.
 
 
@@ -65,6 +91,28 @@ def polls_stop(server: ReferenceServer, run_id: str) -> tuple[int, int]:
     at_return = server.stats()["runs"][run_id]["GET"]
     time.sleep(2)
     return at_return, server.stats()["runs"][run_id]["GET"]
+
+
+def test_a_flow_timeout_stops_a_jobs_wait_in_a_submitted_task(
+    api: RunStatusApi, server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    @task(cache_policy=NO_CACHE)
+    async def waited() -> None:
+        run = await RemoteRunJob(api=api, body={"script": LONG}, **FAST).trigger()
+        await run.wait_for_completion()
+
+    @flow(timeout_seconds=2)
+    def pipeline() -> None:
+        waited.submit().result()
+
+    with caplog.at_level(logging.INFO):
+        state = pipeline(return_state=True)
+    assert state.name == "TimedOut"
+    (run_id,) = server.stats()["runs"]
+    at_return, later = polls_stop(server, run_id)
+    assert at_return == later and server.get_run(run_id)["status"] == "RUNNING"  # we stopped; it goes on
+    said = f"the flow run stopped: no longer watching remote run {run_id}, which goes on"
+    assert said in caplog.messages
 
 
 def test_a_sync_flow_timeout_stops_a_submitted_wait(api: RunStatusApi, server: ReferenceServer) -> None:

@@ -8,6 +8,7 @@ from prefect_harness import FAST
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi
+from runwatch.server import ReferenceServer
 
 RUNNING = {"status": "RUNNING", "for": 0.3}
 
@@ -59,3 +60,40 @@ async def test_fetch_result_judges_the_end_by_the_jobs_own_policy(api: RunStatus
     await refused.wait_for_completion()
     with pytest.raises(runwatch.RunFailed, match="only partly succeeded: 3 of 40 skipped"):
         await refused.fetch_result()
+
+
+def test_the_jobs_policy_is_its_fields_over_the_apis_request_timeout() -> None:
+    api = RunStatusApi(base_url="http://127.0.0.1:9", request_timeout=7.0)
+    job = RemoteRunJob(
+        api=api,
+        interval=0.5,
+        max_interval=4.0,
+        timeout=90.0,
+        heartbeat_timeout=20.0,
+        unavailable_after=30.0,
+        long_poll=10.0,
+        partial_success="succeed",
+    )
+    policy = job.policy()
+    chosen = (
+        policy.interval,
+        policy.max_interval,
+        policy.timeout,
+        policy.heartbeat_timeout,
+        policy.unavailable_after,
+        policy.long_poll,
+        policy.partial_success,
+        policy.request_timeout,
+    )
+    assert chosen == (0.5, 4.0, 90.0, 20.0, 30.0, 10.0, "succeed", 7.0)
+
+
+async def test_a_given_idempotency_key_is_the_one_sent(api: RunStatusApi, server: ReferenceServer) -> None:
+    """The same key finds the same run again; the same body without it gets its own derived key, a new run."""
+    body = {"script": [{"status": "RUNNING"}]}
+    first = await RemoteRunJob(api=api, body=body, idempotency_key="nightly-7").trigger()
+    again = await RemoteRunJob(api=api, body=body, idempotency_key="nightly-7").trigger()
+    derived = await RemoteRunJob(api=api, body=body).trigger()
+    assert again.run_id == first.run_id and again.started.replayed
+    assert derived.run_id != first.run_id and not derived.started.replayed
+    assert server.stats()["runs_created"] == 2

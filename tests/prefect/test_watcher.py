@@ -16,7 +16,12 @@ from uuid import UUID
 import pytest
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import FlowRun, Log
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
@@ -26,17 +31,23 @@ from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, tempor
 from prefect.states import State
 from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
+from pydantic import BaseModel, TypeAdapter
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
-from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, resume_input
+from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, _one_line, resume_input
 from prefect_runwatch.cli import main
+from prefect_runwatch.tasks import PartialSuccess
 from runwatch.server import ReferenceServer
 
 
 @flow(persist_result=True)
-async def released(run: str, api_block: str, timeout: float | None = None) -> dict[str, Any]:
-    return await wait_for_run(run, api_block, FAST, timeout=timeout, release_infrastructure=True)
+async def released(
+    run: str, api_block: str, timeout: float | None = None, partial_success: PartialSuccess | None = None
+) -> dict[str, Any]:
+    return await wait_for_run(
+        run, api_block, FAST, timeout=timeout, partial_success=partial_success, release_infrastructure=True
+    )
 
 
 @flow(persist_result=True)
@@ -83,14 +94,21 @@ async def saved(api: RunStatusApi) -> str:
     return "watched-api"
 
 
-async def test_suspend_watch_resume_rerun(server: ReferenceServer, saved: str) -> None:
+async def test_suspend_watch_resume_rerun(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
     run = server.create_run(script=[{"status": "RUNNING", "for": 5.0}, {"status": "SUCCEEDED"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     state = await execute(flow_run.id)
     assert state.is_paused() and state.name == "Suspended"
     watcher = Watcher(scan_interval=0.2)
-    await resumed_by(watcher, flow_run.id)
+    with caplog.at_level(logging.INFO):
+        await resumed_by(watcher, flow_run.id)
     assert watcher.resumed == 1
+    assert "resumed by the runwatch watcher (succeeded)" in caplog.messages  # in the flow run's log
+    assert any(message.startswith(f"remote run {run['id']} is SUCCEEDED") for message in caplog.messages)
+    # the watcher's summary belongs to the flow run it watched for
+    assert await artifacts_of(flow_run.id) == [f"Remote run `{run['id']}` ended SUCCEEDED"]
     gets = server.stats()["runs"][run["id"]]["GET"]
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
@@ -125,11 +143,20 @@ async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
+async def artifacts_of(flow_run_id: UUID) -> list[str | None]:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return [artifact.description for artifact in found]
+
+
 async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved: str) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=1.5)
     assert (await execute(flow_run.id)).name == "Suspended"
     await resumed_by(Watcher(), flow_run.id)
+    assert await artifacts_of(flow_run.id) == []  # no summary: the run has not ended
     state = await execute(flow_run.id)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
     assert server.get_run(run["id"])["status"] == "RUNNING"  # our deadline; the remote run goes on
@@ -138,12 +165,19 @@ async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved:
 async def test_a_missing_block_fails_the_flow_instead_of_leaving_it_suspended(
     server: ReferenceServer, api: RunStatusApi
 ) -> None:
-    await api.asave("short-lived", overwrite=True)
+    block_id = await api.asave("short-lived", overwrite=True)
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block="short-lived")
-    assert (await execute(flow_run.id)).name == "Suspended"
+    suspended = await execute(flow_run.id)
+    assert suspended.name == "Suspended"
     await RunStatusApi.adelete("short-lived")
     await resumed_by(Watcher(), flow_run.id)
+    async with get_client() as client:  # what the watcher resumed it with
+        given = json.loads(
+            await client.read_flow_run_input(flow_run.id, keyset_from_paused_state(suspended)["response"])
+        )
+    assert given["outcome"] == "error"
+    assert given["message"] == f"the runwatch watcher cannot load the RunStatusApi block {block_id}"
     state = await execute(flow_run.id)  # the rerun cannot load the block either: it says so
     assert state.is_failed() and "short-lived" in (state.message or "")
 
@@ -168,16 +202,23 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
 
 
 @pytest.mark.parametrize(
-    "run_input",
+    ("run_input", "reason"),
     [
-        {"status": {"status": "SUCCEEDED"}},  # no id: not a status object
-        {"status": {"id": "r-x", "status": "RUNNING"}},  # a status, but not a final one
-        {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
-        {"outcome": "succeeded"},  # a success without its final status
+        ({"status": {"status": "SUCCEEDED"}}, "id: Field required"),  # no id: not a status object
+        ({"status": {"id": "r-x", "status": "RUNNING"}}, "the status is RUNNING, not a final one"),
+        (
+            {"status": {"id": "r-x", "status": "NOT-A-STATE"}},
+            "input: Value error, 'NOT-A-STATE' is not a valid State",
+        ),
+        ({"outcome": "succeeded"}, "a success without its final status"),
     ],
 )
 async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
-    server: ReferenceServer, saved: str, run_input: dict[str, Any], caplog: pytest.LogCaptureFixture
+    server: ReferenceServer,
+    saved: str,
+    run_input: dict[str, Any],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
@@ -188,7 +229,8 @@ async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
     state = await execute(flow_run.id)  # reads the run again: still going, so it suspends again
     assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
     assert server.stats()["runs"][run["id"]]["GET"] == reads + 1
-    assert "not a runwatch outcome" in caplog.text
+    warning = f"the flow run was resumed with an input that is not a runwatch outcome ({reason}): ignoring it"
+    assert warning in caplog.messages
 
     server.cancel_run(run["id"])  # and the watcher still ends the wait with the real outcome
     await resumed_by(Watcher(), flow_run.id)
@@ -200,15 +242,16 @@ async def test_a_malformed_resume_input_is_ignored_and_the_run_read_again(
 async def test_a_well_formed_outcome_given_by_hand_is_taken(
     server: ReferenceServer, saved: str, shape: str
 ) -> None:
+    """The previous version's shape is a bare final status: the rerun judges it by the wait's own policy."""
     run = server.create_run(script=[{"status": "RUNNING"}])
-    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, partial_success="succeed")
     assert (await execute(flow_run.id)).name == "Suspended"
-    final = runwatch.RunStatus(id=run["id"], status=runwatch.State.SUCCEEDED).to_dict()
+    final = runwatch.RunStatus(id=run["id"], status=runwatch.State.PARTIAL_SUCCESS).to_dict()
     given = {"outcome": "succeeded", "status": final} if shape == "result" else {"status": final}
     async with get_client() as client:
         await client.resume_flow_run(flow_run.id, run_input=given)
     state = await execute(flow_run.id)
-    assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
+    assert state.is_completed() and (await state.aresult())["status"] == "PARTIAL_SUCCESS"
 
 
 class PreviousRunOutcome(RunInput):
@@ -269,11 +312,42 @@ async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServe
     flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(flow_run.id, released_job)).name == "Suspended"
     (run_id,) = server.stats()["runs"]
+    watcher = Watcher()
+    await watcher.scan()  # watches it (and any other wait the session's server holds suspended)
+    (watch,) = [task for task in asyncio.all_tasks() if task.get_name() == f"runwatch-{flow_run.id}"]
+    await watcher.close()  # returns once every watch has stopped, and leaves the flow run suspended
+    assert watch.cancelled() and watcher.watching == 0
+    async with get_client() as client:
+        assert (await client.read_flow_run(flow_run.id)).state.name == "Suspended"
     server.cancel_run(run_id)
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id, released_job)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
     assert server.stats()["runs_created"] == 1  # the rerun's trigger found the same run
+
+
+async def test_a_watch_whose_flow_run_is_deleted_says_so_and_leaves_it_to_the_next_scan(
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    assert (await execute(flow_run.id)).name == "Suspended"
+    watcher = Watcher()
+    with caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
+        await watcher.scan()
+        async with get_client() as client:  # deleted while watched: its resume cannot be written
+            await client.delete_flow_run(flow_run.id)
+        server.cancel_run(run["id"])
+        head = f"watch of flow run {flow_run.id} failed ("
+
+        async def warned() -> bool:
+            return any(message.startswith(head) for message in caplog.messages)
+
+        await eventually(warned, 30, "the watch's warning", every=0.1)
+    await watcher.close()
+    warning = next(message for message in caplog.messages if message.startswith(head))
+    assert warning.endswith("); the next scan starts it again") and str(flow_run.id) in warning[len(head) :]
+    assert watcher.resumed == 0
 
 
 def test_cli_creates_the_automation_once(capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,6 +421,7 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
     await watcher.close()
+    assert watcher.resumed >= 3  # counted per resume (a wait left suspended by another test may add to it)
     tokens = server.stats()["tokens"]
     # Three flows' first looks and the watcher's waits over about four lifetimes of 1 s: renewed in time, a
     # handful of tokens in all, never one per poll.
@@ -414,9 +489,34 @@ async def test_a_scan_that_fails_is_logged_and_tried_again(caplog: pytest.LogCap
         await asyncio.wait_for(looping, 10)
     first = next(message for message in caplog.messages if "scan failed" in message)
     assert first.startswith("scan failed (") and first.endswith("); trying again in 0.1s")
+    assert "connection attempts failed" in first  # the reason quoted: the client's error (httpx's words)
 
 
 # What the watcher writes as the resume input, and how the rerun reads it back (no flow run needed).
+
+
+class Nested(BaseModel):
+    counts: list[int]
+
+
+def _raised(call: Callable[[], object]) -> Exception:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def test_a_refused_resume_input_is_named_in_one_line() -> None:
+    nested = _raised(lambda: Nested.model_validate({"counts": [1, "x"]}))
+    assert (
+        _one_line(nested) == "counts.1: Input should be a valid integer, unable to parse string as an integer"
+    )
+    whole = _raised(lambda: TypeAdapter(int).validate_python("x"))  # an error of the input itself: no path
+    assert _one_line(whole) == "input: Input should be a valid integer, unable to parse string as an integer"
+    assert _one_line(ValueError("first line\nsecond line")) == "first line"
+    assert _one_line(TypeError()) == "TypeError"
+
 
 PARTIAL = {"id": "r-1", "status": "PARTIAL_SUCCESS"}
 
@@ -477,23 +577,46 @@ def test_the_resume_input_is_the_wait_result_or_the_previous_versions_shape() ->
 
 
 @flow(persist_result=True)
-async def released_job_status(api_block: str, body: dict[str, Any]) -> str:
+async def released_job_status(api_block: str, body: dict[str, Any], busy_for: float = 0.0) -> str:
     job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
     run = await job.trigger()
+    await asyncio.sleep(busy_for)  # the flow's other work between the start and the wait
     await run.wait_for_completion(release_infrastructure=True)  # raises only if the run cannot be watched
-    return run.status.status.value
+    return f"{run.started.status.status.value} -> {run.status.status.value}"
+
+
+def statuses(server: ReferenceServer) -> dict[str, str]:
+    return {run_id: str(server.get_run(run_id)["status"]) for run_id in server.stats()["runs"]}
 
 
 async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_be_watched(
-    server: ReferenceServer, saved: str
+    server: ReferenceServer, saved: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failed = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "FAILED"}]})
+    # Started RUNNING, ended FAILED by the time the wait begins: the status kept is the first look's.
+    body = {"script": [{"status": "RUNNING", "for": 0.05}, {"status": "FAILED"}]}
+    failed = await new_flow_run(released_job_status, api_block=saved, body=body, busy_for=0.3)
     state = await execute(failed.id, released_job_status)  # the first look finds it ended: no suspension
-    assert state.is_completed() and await state.aresult() == "FAILED"
+    assert state.is_completed() and await state.aresult() == "RUNNING -> FAILED"
 
     going = await new_flow_run(released_job_status, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(going.id, released_job_status)).name == "Suspended"
+    watcher = Watcher()
+    await watcher.scan()
     async with get_client() as client:  # our deadline, as the watcher reports it: no final status
         await client.resume_flow_run(going.id, run_input={"outcome": "deadline", "message": "gave up"})
+    # The run then ends, but the flow run was resumed meanwhile: the watcher says so and leaves it.
+    (run_id,) = [run_id for run_id, status in statuses(server).items() if status == "RUNNING"]
+    head = f"flow run {going.id} not resumed: "
+    with caplog.at_level(logging.INFO, logger="prefect_runwatch.watcher"):
+        server.cancel_run(run_id)
+
+        async def told() -> bool:
+            return any(message.startswith(head) for message in caplog.messages)
+
+        await eventually(told, 30, "the watcher to find the flow run resumed already", every=0.1)
+    await watcher.close()
+    said = next(message for message in caplog.messages if message.startswith(head))
+    assert said == head + "Cannot resume a flow run that is not paused."  # Prefect's reason, quoted
+    assert watcher.resumed == 0
     state = await execute(going.id, released_job_status)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
