@@ -191,9 +191,9 @@ def _toml(data: dict[str, object], prefix: str = "") -> str:
     return out
 
 
-def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
-    """(killed, total, survivors, [killed, total] by function) from mutmut's results; a timeout counts as
-    killed (the test noticed)."""
+def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]], int]:
+    """(killed, run, survivors, [killed, run] by function, not run) from mutmut's results; a timeout counts
+    as killed (the test noticed, and `confirm_timeouts` made sure). A mutant not run yet is neither."""
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"],
         cwd=where,
@@ -201,22 +201,25 @@ def score(where: Path) -> tuple[int, int, list[str], dict[str, list[int]]]:
         text=True,
         check=True,
     ).stdout
-    killed = total = 0
+    killed = run = unrun = 0
     survivors: list[str] = []
     functions: dict[str, list[int]] = {}
     for line in listing.splitlines():
         mutant, _, verdict = line.strip().rpartition(": ")
         if not mutant:
             continue
+        if verdict == "not checked":
+            unrun += 1
+            continue
         counts = functions.setdefault(mutant.partition("__mutmut_")[0], [0, 0])
-        total += 1
+        run += 1
         counts[1] += 1
         if verdict in ("killed", "timeout", "caught by type check"):
             killed += 1
             counts[0] += 1
         else:
             survivors.append(f"{mutant}: {verdict}")
-    return killed, total, survivors, functions
+    return killed, run, survivors, functions, unrun
 
 
 def confirm_timeouts(where: Path, env: dict[str, str], children: int) -> None:
@@ -329,7 +332,7 @@ def check_changed(name: str, group: Group, where: Path, children: str) -> int:
             stdout=subprocess.DEVNULL,
         )
         confirm_timeouts(where, env, int(children))
-    _, _, survivors, functions = score(where)
+    _, _, survivors, functions, _ = score(where)
     killed = sum(functions[f][0] for f in changed if f in functions)
     total = sum(functions[f][1] for f in changed if f in functions)
     equivalent = set(measured.get("equivalent", []))
@@ -402,7 +405,7 @@ def main() -> int:
             stdout=None if args.progress else subprocess.DEVNULL,
         )
         confirm_timeouts(where, env, int(children))
-    killed, total, survivors, functions = score(where)
+    killed, total, survivors, functions, unrun = score(where)
     for line in survivors:
         print(f"  survived  {line}")
         if args.show:
@@ -416,8 +419,9 @@ def main() -> int:
             print(f"  {function}: {done}/{made} killed")
     percent = 100 * killed / total if total else 0.0
     took = time.monotonic() - started
-    print(f"mutation {args.group}: {killed}/{total} killed ({percent:.1f} %) in {took:.0f} s")
-    return run.returncode or (0 if percent >= TARGET else 1)
+    left = f"; {unrun} of {total + unrun} not run yet" if unrun else ""
+    print(f"mutation {args.group}: {killed}/{total} killed ({percent:.1f} %){left} in {took:.0f} s")
+    return run.returncode or (0 if percent >= TARGET and not unrun else 1)
 
 
 @contextlib.contextmanager
