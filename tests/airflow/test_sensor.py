@@ -6,13 +6,15 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from airflow.sdk import DAG, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 from airflow.serialization.serialized_objects import OperatorSerialization
 
 import runwatch
@@ -423,3 +425,67 @@ def test_a_dag_parse_that_imports_the_sensor_loads_no_aiohttp() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+# The task instance's trace context: every request of a try carries it (the e2e reads a real worker's).
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def with_ti(task: RunStatusSensor) -> Any:
+    """A task runner's context whose `ti` is Airflow's own RuntimeTaskInstance with a trace carrier. Built
+    without the DAG bundle a worker loads the task from, and with no supervisor behind it: an XCom push
+    raises, as a link push may, and the task carries on."""
+    ti = RuntimeTaskInstance.model_construct(
+        id=uuid.uuid4(),
+        task_id=task.task_id,
+        dag_id="d",
+        run_id="manual",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        map_index=-1,
+        task=task,
+        max_tries=0,
+        start_date=datetime.now(UTC),
+        context_carrier={"traceparent": PARENT, "tracestate": "rw=1"},
+    )
+    return {"ti": ti}
+
+
+def traceparents(server: ReferenceServer, run_id: str) -> set[str]:
+    return set(server.stats()["traceparents"][run_id])
+
+
+def test_the_first_look_carries_the_task_instances_trace_and_a_failed_link_push_is_only_logged(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    task = sensor(run=run["id"])
+    assert task.execute(with_ti(task))["status"] == "SUCCEEDED"
+    assert traceparents(server, run["id"]) == {PARENT}
+    assert re.search(
+        rf"\] no link to run {run['id']}: cannot import name 'SUPERVISOR_COMMS' .* +\[",
+        capsys.readouterr().out,
+    )
+
+
+def test_a_deferral_hands_the_trace_to_the_trigger_and_a_kill_carries_it(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], cancel_on_kill=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(with_ti(task))
+    assert deferred.value.trigger.serialize()[1]["trace"] == {"traceparent": PARENT, "tracestate": "rw=1"}
+    task.on_kill()
+    assert cancelled_soon(server, run["id"])
+    assert traceparents(server, run["id"]) == {PARENT}  # the first look and the cancel
+
+
+def test_a_poke_and_the_read_for_a_urls_id_carry_the_trace(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=f"{server.url}/runs/{run['id']}", deferrable=False)
+    context = with_ti(task)
+    task.take_carrier(context)
+    assert not task.poke(context)
+    assert task.deferred_run_id(context) == run["id"]
+    assert server.stats()["runs"][run["id"]]["GET"] == 2
+    assert traceparents(server, run["id"]) == {PARENT}

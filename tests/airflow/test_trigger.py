@@ -457,7 +457,10 @@ async def test_on_kill_cancels_the_run_it_saw_by_id_when_given_its_url(
 ) -> None:
     run = server_conn.create_run(script=script(("RUNNING", 60)))
     trigger = RunStatusTrigger(
-        run=f"{server_conn.url}/runs/{run['id']}", policy=FAST, cancel_on_kill=True, trace={"traceparent": PARENT}
+        run=f"{server_conn.url}/runs/{run['id']}",
+        policy=FAST,
+        cancel_on_kill=True,
+        trace={"traceparent": PARENT},
     )
     task = asyncio.create_task(events(trigger))
     await wait_for_line(capsys, f"run {run['id']} is RUNNING")
@@ -538,15 +541,26 @@ def test_a_success_ended_in_the_triggerer_pushes_the_final_status_and_the_link(
     link = f"{server_conn.url}/runs/{run['id']}"
     payload = status_payload(status)
     assert payload["output_ref"] == "s3://out/9"
-    assert success_xcoms(status, link) == {"return_value": payload, "run_url": link, "_link_RemoteRunLink": link}
+    assert success_xcoms(status, link) == {
+        "return_value": payload,
+        "run_url": link,
+        "_link_RemoteRunLink": link,
+    }
     assert success_xcoms(status, None) == {"return_value": payload}
 
 
 def triggerer_ti(**fields: Any) -> TaskInstanceDTO:
     """The task instance a triggerer gives a trigger when it has no DAG to build a runtime one from."""
     return TaskInstanceDTO(
-        id=uuid.uuid4(), task_id="wait", dag_id="d", run_id="manual", try_number=1,
-        dag_version_id=uuid.uuid4(), pool_slots=1, priority_weight=1, **fields,
+        id=uuid.uuid4(),
+        task_id="wait",
+        dag_id="d",
+        run_id="manual",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        **fields,
     )
 
 
