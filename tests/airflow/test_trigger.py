@@ -431,6 +431,12 @@ def test_the_trigger_names_conn_id_when_it_renders_to_the_wrong_kind() -> None:
         trigger.render_template_fields({"params": {"conn": ""}})
 
 
+def logged(out: str, line: str) -> bool:
+    """Whether the trigger logged exactly `line`: Airflow's structlog writes `<time> [<level>] <line>
+    [<logger>] loc=...` to stdout, which capsys reads."""
+    return re.search(rf"\] {re.escape(line)} +\[", out) is not None
+
+
 async def wait_for_line(capsys: pytest.CaptureFixture[str], line: str) -> str:
     """What the trigger logged up to `line` (Airflow's structlog writes to stdout); at most 10 s."""
     out = ""
@@ -469,7 +475,7 @@ async def test_on_kill_cancels_the_run_it_saw_by_id_when_given_its_url(
         await task
     await trigger.on_kill()
     assert await cancelled(server_conn, run["id"]) in ("CANCELLING", "CANCELLED")
-    assert f"asked the remote to cancel run {run['id']}" in capsys.readouterr().out
+    assert logged(capsys.readouterr().out, f"asked the remote to cancel run {run['id']}")
     assert set(server_conn.stats()["traceparents"][run["id"]]) == {PARENT}  # the cancel carried it too
 
 
@@ -493,7 +499,7 @@ async def test_on_kill_of_a_trigger_that_never_ran_cancels_its_run_id_with_the_t
     trigger = RunStatusTrigger(run=run["id"], profile="standard", policy=FAST, cancel_on_kill=True)
     await trigger.on_kill()
     assert await cancelled(runwatch_server, run["id"]) in ("CANCELLING", "CANCELLED")
-    assert f"asked the remote to cancel run {run['id']}\n" in capsys.readouterr().out.replace(" [", "\n[")
+    assert logged(capsys.readouterr().out, f"asked the remote to cancel run {run['id']}")
 
 
 async def test_on_kill_cannot_cancel_a_url_whose_run_id_it_never_saw(
@@ -502,7 +508,7 @@ async def test_on_kill_cannot_cancel_a_url_whose_run_id_it_never_saw(
     run = server_conn.create_run(script=script(("RUNNING", 60)))
     url = f"{server_conn.url}/runs/{run['id']}"
     await RunStatusTrigger(run=url, policy=FAST, cancel_on_kill=True).on_kill()
-    assert f"cannot cancel {url}: its run id was never seen" in capsys.readouterr().out
+    assert logged(capsys.readouterr().out, f"cannot cancel {url}: its run id was never seen")
     assert server_conn.get_run(run["id"])["status"] == "RUNNING"
 
 
@@ -529,8 +535,8 @@ async def test_a_wait_that_could_not_start_logs_why_with_the_run(
 ) -> None:
     [event] = await events(RunStatusTrigger(run="r-77", conn_id="missing", policy=FAST))
     assert event["result"]["outcome"] == "error"
-    logged = capsys.readouterr().out
-    assert f"waiting for r-77 failed: {event['result']['message']}" in logged
+    out = capsys.readouterr().out
+    assert logged(out, f"waiting for r-77 failed: {event['result']['message']}")
 
 
 def test_a_success_ended_in_the_triggerer_pushes_the_final_status_and_the_link(
@@ -589,3 +595,11 @@ async def test_end_from_trigger_outside_a_triggerer_pushes_nothing_and_says_noth
     [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True))
     assert event["status"] == "success"
     assert "could not push XCom" not in capsys.readouterr().out
+
+
+async def test_on_kill_cannot_cancel_an_https_url_whose_run_id_it_never_saw(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{server_conn.url.replace('http://', 'https://')}/runs/r-1"
+    await RunStatusTrigger(run=url, policy=FAST, cancel_on_kill=True).on_kill()
+    assert logged(capsys.readouterr().out, f"cannot cancel {url}: its run id was never seen")
