@@ -581,8 +581,8 @@ async def test_a_push_that_fails_in_the_triggerer_resumes_the_task_on_a_worker(
     assert (event["status"], event["result"]["status"]["status"]) == ("success", "SUCCEEDED")
     # The payload and the link were built, and XCom.aset reached: only the supervisor it needs is missing.
     assert re.search(
-        r"could not push XCom from the triggerer \(cannot import name 'SUPERVISOR_COMMS' .*\): resuming on a "
-        r"worker",
+        r"\] could not push XCom from the triggerer \(cannot import name 'SUPERVISOR_COMMS' .*\): resuming on "
+        r"a worker +\[",
         capsys.readouterr().out,
     )
     assert set(server_conn.stats()["traceparents"][run["id"]]) == {PARENT}  # the task instance's own
