@@ -606,3 +606,18 @@ def test_with_exponential_backoff_the_pacing_is_airflows_without_a_deadline() ->
 def test_a_profile_object_is_kept_as_its_json_dict() -> None:
     profile = runwatch.load_profile("standard")
     assert sensor(profile=profile).profile == profile.to_dict()
+
+
+def test_a_poke_logs_the_state_of_a_run_still_going(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    assert not sensor(run=run["id"], deferrable=False).poke(CONTEXT)
+    assert logged(capsys.readouterr().out, f"run {run['id']} is RUNNING")
+
+
+def test_any_failed_read_past_the_deadline_is_our_timeout(server: ReferenceServer) -> None:
+    """Even one that no wait could change: the deadline had passed before the read was judged."""
+    task = sensor(run="r-nope", deferrable=False, mode="poke", timeout=0)
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^gave up waiting after 0s \(our deadline\); "):
+        task.execute(CONTEXT)
