@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-__all__ = ["RunStatusTrigger", "event_result", "result_event", "status_payload", "success_xcoms"]
+__all__ = ["RunStatusTrigger", "event_result", "result_event", "status_payload"]
 
 
 class RunStatusTrigger(BaseTrigger):
