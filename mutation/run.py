@@ -125,6 +125,8 @@ GROUPS: dict[str, Group] = {
             "tests/airflow/test_trigger.py",
             "tests/airflow/test_sensor.py",
             "tests/airflow/test_contracts.py",
+            # One dag.test() (about 6 s): the link a real task instance pushes, for each way a wait ends.
+            "tests/airflow/test_task_runs.py",
             # Its dag.test() takes tens of seconds; the functions it runs have faster tests above.
             "--deselect",
             "tests/airflow/test_contracts.py::test_reschedule_deadline_retries_and_the_remote_run",

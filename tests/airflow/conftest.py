@@ -30,6 +30,22 @@ os.register_at_fork(
     after_in_child=lambda: setattr(SyncToAsync, "single_thread_executor", ThreadPoolExecutor(max_workers=1))
 )
 
+
+_PARENTS_API: list[object] = []
+
+
+def _fresh_in_process_api() -> None:
+    # dag.test() talks to an in-process execution API, cached with the event loop thread it runs on: in a
+    # forked child that thread is gone and the first task would wait on it for ever. The child builds its
+    # own; the parent's is kept referenced, as its finalizer would wait on the missing thread too.
+    supervisor = sys.modules.get("airflow.sdk.execution_time.supervisor")
+    if supervisor is not None:
+        _PARENTS_API.append(supervisor.in_process_api_server())
+        supervisor.in_process_api_server.cache_clear()
+
+
+os.register_at_fork(after_in_child=_fresh_in_process_api)
+
 if os.environ.get("RUNWATCH_ENV") != "airflow":
     _home = tempfile.mkdtemp(prefix="runwatch-airflow-home-")
     atexit.register(shutil.rmtree, _home, True)

@@ -6,18 +6,28 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+from airflow.sdk import DAG, BaseSensorOperator, conf
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferralTimeout,
+    TaskDeferred,
+)
+from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 from airflow.serialization.serialized_objects import OperatorSerialization
 
 import runwatch
 from runwatch.server import ReferenceServer
 from runwatch_airflow import exceptions
+from runwatch_airflow._waiting import _caused_by
 from runwatch_airflow.links import RemoteRunLink
 from runwatch_airflow.operators.runwatch import StartRunOperator
 from runwatch_airflow.sensors.runwatch import RunStatusSensor
@@ -423,3 +433,191 @@ def test_a_dag_parse_that_imports_the_sensor_loads_no_aiohttp() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+# The task instance's trace context: every request of a try carries it (the e2e reads a real worker's).
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def with_ti(task: RunStatusSensor) -> Any:
+    """A task runner's context whose `ti` is Airflow's own RuntimeTaskInstance with a trace carrier. Built
+    without the DAG bundle a worker loads the task from, and with no supervisor behind it: an XCom push
+    raises, as a link push may, and the task carries on."""
+    ti = RuntimeTaskInstance.model_construct(
+        id=uuid.uuid4(),
+        task_id=task.task_id,
+        dag_id="d",
+        run_id="manual",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        map_index=-1,
+        task=task,
+        max_tries=0,
+        start_date=datetime.now(UTC),
+        context_carrier={"traceparent": PARENT, "tracestate": "rw=1"},
+    )
+    return {"ti": ti}
+
+
+def traceparents(server: ReferenceServer, run_id: str) -> set[str]:
+    return set(server.stats()["traceparents"][run_id])
+
+
+def test_the_first_look_carries_the_task_instances_trace_and_a_failed_link_push_is_only_logged(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    task = sensor(run=run["id"])
+    assert task.execute(with_ti(task))["status"] == "SUCCEEDED"
+    assert traceparents(server, run["id"]) == {PARENT}
+    assert re.search(
+        rf"\] no link to run {run['id']}: cannot import name 'SUPERVISOR_COMMS' .* +\[",
+        capsys.readouterr().out,
+    )
+
+
+def test_a_deferral_hands_the_trace_to_the_trigger_and_a_kill_carries_it(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], cancel_on_kill=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(with_ti(task))
+    assert deferred.value.trigger.serialize()[1]["trace"] == {"traceparent": PARENT, "tracestate": "rw=1"}
+    task.on_kill()
+    assert cancelled_soon(server, run["id"])
+    assert traceparents(server, run["id"]) == {PARENT}  # the first look and the cancel
+
+
+def test_a_poke_and_the_read_for_a_urls_id_carry_the_trace(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=f"{server.url}/runs/{run['id']}", deferrable=False)
+    context = with_ti(task)
+    task.take_carrier(context)
+    assert not task.poke(context)
+    assert task.deferred_run_id(context) == run["id"]
+    assert server.stats()["runs"][run["id"]]["GET"] == 2
+    assert traceparents(server, run["id"]) == {PARENT}
+
+
+def no_link(out: str, run_id: str) -> bool:
+    """Whether a link push for `run_id` reached the task instance's `xcom_push` (which has no supervisor
+    here) with the run's link: any other failure (no context, no run) logs another reason."""
+    return (
+        re.search(rf"\] no link to run {run_id}: cannot import name 'SUPERVISOR_COMMS' .* +\[", out)
+        is not None
+    )
+
+
+def test_the_deferral_pushes_the_link_through_the_task_instance(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"])
+    with pytest.raises(TaskDeferred):
+        task.execute(with_ti(task))
+    assert no_link(capsys.readouterr().out, run["id"])
+
+
+def test_poke_mode_judges_with_the_task_instance_and_pushes_its_link(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    task = sensor(run=run["id"], deferrable=False, mode="poke", poke_interval=0.1)
+    assert task.execute(with_ti(task))["status"] == "SUCCEEDED"
+    assert no_link(capsys.readouterr().out, run["id"])
+
+
+def test_a_first_reschedule_mode_try_counts_its_deadline_from_now(server: ReferenceServer) -> None:
+    """A try never rescheduled has no first reschedule date (Airflow asks its supervisor only after one)."""
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], deferrable=False, mode="reschedule", timeout=600)
+    begun = time.time()
+    with pytest.raises(AirflowRescheduleException):
+        task.execute(with_ti(task))
+    assert task._deadline is not None and begun + 600 <= task._deadline <= time.time() + 600
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [("succeeded", "SUCCEEDED"), ("failed", "FAILED"), ("unavailable", None)],
+)
+def test_a_resumed_try_pushes_the_link_of_the_run_it_waited_for(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str], outcome: str, status: str | None
+) -> None:
+    run = server.create_run(script=[{"status": status or "RUNNING", "for": 60}])
+    task = sensor(run=run["id"])
+    final = {"id": run["id"], "status": status} if status else None
+    resumed = {"status": "success" if status == "SUCCEEDED" else "error"}
+    resumed["result"] = {"outcome": outcome, "message": f"{outcome}: one line", "status": final}  # type: ignore[assignment]
+    if status == "SUCCEEDED":
+        assert task.execute_complete(with_ti(task), resumed)["id"] == run["id"]
+    else:
+        with pytest.raises(exceptions.RunwatchAirflowError):
+            task.execute_complete(with_ti(task), resumed)
+    assert no_link(capsys.readouterr().out, run["id"])
+
+
+def test_a_cancel_at_the_deadline_carries_the_trace(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], cancel_on_kill=True)
+    with pytest.raises(exceptions.RemoteWaitTimeout):
+        task.execute_complete(with_ti(task), event("deadline", {"id": run["id"], "status": "RUNNING"}))
+    assert cancelled_soon(server, run["id"])
+    assert traceparents(server, run["id"]) == {PARENT}
+
+
+def test_a_resumed_failure_is_not_a_deferral_timeout_so_nothing_is_cancelled(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], cancel_on_kill=True)
+    with pytest.raises(exceptions.RemoteRunFailed):
+        task.resume_execution(
+            "execute_complete", {"event": event("failed", {"id": run["id"], "status": "FAILED"})}, CONTEXT
+        )
+    time.sleep(0.3)  # a cancel would have ended the run by now (the server's takes 0.1 s)
+    assert server.get_run(run["id"])["status"] == "RUNNING"
+
+
+def test_only_a_short_cause_chain_is_searched_for_the_deferral_timeout() -> None:
+    exc: BaseException = TaskDeferralTimeout()
+    for _ in range(8):  # nine deep: further than Airflow ever chains (skip <- sensor timeout <- deferral)
+        outer = AirflowException("wrapped")
+        outer.__cause__ = exc
+        exc = outer
+    assert not _caused_by(exc, TaskDeferralTimeout)
+    assert _caused_by(exc.__cause__, TaskDeferralTimeout)  # type: ignore[arg-type]
+
+
+def test_a_zero_timeout_gives_up_at_the_first_poke_and_says_zero_seconds(server: ReferenceServer) -> None:
+    run = server.create_run(script=RUNNING)
+    task = sensor(run=run["id"], deferrable=False, mode="poke", timeout=0)
+    message = f"gave up waiting after 0s (our deadline); run {run['id']} is RUNNING"
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=f"^{re.escape(message)}$"):
+        task.execute(CONTEXT)
+
+
+def test_with_exponential_backoff_the_pacing_is_airflows_without_a_deadline() -> None:
+    task = sensor(deferrable=False, mode="poke", poke_interval=2, exponential_backoff=True)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    airflows = BaseSensorOperator._get_next_poke_interval(task, started, lambda: 30.0, 5)
+    assert airflows >= 16  # 2 s doubled three times, with jitter: not the plain poke_interval
+    assert task._get_next_poke_interval(started, lambda: 30.0, 5) == airflows
+
+
+def test_a_profile_object_is_kept_as_its_json_dict() -> None:
+    profile = runwatch.load_profile("standard")
+    assert sensor(profile=profile).profile == profile.to_dict()
+
+
+def test_a_poke_logs_the_state_of_a_run_still_going(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server.create_run(script=RUNNING)
+    assert not sensor(run=run["id"], deferrable=False).poke(CONTEXT)
+    assert logged(capsys.readouterr().out, f"run {run['id']} is RUNNING")
+
+
+def test_any_failed_read_past_the_deadline_is_our_timeout(server: ReferenceServer) -> None:
+    """Even one that no wait could change: the deadline had passed before the read was judged."""
+    task = sensor(run="r-nope", deferrable=False, mode="poke", timeout=0)
+    with pytest.raises(exceptions.RemoteWaitTimeout, match=r"^gave up waiting after 0s \(our deadline\); "):
+        task.execute(CONTEXT)

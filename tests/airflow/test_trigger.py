@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from airflow.executors.workloads.task import TaskInstanceDTO
 from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
 
@@ -17,7 +20,7 @@ import runwatch
 from runwatch.server import ReferenceServer
 from runwatch_airflow import exceptions
 from runwatch_airflow.hooks.runwatch import RunStatusHook
-from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload
+from runwatch_airflow.triggers.runwatch import RunStatusTrigger, status_payload, success_xcoms
 
 FAST = {"interval": 0.05, "max_interval": 0.2, "unavailable_after": 10}
 CLASSPATH = "runwatch_airflow.triggers.runwatch.RunStatusTrigger"
@@ -426,3 +429,177 @@ def test_the_trigger_names_conn_id_when_it_renders_to_the_wrong_kind() -> None:
     trigger = RunStatusTrigger(run="r-1", conn_id="{{ params.conn }}")
     with pytest.raises(exceptions.RunwatchArgumentError, match=r"^conn_id is empty$"):
         trigger.render_template_fields({"params": {"conn": ""}})
+
+
+def logged(out: str, line: str) -> bool:
+    """Whether the trigger logged exactly `line`: Airflow's structlog writes `<time> [<level>] <line>
+    [<logger>] loc=...` to stdout, which capsys reads."""
+    return re.search(rf"\] {re.escape(line)} +\[", out) is not None
+
+
+async def wait_for_line(capsys: pytest.CaptureFixture[str], line: str) -> str:
+    """What the trigger logged up to `line` (Airflow's structlog writes to stdout); at most 10 s."""
+    out = ""
+    for _ in range(200):
+        out += capsys.readouterr().out
+        if line in out:
+            return out
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never logged {line!r}: {out}")
+
+
+async def cancelled(server: ReferenceServer, run_id: str) -> str:
+    """The run's status once a cancel reached it (the server takes 0.1 s to end it); at most 10 s."""
+    for _ in range(200):
+        status = str(server.get_run(run_id)["status"])
+        if status != "RUNNING":
+            return status
+        await asyncio.sleep(0.05)
+    return "RUNNING"
+
+
+async def test_on_kill_cancels_the_run_it_saw_by_id_when_given_its_url(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    trigger = RunStatusTrigger(
+        run=f"{server_conn.url}/runs/{run['id']}",
+        policy=FAST,
+        cancel_on_kill=True,
+        trace={"traceparent": PARENT},
+    )
+    task = asyncio.create_task(events(trigger))
+    await wait_for_line(capsys, f"run {run['id']} is RUNNING")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await trigger.on_kill()
+    assert await cancelled(server_conn, run["id"]) in ("CANCELLING", "CANCELLED")
+    assert logged(capsys.readouterr().out, f"asked the remote to cancel run {run['id']}")
+    assert set(server_conn.stats()["traceparents"][run["id"]]) == {PARENT}  # the cancel carried it too
+
+
+async def test_on_kill_cancels_the_run_the_task_started_though_the_trigger_never_read_it(
+    server_conn: ReferenceServer,
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    url = f"{server_conn.url}/runs/{run['id']}"
+    started = runwatch.StartedRun(RunStatusHook().get_status(run["id"]), url)
+    trigger = RunStatusTrigger(run=url, started=started.to_dict(), policy=FAST, cancel_on_kill=True)
+    await trigger.on_kill()
+    assert await cancelled(server_conn, run["id"]) in ("CANCELLING", "CANCELLED")
+
+
+async def test_on_kill_of_a_trigger_that_never_ran_cancels_its_run_id_with_the_tasks_profile(
+    runwatch_server: ReferenceServer, connection: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The connection's own profile cannot reach this server: only the trigger's override can.
+    connection(host=runwatch_server.url, extra=json.dumps({"profile": "no-such-profile"}))
+    run = runwatch_server.create_run(script=script(("RUNNING", 60)))
+    trigger = RunStatusTrigger(run=run["id"], profile="standard", policy=FAST, cancel_on_kill=True)
+    await trigger.on_kill()
+    assert await cancelled(runwatch_server, run["id"]) in ("CANCELLING", "CANCELLED")
+    assert logged(capsys.readouterr().out, f"asked the remote to cancel run {run['id']}")
+
+
+async def test_on_kill_cannot_cancel_a_url_whose_run_id_it_never_saw(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 60)))
+    url = f"{server_conn.url}/runs/{run['id']}"
+    await RunStatusTrigger(run=url, policy=FAST, cancel_on_kill=True).on_kill()
+    assert logged(capsys.readouterr().out, f"cannot cancel {url}: its run id was never seen")
+    assert server_conn.get_run(run["id"])["status"] == "RUNNING"
+
+
+def test_a_trigger_neither_cancels_on_kill_nor_ends_in_the_triggerer_unless_asked() -> None:
+    kwargs = RunStatusTrigger(run="r-1").serialize()[1]
+    assert (kwargs["cancel_on_kill"], kwargs["end_from_trigger"]) == (False, False)
+
+
+async def test_each_change_is_logged_with_its_progress(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server_conn.create_run(
+        script=[{"status": "RUNNING", "for": 0.3, "progress": {"percent": 42.5}}, {"status": "SUCCEEDED"}]
+    )
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST))
+    assert event["status"] == "success"
+    lines = [line for line in capsys.readouterr().out.splitlines() if f"run {run['id']} is " in line]
+    said = [line.split(f"run {run['id']} is ", 1)[1].split(" [", 1)[0].rstrip() for line in lines]
+    assert said == ["RUNNING (42.5%)", "SUCCEEDED"]
+
+
+async def test_a_wait_that_could_not_start_logs_why_with_the_run(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [event] = await events(RunStatusTrigger(run="r-77", conn_id="missing", policy=FAST))
+    assert event["result"]["outcome"] == "error"
+    out = capsys.readouterr().out
+    assert logged(out, f"waiting for r-77 failed: {event['result']['message']}")
+
+
+def test_a_success_ended_in_the_triggerer_pushes_the_final_status_and_the_link(
+    server_conn: ReferenceServer,
+) -> None:
+    run = server_conn.create_run(script=[{"status": "SUCCEEDED", "output_ref": "s3://out/9"}])
+    status = RunStatusHook().get_status(run["id"])
+    link = f"{server_conn.url}/runs/{run['id']}"
+    payload = status_payload(status)
+    assert payload["output_ref"] == "s3://out/9"
+    assert success_xcoms(status, link) == {
+        "return_value": payload,
+        "run_url": link,
+        "_link_RemoteRunLink": link,
+    }
+    assert success_xcoms(status, None) == {"return_value": payload}
+
+
+def triggerer_ti(**fields: Any) -> TaskInstanceDTO:
+    """The task instance a triggerer gives a trigger when it has no DAG to build a runtime one from."""
+    return TaskInstanceDTO(
+        id=uuid.uuid4(),
+        task_id="wait",
+        dag_id="d",
+        run_id="manual",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        **fields,
+    )
+
+
+async def test_a_push_that_fails_in_the_triggerer_resumes_the_task_on_a_worker(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside a triggerer's supervisor XCom cannot be pushed: the success event resumes the task instead."""
+    run = server_conn.create_run(script=script(("RUNNING", 0.1)))
+    trigger = RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True)
+    trigger.task_instance = triggerer_ti(context_carrier={"traceparent": PARENT})
+    [event] = await events(trigger)
+    assert (event["status"], event["result"]["status"]["status"]) == ("success", "SUCCEEDED")
+    # The payload and the link were built, and XCom.aset reached: only the supervisor it needs is missing.
+    assert re.search(
+        r"\] could not push XCom from the triggerer \(cannot import name 'SUPERVISOR_COMMS' .*\): resuming on "
+        r"a worker +\[",
+        capsys.readouterr().out,
+    )
+    assert set(server_conn.stats()["traceparents"][run["id"]]) == {PARENT}  # the task instance's own
+
+
+async def test_end_from_trigger_outside_a_triggerer_pushes_nothing_and_says_nothing_of_it(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = server_conn.create_run(script=script(("RUNNING", 0.1)))
+    [event] = await events(RunStatusTrigger(run=run["id"], policy=FAST, end_from_trigger=True))
+    assert event["status"] == "success"
+    assert "could not push XCom" not in capsys.readouterr().out
+
+
+async def test_on_kill_cannot_cancel_an_https_url_whose_run_id_it_never_saw(
+    server_conn: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{server_conn.url.replace('http://', 'https://')}/runs/r-1"
+    await RunStatusTrigger(run=url, policy=FAST, cancel_on_kill=True).on_kill()
+    assert logged(capsys.readouterr().out, f"cannot cancel {url}: its run id was never seen")

@@ -139,21 +139,18 @@ class RunStatusTrigger(BaseTrigger):
         if result.ok and result.status is not None and self.end_from_trigger and self.task_instance:
             final = result.status
             try:
-                await self._push_xcoms(status_payload(final), hook.run_link(final.id, final.url))
+                await self._push_xcoms(success_xcoms(final, hook.run_link(final.id, final.url)))
             except Exception as exc:
                 self.log.warning("could not push XCom from the triggerer (%s): resuming on a worker", exc)
             else:
                 return TaskSuccessEvent()
         return TriggerEvent(result_event(result))
 
-    async def _push_xcoms(self, payload: dict[str, Any], link: str | None) -> None:
+    async def _push_xcoms(self, xcoms: dict[str, Any]) -> None:
         # Pushed through the triggerer's supervisor, as a worker pushes them: Airflow 3.3.2 stores the
         # XComs of a TaskSuccessEvent JSON-encoded twice, so downstream tasks would read a string.
         ti = self.task_instance
         assert ti is not None
-        xcoms: dict[str, Any] = {"return_value": payload}
-        if link:
-            xcoms |= {RUN_URL_KEY: link, RemoteRunLink().xcom_key: link}
         for key, value in xcoms.items():
             await XCom.aset(
                 key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index
@@ -193,6 +190,15 @@ def status_payload(status: runwatch.RunStatus) -> dict[str, Any]:
     payload = status.to_dict()
     payload.pop("observed_at", None)
     return payload
+
+
+def success_xcoms(final: runwatch.RunStatus, link: str | None) -> dict[str, Any]:
+    """XCom key -> value that a success ended in the triggerer pushes, as a worker's resume would: the final
+    status as `return_value` and, when there is a link, the run's URL for `RemoteRunLink`."""
+    xcoms: dict[str, Any] = {"return_value": status_payload(final)}
+    if link:
+        xcoms |= {RUN_URL_KEY: link, RemoteRunLink().xcom_key: link}
+    return xcoms
 
 
 def result_event(result: runwatch.WaitResult) -> dict[str, Any]:
