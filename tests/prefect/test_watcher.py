@@ -28,7 +28,7 @@ from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-from prefect.states import State
+from prefect.states import State, Suspended
 from prefect.telemetry.run_telemetry import LABELS_TRACEPARENT_KEY
 from prefect_harness import FAST, eventually
 from pydantic import BaseModel, TypeAdapter
@@ -620,3 +620,57 @@ async def test_a_released_job_wait_keeps_a_failed_end_and_raises_what_could_not_
     assert watcher.resumed == 0
     state = await execute(going.id, released_job_status)
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.WaitTimeout
+
+
+@flow
+def bystander() -> None:
+    """Never run: flow runs of it are made in the state a test needs."""
+
+
+async def test_a_scan_reads_every_page_of_suspended_runwatch_flow_runs_and_names_each_it_cannot_watch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flow runs made directly in the state each case needs: no flow runs, so this takes about a second."""
+    async with get_client() as client:
+
+        async def made(state: State[Any], tags: list[str]) -> FlowRun:
+            return await client.create_flow_run(bystander, state=state, tags=tags)
+
+        no_record = [await made(Suspended(pause_key=f"runwatch-scan-{n}"), ["runwatch"]) for n in (1, 2)]
+        unreadable = await made(Suspended(pause_key="runwatch-scan-3"), ["runwatch"])
+        await client.create_flow_run_input(unreadable.id, "runwatch-scan-3-watch", json.dumps({"run": 5}))
+        ignored = [
+            await made(Suspended(pause_key="runwatch-scan-4"), []),  # not tagged by runwatch
+            await made(Suspended(pause_key="elsewhere-5"), ["runwatch"]),  # not a runwatch pause key
+            await made(State(type="RUNNING"), ["runwatch"]),
+        ]
+        try:
+            with caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
+                await Watcher(page_size=1).scan()  # one flow run a page: every page must be read
+            said = {record.getMessage() for record in caplog.records}
+            for flow_run in no_record:
+                assert f"flow run {flow_run.id} is suspended by runwatch but has no watch record" in said
+            unreadable_line = (
+                f"flow run {unreadable.id} is suspended by runwatch but has an unreadable watch record "
+                "(ValidationError)"
+            )
+            assert unreadable_line in said
+            assert not [line for line in said for flow_run in ignored if str(flow_run.id) in line]
+        finally:
+            for flow_run in [*no_record, unreadable, *ignored]:
+                await client.delete_flow_run(flow_run.id)
+
+
+def test_a_flow_run_without_a_state_or_with_another_pause_key_is_not_runwatchs() -> None:
+    from prefect_runwatch.watcher import _pause_key
+
+    def flow_run(state: State[Any] | None) -> FlowRun:
+        return FlowRun(flow_id=UUID(int=1), state=state)
+
+    assert _pause_key(flow_run(None)) is None
+    assert _pause_key(flow_run(Suspended(pause_key="elsewhere-1"))) is None
+    assert _pause_key(flow_run(Suspended(pause_key="runwatch-abc"))) == "runwatch-abc"
+
+
+def test_the_watcher_scans_every_ten_seconds_by_default() -> None:
+    assert Watcher().scan_interval == 10.0  # the interval docs/prefect.md gives
