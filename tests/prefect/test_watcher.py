@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -35,7 +36,14 @@ from pydantic import BaseModel, TypeAdapter
 
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
-from prefect_runwatch._release import SUSPENDED_NOTE, RunOutcome, _one_line, resume_input
+from prefect_runwatch._release import (
+    SUSPENDED_NOTE,
+    RunOutcome,
+    _Earlier,
+    _one_line,
+    read_record,
+    resume_input,
+)
 from prefect_runwatch.cli import main
 from prefect_runwatch.tasks import PartialSuccess
 from runwatch.server import ReferenceServer
@@ -126,10 +134,19 @@ async def test_passing_trouble_on_the_first_look_is_left_to_the_watcher(
     )
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     assert (await execute(flow_run.id)).name == "Suspended"
+    said = f"remote run {server.url}/runs/{run['id']} could not be read just now: suspending the flow run"
+    await eventually(lambda: _said(flow_run.id, said), 30, "the flow run's log of why it suspends", every=0.2)
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
     assert server.stats()["runs"][run["id"]]["5xx"] == 1
+
+
+async def _said(flow_run_id: UUID, line: str) -> bool:
+    """Whether the flow run's log (as Prefect stores it) has this line."""
+    async with get_client() as client:
+        found = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return any(log.message == line for log in found)
 
 
 async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer, saved: str) -> None:
@@ -186,12 +203,17 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
     server: ReferenceServer, saved: str
 ) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
-    flow_run = await new_flow_run(run=run["id"], api_block=saved)
-    assert (await execute(flow_run.id)).name == "Suspended"
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=600)
+    first = await execute(flow_run.id)
+    assert first.name == "Suspended"
     async with get_client() as client:  # as the UI or an automation would: no run input
         await client.resume_flow_run(flow_run.id)
     state = await execute(flow_run.id)
     assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
+    async with get_client() as client:  # our deadline is the first suspension's, kept across resumes
+        records = [await read_record(client, flow_run.id, s.state_details.pause_key) for s in (first, state)]
+    deadlines = [record.spec.deadline if record else None for record in records]
+    assert deadlines[0] is not None and deadlines[1] == deadlines[0]
     server.cancel_run(run["id"])
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id)
@@ -674,3 +696,11 @@ def test_a_flow_run_without_a_state_or_with_another_pause_key_is_not_runwatchs()
 
 def test_the_watcher_scans_every_ten_seconds_by_default() -> None:
     assert Watcher().scan_interval == 10.0  # the interval docs/prefect.md gives
+
+
+def test_a_first_suspensions_deadline_is_the_policys_timeout_from_now() -> None:
+    earlier = _Earlier(base="runwatch-x", fired=[], previous=None, tags=[])
+    before = time.time()
+    deadline = earlier.deadline(runwatch.Policy(timeout=60))
+    assert deadline is not None and before + 60 <= deadline <= time.time() + 60
+    assert earlier.deadline(runwatch.Policy()) is None
