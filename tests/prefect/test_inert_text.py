@@ -28,16 +28,17 @@ SHOWN = "boom\\n::error file=flow.py::pwned\\x1b[2J\\x07"
 async def test_logs_and_artifacts_show_remote_text_as_data(
     api: RunStatusApi, server: ReferenceServer
 ) -> None:
-    run = server.create_run(
-        script=[
-            {"status": "QUEUED", "for": 3.0},  # long enough to outlast the flow run's start
-            {"status": "RUNNING", "for": 3.0, "progress": {"percent": 30, "message": HOSTILE}},
-            {"status": "FAILED", "errors": [{"message": HOSTILE}]},
-        ]
-    )
+    script = [
+        {"status": "QUEUED", "for": 1.0},
+        {"status": "RUNNING", "for": 3.0, "progress": {"percent": 30, "message": HOSTILE}},
+        {"status": "FAILED", "errors": [{"message": HOSTILE}]},
+    ]
+    run: dict[str, Any] = {}
 
     @flow
     async def pipeline() -> str:
+        # Started here, not before the flow run: a flow run slow to start still sees every state.
+        run.update(server.create_run(script=script))
         with pytest.raises(runwatch.RunFailed) as info:
             await wait_for_run(run["id"], api, FAST)
         assert str(info.value) == f"run {run['id']} failed: {SHOWN}"
