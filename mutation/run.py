@@ -407,6 +407,8 @@ def main() -> int:
             stdout=None if args.progress else subprocess.DEVNULL,
         )
         confirm_timeouts(where, env, int(children))
+    if run.returncode:  # its clean run of the tests failed, say: nothing was (re)tested
+        print(f"mutation {args.group}: mutmut exited {run.returncode}; run with --progress to see why")
     killed, total, survivors, functions, unrun = score(where)
     for line in survivors:
         print(f"  survived  {line}")
