@@ -20,10 +20,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, Log
+from prefect.client.schemas.objects import FlowRun, Log, StateType
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
@@ -94,6 +98,19 @@ async def resumed_by(watcher: Watcher, flow_run_id: UUID) -> None:
         return bool(state and state.name == "Resuming")
 
     await eventually(probe, 30, f"the watcher to resume {flow_run_id}", every=0.2)
+
+
+@pytest.fixture(autouse=True)
+async def no_suspended_flow_run_of_another_test() -> None:
+    """A watcher watches every suspended runwatch flow run on the server: each test's sees its own only (its
+    counts of resumes are then exact), so any an earlier test left suspended is deleted first."""
+    suspended = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+        tags=FlowRunFilterTags(all_=["runwatch"]),
+    )
+    async with get_client() as client:
+        for flow_run in await client.read_flow_runs(flow_run_filter=suspended):
+            await client.delete_flow_run(flow_run.id)
 
 
 @pytest.fixture
@@ -443,7 +460,7 @@ async def test_the_watcher_renews_client_credentials_once_per_lifetime(
     for flow_run in flow_runs:
         await resumed_by(watcher, flow_run.id)
     await watcher.close()
-    assert watcher.resumed >= 3  # counted per resume (a wait left suspended by another test may add to it)
+    assert watcher.resumed == 3  # counted per resume
     tokens = server.stats()["tokens"]
     # Three flows' first looks and the watcher's waits over about four lifetimes of 1 s: renewed in time, a
     # handful of tokens in all, never one per poll.
