@@ -159,11 +159,15 @@ async def test_passing_trouble_on_the_first_look_is_left_to_the_watcher(
     assert server.stats()["runs"][run["id"]]["5xx"] == 1
 
 
-async def _said(flow_run_id: UUID, line: str) -> bool:
-    """Whether the flow run's log (as Prefect stores it) has this line."""
+async def flow_run_logs(flow_run_id: UUID) -> list[Log]:
+    """The flow run's log as Prefect stores it, oldest first."""
     async with get_client() as client:
         found = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    return any(log.message == line for log in found)
+    return sorted(found, key=lambda log: log.timestamp)
+
+
+async def _said(flow_run_id: UUID, line: str) -> bool:
+    return any(log.message == line for log in await flow_run_logs(flow_run_id))
 
 
 async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer, saved: str) -> None:
@@ -418,9 +422,7 @@ async def test_the_suspension_is_explained_before_prefects_error_line(
     assert (await execute(flow_run.id, released_start)).name == "Suspended"
 
     async def logs() -> list[Log]:
-        async with get_client() as client:
-            found = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
-        return sorted(found, key=lambda log: log.timestamp)
+        return await flow_run_logs(flow_run.id)
 
     def suspended_error(log: Log) -> bool:
         return log.level == logging.ERROR and "Finished in state Suspended" in log.message
