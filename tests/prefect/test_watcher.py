@@ -27,7 +27,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, Log, StateType
+from prefect.client.schemas.objects import FlowRun, Log, StateDetails, StateType
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
@@ -41,10 +41,12 @@ from pydantic import BaseModel, TypeAdapter
 import runwatch
 from prefect_runwatch import RemoteRunJob, RunStatusApi, Watcher, start_run_and_wait, wait_for_run
 from prefect_runwatch._release import (
+    PAUSE_GRACE,
     SUSPENDED_NOTE,
     RunOutcome,
     _Earlier,
     _one_line,
+    pause_timeout,
     read_record,
     resume_input,
 )
@@ -68,6 +70,14 @@ async def released_job(api_block: str, body: dict[str, Any]) -> dict[str, Any]:
     run = await job.trigger()
     await run.wait_for_completion(release_infrastructure=True)  # in the flow body: suspends at once
     return await run.fetch_result()
+
+
+@flow(persist_result=True)
+async def released_twice(first: str, second: str, api_block: str) -> list[str]:
+    return [
+        (await wait_for_run(run, api_block, FAST, release_infrastructure=True))["status"]
+        for run in (first, second)
+    ]
 
 
 async def new_flow_run(flow: Flow[..., Any] = released, **parameters: Any) -> FlowRun:
@@ -126,6 +136,11 @@ async def test_suspend_watch_resume_rerun(
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     state = await execute(flow_run.id)
     assert state.is_paused() and state.name == "Suspended"
+    why = [
+        f"remote run {run['id']} is RUNNING: suspending the flow run",
+        "the runwatch watcher resumes it when the run ends",
+    ]
+    await eventually(lambda: _said(flow_run.id, *why), 30, "the flow run's log of why it suspends", every=0.2)
     watcher = Watcher(scan_interval=0.2)
     with caplog.at_level(logging.INFO):
         await resumed_by(watcher, flow_run.id)
@@ -166,8 +181,9 @@ async def flow_run_logs(flow_run_id: UUID) -> list[Log]:
     return sorted(found, key=lambda log: log.timestamp)
 
 
-async def _said(flow_run_id: UUID, line: str) -> bool:
-    return any(log.message == line for log in await flow_run_logs(flow_run_id))
+async def _said(flow_run_id: UUID, *lines: str) -> bool:
+    """Whether the flow run's log holds `lines`, once each, in this order."""
+    return [log.message for log in await flow_run_logs(flow_run_id) if log.message in lines] == list(lines)
 
 
 async def test_the_resumed_flow_raises_the_typed_outcome(server: ReferenceServer, saved: str) -> None:
@@ -193,6 +209,15 @@ async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=1.5)
     assert (await execute(flow_run.id)).name == "Suspended"
+    async with get_client() as client:
+        suspended = (await client.read_flow_run(flow_run.id)).state
+        assert suspended is not None and suspended.state_details.pause_key is not None
+        record = await read_record(client, flow_run.id, suspended.state_details.pause_key)
+    assert record is not None and record.spec.deadline is not None
+    # Prefect keeps it resumable for our grace after our deadline: not for ever, nor its own default
+    resumable_until = suspended.state_details.pause_timeout
+    assert resumable_until is not None
+    assert 0 <= resumable_until.timestamp() - (record.spec.deadline + PAUSE_GRACE) < 60
     await resumed_by(Watcher(), flow_run.id)
     assert await artifacts_of(flow_run.id) == []  # no summary: the run has not ended
     state = await execute(flow_run.id)
@@ -668,6 +693,38 @@ def bystander() -> None:
     """Never run: flow runs of it are made in the state a test needs."""
 
 
+async def test_a_watch_whose_flow_run_is_resumed_by_hand_stops_and_its_next_suspension_is_watched(
+    server: ReferenceServer, saved: str
+) -> None:
+    """A person resumes a watched flow run with a status; its rerun suspends on its next wait. The scan in
+    between stops the first watch (its run never ends), and a later scan watches the second wait."""
+    first, second = (server.create_run(script=[{"status": "RUNNING"}]) for _ in range(2))
+    flow_run = await new_flow_run(released_twice, first=first["id"], second=second["id"], api_block=saved)
+    assert (await execute(flow_run.id, released_twice)).name == "Suspended"
+
+    async def polls_of_first() -> int:
+        return int(server.stats()["runs"][first["id"]]["GET"])
+
+    watcher = Watcher()
+    try:
+        await watcher.scan()
+        await eventually(polls_of_first, 30, "the first watch's first poll", every=0.1)
+        final = runwatch.RunStatus(id=first["id"], status=runwatch.State.SUCCEEDED).to_dict()
+        async with get_client() as client:
+            await client.resume_flow_run(flow_run.id, run_input={"outcome": "succeeded", "status": final})
+        await watcher.scan()  # the flow run is Resuming, not suspended
+        await asyncio.sleep(0.5)  # a poll already sent is answered
+        polled = await polls_of_first()
+        assert (await execute(flow_run.id, released_twice)).name == "Suspended"  # on the second wait
+        server.cancel_run(second["id"])
+        await resumed_by(watcher, flow_run.id)
+        assert await polls_of_first() == polled
+    finally:
+        await watcher.close()
+    state = await execute(flow_run.id, released_twice)
+    assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
+
+
 async def test_a_scan_reads_every_page_of_suspended_runwatch_flow_runs_and_names_each_it_cannot_watch(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -684,6 +741,10 @@ async def test_a_scan_reads_every_page_of_suspended_runwatch_flow_runs_and_names
             await made(Suspended(pause_key="runwatch-scan-4"), []),  # not tagged by runwatch
             await made(Suspended(pause_key="elsewhere-5"), ["runwatch"]),  # not a runwatch pause key
             await made(State(type="RUNNING"), ["runwatch"]),
+            # suspended by runwatch once, running now: only a PAUSED flow run is watched
+            await made(
+                State(type="RUNNING", state_details=StateDetails(pause_key="runwatch-scan-6")), ["runwatch"]
+            ),
         ]
         try:
             with caplog.at_level(logging.WARNING, logger="prefect_runwatch.watcher"):
@@ -715,6 +776,14 @@ def test_a_flow_run_without_a_state_or_with_another_pause_key_is_not_runwatchs()
 
 def test_the_watcher_scans_every_ten_seconds_by_default() -> None:
     assert Watcher().scan_interval == 10.0  # the interval docs/prefect.md gives
+
+
+def test_a_suspension_is_resumable_to_our_deadline_and_the_grace_after_it() -> None:
+    now = 1_000_000.0
+    assert pause_timeout(None, now) is None
+    assert pause_timeout(now + 59.2, now) == 60 + PAUSE_GRACE  # whole seconds, not short of the deadline
+    assert pause_timeout(now + 0.5, now) == 1 + PAUSE_GRACE
+    assert pause_timeout(now - 30, now) == 1 + PAUSE_GRACE  # past: still a suspension Prefect takes
 
 
 def test_a_first_suspensions_deadline_is_the_policys_timeout_from_now() -> None:

@@ -195,9 +195,16 @@ def _say_suspending(observer: Observer, status: RunStatus | None, url: str) -> N
     observer.logger.info("the runwatch watcher resumes it when the run ends")
 
 
+def pause_timeout(deadline: float | None, now: float) -> int | None:
+    """Whole seconds from `now` (epoch seconds) that Prefect keeps a suspension resumable: to our `deadline`
+    (epoch seconds; at least 1 s, so a deadline just past still suspends) and PAUSE_GRACE after it. None: no
+    deadline, no limit."""
+    return None if deadline is None else max(1, math.ceil(deadline - now)) + PAUSE_GRACE
+
+
 async def _suspend(flow_run_id: UUID, key: str, deadline: float | None, observer: Observer) -> None:
     """Suspend the flow run: at the task run's end when called from one, else at once (Prefect's `Pause`)."""
-    timeout = None if deadline is None else max(1, math.ceil(deadline - time.time())) + PAUSE_GRACE
+    timeout = pause_timeout(deadline, time.time())
     if TaskRunContext.get() is not None:
         await asuspend_flow_run(wait_for_input=RunOutcome, flow_run_id=flow_run_id, timeout=timeout, key=key)
         observer.logger.info(SUSPENDED_NOTE)

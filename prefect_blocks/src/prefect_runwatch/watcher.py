@@ -39,9 +39,14 @@ log = logging.getLogger("prefect_runwatch.watcher")
 
 
 class Watcher:
-    """Watches the remote runs of suspended flow runs and resumes each flow run with its run's outcome."""
+    """Watches the remote runs of suspended flow runs and resumes each flow run with its run's outcome.
 
-    def __init__(self, *, scan_interval: float = 10.0, page_size: int = 200) -> None:
+    `scan_interval`: seconds between looks at Prefect for suspended flow runs. `page_size`: flow runs read per
+    request; None takes the server's default limit, which is also the most it accepts
+    (`PREFECT_SERVER_API_DEFAULT_LIMIT`, 200 unless set).
+    """
+
+    def __init__(self, *, scan_interval: float = 10.0, page_size: int | None = None) -> None:
         self.scan_interval = scan_interval
         self.page_size = page_size
         self.resumed = 0
@@ -105,13 +110,15 @@ class Watcher:
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
             tags=FlowRunFilterTags(all_=[TAG]),
         )
-        while True:
-            page = await client.read_flow_runs(
-                flow_run_filter=flow_run_filter, limit=self.page_size, offset=len(found)
-            )
+        # Until an empty page: with no page size given, the server picks it. The offset counts rows, not runs:
+        # a run met twice (the set moved between pages) must not hold the offset back and read a page again.
+        offset = 0
+        while page := await client.read_flow_runs(
+            flow_run_filter=flow_run_filter, limit=self.page_size, offset=offset
+        ):
             found.update((flow_run.id, flow_run) for flow_run in page)
-            if len(page) < self.page_size:
-                return found
+            offset += len(page)
+        return found
 
     async def _watch(self, flow_run: FlowRun, record: Suspension) -> None:
         logger = flow_run_logger(flow_run=flow_run)
