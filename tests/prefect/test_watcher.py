@@ -45,10 +45,13 @@ from prefect_runwatch._release import (
     SUSPENDED_NOTE,
     RunOutcome,
     _Earlier,
+    _fired,
     _one_line,
     pause_timeout,
     read_record,
+    record_key,
     resume_input,
+    wait_key,
 )
 from prefect_runwatch.cli import main
 from prefect_runwatch.tasks import PartialSuccess
@@ -784,6 +787,33 @@ def test_a_suspension_is_resumable_to_our_deadline_and_the_grace_after_it() -> N
     assert pause_timeout(now + 59.2, now) == 60 + PAUSE_GRACE  # whole seconds, not short of the deadline
     assert pause_timeout(now + 0.5, now) == 1 + PAUSE_GRACE
     assert pause_timeout(now - 30, now) == 1 + PAUSE_GRACE  # past: still a suspension Prefect takes
+
+
+def test_a_waits_fired_pause_keys_are_its_own_oldest_first() -> None:
+    base, other = wait_key("https://example.test/runs/1"), wait_key("https://example.test/runs/2")
+    assert len(base) == len(other)  # another wait's keys differ only in the hash
+    keys = [f"{base}-10", f"{base}-3", f"{base}-2", base, other, f"{other}-2", f"{base}-x", f"{base}2"]
+    assert _fired(base, keys) == [base, f"{base}-2", f"{base}-3", f"{base}-10"]
+    assert _fired(base, [f"{base}-2", base]) == [base, f"{base}-2"]
+
+
+async def test_a_watch_record_left_by_an_earlier_attempt_is_replaced(
+    server: ReferenceServer, saved: str
+) -> None:
+    """An attempt that recorded its wait and then failed before suspending (Prefect's API away, say) left its
+    record under the key the next attempt suspends with: that one records its own wait instead."""
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    key = wait_key(server.run_url(run["id"]))
+    stale = runwatch.WaitSpec(
+        run=server.run_url("r-of-the-earlier-attempt"), api="00000000-0000-0000-0000-000000000000"
+    )
+    async with get_client() as client:
+        await client.create_flow_run_input(flow_run.id, record_key(key), stale.model_dump_json())
+    assert (await execute(flow_run.id)).name == "Suspended"
+    async with get_client() as client:
+        record = await read_record(client, flow_run.id, key)
+    assert record is not None and record.spec.run == server.run_url(run["id"])
 
 
 def test_a_first_suspensions_deadline_is_the_policys_timeout_from_now() -> None:

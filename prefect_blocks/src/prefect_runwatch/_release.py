@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -93,6 +94,11 @@ class Suspension(NamedTuple):
     previous_version: bool = False
 
 
+def wait_key(status_url: str) -> str:
+    """A wait's first pause key, `runwatch-<hash of its status URL>`: the same in every rerun of the wait."""
+    return KEY_PREFIX + hashlib.sha256(status_url.encode()).hexdigest()[:20]
+
+
 def record_key(pause_key: str) -> str:
     return f"{pause_key}-watch"
 
@@ -130,7 +136,7 @@ async def wait_released(
     flow_run_id = _suspendable_flow_run()
     api = block.get_api()
     url = run.status_url if isinstance(run, StartedRun) else api.status_url(run)
-    earlier = await _earlier(flow_run_id, KEY_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:20])
+    earlier = await _earlier(flow_run_id, wait_key(url))
     if earlier.fired:
         result = await _resumed_with(earlier.fired[-1], flow_run_id, policy, observer)
         if result is not None:
@@ -163,7 +169,7 @@ async def wait_released(
 class _Earlier(NamedTuple):
     """What earlier attempts of this wait left on the flow run."""
 
-    base: str  # the wait's pause key: `runwatch-<hash of the status URL>`
+    base: str  # the wait's first pause key (wait_key)
     fired: list[str]  # its pause keys already used, oldest first
     previous: Suspension | None  # the watch record of the last of them
     tags: list[str]
@@ -276,7 +282,7 @@ def _keyset(pause_key: str) -> Any:
     return keyset_from_paused_state(Suspended(pause_key=pause_key))
 
 
-def _fired(base: str, pause_keys: set[str]) -> list[str]:
+def _fired(base: str, pause_keys: Iterable[str]) -> list[str]:
     """This run's fired pause keys, oldest first: `base`, then `base-2`, `base-3`..."""
 
     def index(key: str) -> int:
