@@ -789,6 +789,11 @@ def test_a_suspension_is_resumable_to_our_deadline_and_the_grace_after_it() -> N
     assert pause_timeout(now - 30, now) == 1 + PAUSE_GRACE  # past: still a suspension Prefect takes
 
 
+def test_a_waits_pause_key_is_the_one_earlier_versions_gave_it() -> None:
+    """A flow run suspended before an upgrade is rerun after it: the wait must find its pause key fired."""
+    assert wait_key("https://example.test/runs/1") == "runwatch-0784f1d593ba50fdbcb7"
+
+
 def test_a_waits_fired_pause_keys_are_its_own_oldest_first() -> None:
     base, other = wait_key("https://example.test/runs/1"), wait_key("https://example.test/runs/2")
     assert len(base) == len(other)  # another wait's keys differ only in the hash
