@@ -239,9 +239,24 @@ async def test_release_needs_a_deployment(api: RunStatusApi, server: ReferenceSe
     state = await _wait_state(
         await RunStatusApi.aload("not-deployed"), run["id"], release_infrastructure=True
     )
-    assert isinstance(await state.result(raise_on_failure=False), RuntimeError)
-    assert "needs a flow run of a deployment" in (state.message or "")
+    raised = await state.result(raise_on_failure=False)
+    assert isinstance(raised, RuntimeError)
+    assert str(raised) == (
+        "release_infrastructure=True needs a flow run of a deployment: Prefect suspends only deployed flow runs "
+        "(it reruns them from the top on resume). Serve or deploy the flow, or wait in process with "
+        "release_infrastructure=False."
+    )
     assert server.stats()["runs"][run["id"]]["GET"] == 0  # refused before any look at the run
+
+
+async def test_release_needs_a_flow_run(api: RunStatusApi, server: ReferenceServer) -> None:
+    await api.asave("no-flow-run", overwrite=True)
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    state = await wait_for_run(run["id"], "no-flow-run", FAST, release_infrastructure=True, return_state=True)
+    raised = await state.result(raise_on_failure=False)
+    assert isinstance(raised, RuntimeError)
+    assert str(raised) == "release_infrastructure=True works only inside a flow run"
+    assert server.stats()["runs"][run["id"]]["GET"] == 0
 
 
 @pytest.mark.parametrize(

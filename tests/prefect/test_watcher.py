@@ -60,10 +60,19 @@ from runwatch.server import ReferenceServer
 
 @flow(persist_result=True)
 async def released(
-    run: str, api_block: str, timeout: float | None = None, partial_success: PartialSuccess | None = None
+    run: str,
+    api_block: str,
+    timeout: float | None = None,
+    partial_success: PartialSuccess | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return await wait_for_run(
-        run, api_block, FAST, timeout=timeout, partial_success=partial_success, release_infrastructure=True
+        run,
+        api_block,
+        {**FAST, **(policy or {})},
+        timeout=timeout,
+        partial_success=partial_success,
+        release_infrastructure=True,
     )
 
 
@@ -156,25 +165,33 @@ async def test_suspend_watch_resume_rerun(
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
     assert server.stats()["runs"][run["id"]]["GET"] == gets  # the rerun did not poll
+    said = f"resumed by the runwatch watcher: remote run {server.run_url(run['id'])} has ended"
+    await eventually(lambda: _said(flow_run.id, said), 30, "the rerun's log of how it knows", every=0.2)
     await watcher.close()
 
 
+@pytest.mark.parametrize(
+    ("faults", "policy"),
+    [
+        ({"errors_5xx": {"first": 1, "status": 503}}, {}),
+        ({"slow": {"first": 1, "seconds": 5}}, {"request_timeout": 1}),  # the policy's request timeout holds
+    ],
+    ids=["503", "slower-than-the-request-timeout"],
+)
 async def test_passing_trouble_on_the_first_look_is_left_to_the_watcher(
-    server: ReferenceServer, saved: str
+    server: ReferenceServer, saved: str, faults: dict[str, Any], policy: dict[str, Any]
 ) -> None:
     """The first look is `runwatch.first_look`, as the Airflow sensor's: a 503 suspends, it does not fail."""
     run = server.create_run(
-        script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}],
-        faults={"errors_5xx": {"first": 1, "status": 503}},
+        script=[{"status": "RUNNING", "for": 1.0}, {"status": "SUCCEEDED"}], faults=faults
     )
-    flow_run = await new_flow_run(run=run["id"], api_block=saved)
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, policy=policy)
     assert (await execute(flow_run.id)).name == "Suspended"
     said = f"remote run {server.url}/runs/{run['id']} could not be read just now: suspending the flow run"
     await eventually(lambda: _said(flow_run.id, said), 30, "the flow run's log of why it suspends", every=0.2)
     await resumed_by(Watcher(), flow_run.id)
     state = await execute(flow_run.id)
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
-    assert server.stats()["runs"][run["id"]]["5xx"] == 1
 
 
 async def flow_run_logs(flow_run_id: UUID) -> list[Log]:
@@ -259,6 +276,10 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
         await client.resume_flow_run(flow_run.id)
     state = await execute(flow_run.id)
     assert state.name == "Suspended" and state.state_details.pause_key.endswith("-2")
+    said = (
+        f"resumed without a final status (an automation or by hand): reading {server.run_url(run['id'])} once"
+    )
+    await eventually(lambda: _said(flow_run.id, said), 30, "the rerun's log of why it reads", every=0.2)
     async with get_client() as client:  # our deadline is the first suspension's, kept across resumes
         records = [await read_record(client, flow_run.id, s.state_details.pause_key) for s in (first, state)]
     deadlines = [record.spec.deadline if record else None for record in records]
@@ -325,6 +346,15 @@ async def test_a_well_formed_outcome_given_by_hand_is_taken(
     assert state.is_completed() and (await state.aresult())["status"] == "PARTIAL_SUCCESS"
 
 
+async def test_a_run_ended_at_the_first_look_is_judged_by_the_waits_policy(
+    server: ReferenceServer, saved: str
+) -> None:
+    run = server.create_run(script=[{"status": "PARTIAL_SUCCESS"}])
+    flow_run = await new_flow_run(run=run["id"], api_block=saved, partial_success="succeed")
+    state = await execute(flow_run.id)
+    assert state.is_completed() and (await state.aresult())["status"] == "PARTIAL_SUCCESS"
+
+
 class PreviousRunOutcome(RunInput):
     """The resume input as the previous version's flow runs declared it when they suspended."""
 
@@ -383,6 +413,11 @@ async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServe
     flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
     assert (await execute(flow_run.id, released_job)).name == "Suspended"
     (run_id,) = server.stats()["runs"]
+    async with get_client() as client:  # a run we started: the watcher tolerates its 404s for the grace
+        pause_key = (await client.read_flow_run(flow_run.id)).state.state_details.pause_key
+        record = await read_record(client, flow_run.id, pause_key)
+    started = record.spec.target() if record else None
+    assert isinstance(started, runwatch.StartedRun) and started.status_url == server.run_url(run_id)
     watcher = Watcher()
     await watcher.scan()  # watches it (and any other wait the session's server holds suspended)
     (watch,) = [task for task in asyncio.all_tasks() if task.get_name() == f"runwatch-{flow_run.id}"]
