@@ -229,8 +229,12 @@ def test_tasks_are_never_cached() -> None:
 async def test_release_needs_a_saved_block(api: RunStatusApi, server: ReferenceServer) -> None:
     run = server.create_run(script=[{"status": "RUNNING"}])
     state = await _wait_state(api, run["id"], release_infrastructure=True)
-    assert isinstance(await state.result(raise_on_failure=False), ValueError)
-    assert "saved RunStatusApi block" in (state.message or "")
+    raised = await state.result(raise_on_failure=False)
+    assert isinstance(raised, ValueError)
+    assert str(raised) == (
+        "release_infrastructure=True needs a saved RunStatusApi block: the watcher loads it by id, so that no "
+        "credential is ever copied into the flow run. Save it (block.save('name')) or pass its name."
+    )
 
 
 async def test_release_needs_a_deployment(api: RunStatusApi, server: ReferenceServer) -> None:
