@@ -812,6 +812,13 @@ def test_a_flow_run_without_a_state_or_with_another_pause_key_is_not_runwatchs()
     assert _pause_key(flow_run(Suspended(pause_key="runwatch-abc"))) == "runwatch-abc"
 
 
+@pytest.mark.parametrize("page_size", [0, -1])
+def test_a_page_of_no_flow_runs_is_refused(page_size: int) -> None:
+    with pytest.raises(ValueError, match=rf"^page_size: {page_size} flow runs a page; at least 1, or None"):
+        Watcher(page_size=page_size)
+    assert Watcher(page_size=1).page_size == 1
+
+
 def test_the_watcher_scans_every_ten_seconds_by_default() -> None:
     assert Watcher().scan_interval == 10.0  # the interval docs/prefect.md gives
 

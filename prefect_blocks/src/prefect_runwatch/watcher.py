@@ -43,10 +43,14 @@ class Watcher:
 
     `scan_interval`: seconds between looks at Prefect for suspended flow runs. `page_size`: flow runs read per
     request; None takes the server's default limit, which is also the most it accepts
-    (`PREFECT_SERVER_API_DEFAULT_LIMIT`, 200 unless set).
+    (`PREFECT_SERVER_API_DEFAULT_LIMIT`, 200 unless set). Raises `ValueError` for a page size below 1.
     """
 
     def __init__(self, *, scan_interval: float = 10.0, page_size: int | None = None) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError(
+                f"page_size: {page_size} flow runs a page; at least 1, or None for the server's own"
+            )
         self.scan_interval = scan_interval
         self.page_size = page_size
         self.resumed = 0
