@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun, Log, StateDetails, StateType
+from prefect.deployments import run_deployment
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow_async
 from prefect.input import RunInput
@@ -44,6 +45,7 @@ from prefect_runwatch._release import (
     PAUSE_GRACE,
     SUSPENDED_NOTE,
     RunOutcome,
+    Suspension,
     _Earlier,
     _fired,
     _one_line,
@@ -77,8 +79,8 @@ async def released(
 
 
 @flow(persist_result=True)
-async def released_job(api_block: str, body: dict[str, Any]) -> dict[str, Any]:
-    job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, **FAST)
+async def released_job(api_block: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    job = RemoteRunJob(api=await RunStatusApi.aload(api_block), body=body, timeout=timeout, **FAST)
     run = await job.trigger()
     await run.wait_for_completion(release_infrastructure=True)  # in the flow body: suspends at once
     return await run.fetch_result()
@@ -290,6 +292,26 @@ async def test_resumed_without_a_status_reads_once_and_suspends_again(
     assert type(await state.aresult(raise_on_failure=False)) is runwatch.RunCancelled
 
 
+@flow
+async def parent_of_a_released_wait(deployment_id: UUID, parameters: dict[str, Any]) -> UUID:
+    child = await run_deployment(deployment_id, parameters=parameters, timeout=0)  # a subflow: not waited for
+    return child.id
+
+
+async def test_a_subflow_is_not_suspended(server: ReferenceServer, saved: str) -> None:
+    """A deployment run as a subflow (`run_deployment`): Prefect suspends only top flow runs."""
+    run = server.create_run(script=[{"status": "RUNNING"}])
+    deployment_id = await (await released.ato_deployment(name="in-process")).aapply()
+    parent = await parent_of_a_released_wait(deployment_id, {"run": run["id"], "api_block": saved})
+    state = await execute(parent)
+    raised = await state.aresult(raise_on_failure=False)
+    assert isinstance(raised, RuntimeError)
+    assert (
+        str(raised) == "release_infrastructure=True cannot suspend a subflow: Prefect suspends only top flows"
+    )
+    assert server.stats()["runs"][run["id"]]["GET"] == 0
+
+
 # A resume by hand with an input that is not a well-formed outcome (issue 16, item 9).
 
 
@@ -410,14 +432,24 @@ async def test_a_suspension_of_the_previous_version_is_resumed_in_its_own_shape(
 
 
 async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServer, saved: str) -> None:
-    flow_run = await new_flow_run(released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]})
+    flow_run = await new_flow_run(
+        released_job, api_block=saved, body={"script": [{"status": "RUNNING"}]}, timeout=600
+    )
     assert (await execute(flow_run.id, released_job)).name == "Suspended"
     (run_id,) = server.stats()["runs"]
     async with get_client() as client:  # a run we started: the watcher tolerates its 404s for the grace
-        pause_key = (await client.read_flow_run(flow_run.id)).state.state_details.pause_key
-        record = await read_record(client, flow_run.id, pause_key)
-    started = record.spec.target() if record else None
+        suspended = (await client.read_flow_run(flow_run.id)).state
+        assert suspended is not None and suspended.state_details.pause_key is not None
+        record = await read_record(client, flow_run.id, suspended.state_details.pause_key)
+    assert record is not None and record.spec.deadline is not None
+    started = record.spec.target()
     assert isinstance(started, runwatch.StartedRun) and started.status_url == server.run_url(run_id)
+    resumable_until = suspended.state_details.pause_timeout  # as a task's suspension (below)
+    assert resumable_until is not None
+    assert 0 <= resumable_until.timestamp() - (record.spec.deadline + PAUSE_GRACE) < 60
+    await eventually(
+        lambda: _said(flow_run.id, SUSPENDED_NOTE), 30, "the note on Prefect's wording", every=0.2
+    )
     watcher = Watcher()
     await watcher.scan()  # watches it (and any other wait the session's server holds suspended)
     (watch,) = [task for task in asyncio.all_tasks() if task.get_name() == f"runwatch-{flow_run.id}"]
@@ -799,6 +831,34 @@ async def test_a_scan_reads_every_page_of_suspended_runwatch_flow_runs_and_names
         finally:
             for flow_run in [*no_record, unreadable, *ignored]:
                 await client.delete_flow_run(flow_run.id)
+
+
+async def test_a_watch_record_of_the_previous_version_keeps_its_policy_deadline_and_start() -> None:
+    started = runwatch.StartedRun(
+        runwatch.RunStatus(id="r-1", status=runwatch.State.QUEUED), "https://example.test/runs/r-1"
+    )
+    old = {
+        "api_block_id": "5f0c2a52-0000-4000-8000-000000000001",
+        "run": "https://example.test/runs/r-1",
+        "policy": {"interval": 2.0, "timeout": 60.0},
+        "deadline": 1_800_000_000.0,
+        "started": started.to_dict(),
+    }
+    async with get_client() as client:
+        flow_run = await client.create_flow_run(bystander, state=Suspended(pause_key="runwatch-old-1"))
+        try:
+            await client.create_flow_run_input(flow_run.id, record_key("runwatch-old-1"), json.dumps(old))
+            record = await read_record(client, flow_run.id, "runwatch-old-1")
+        finally:
+            await client.delete_flow_run(flow_run.id)
+    spec = runwatch.WaitSpec(
+        run=old["run"],
+        api=old["api_block_id"],
+        policy=old["policy"],
+        deadline=old["deadline"],
+        started=old["started"],
+    )
+    assert record == Suspension(spec, previous_version=True)
 
 
 def test_a_flow_run_without_a_state_or_with_another_pause_key_is_not_runwatchs() -> None:
