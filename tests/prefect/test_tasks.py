@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect import flow
@@ -288,17 +289,19 @@ async def test_start_run_and_wait_checks_release_before_starting_anything(
 
 
 async def test_task_run_names_show_the_run(api: RunStatusApi, server: ReferenceServer) -> None:
-    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+    """Whichever way the run is given: its id, what `start_run` returned, or a `runwatch.StartedRun`."""
 
     @flow
-    async def pipeline() -> str:
-        state = await wait_for_run(run["id"], api, FAST, return_state=True)
-        return str(state.state_details.task_run_id)
+    async def pipeline() -> tuple[str, list[str]]:
+        started = await start_run(api, {"script": [{"status": "SUCCEEDED"}]})
+        given = (started["id"], started, runwatch.StartedRun.from_dict(started))
+        states = [await wait_for_run(run, api, FAST, return_state=True) for run in given]
+        return started["id"], [str(state.state_details.task_run_id) for state in states]
 
-    task_run_id = await pipeline()
+    run_id, task_run_ids = await pipeline()
     async with get_client() as client:
-        task_run = await client.read_task_run(task_run_id)
-    assert task_run.name == f"wait_for_run {run['id']}"
+        names = [(await client.read_task_run(UUID(task_run_id))).name for task_run_id in task_run_ids]
+    assert names == [f"wait_for_run {run_id}"] * 3
 
 
 @pytest.mark.usefixtures("tracing")

@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
@@ -150,6 +151,15 @@ async def test_suspend_watch_resume_rerun(
     flow_run = await new_flow_run(run=run["id"], api_block=saved)
     state = await execute(flow_run.id)
     assert state.is_paused() and state.name == "Suspended"
+    async with get_client() as client:  # the wait's task run ended, as Prefect needs for the flow run to stop
+        (task_run,) = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+        )
+    assert task_run.state is not None and task_run.state.is_completed() and task_run.state.name == "Released"
+    assert (
+        task_run.state.message
+        == "the flow run is suspended while the remote run goes on; the watcher resumes it"
+    )
     why = [
         f"remote run {run['id']} is RUNNING: suspending the flow run",
         "the runwatch watcher resumes it when the run ends",
