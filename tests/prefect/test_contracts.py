@@ -115,16 +115,25 @@ def test_a_flow_timeout_stops_a_jobs_wait_in_a_submitted_task(
     assert said in caplog.messages
 
 
-def test_a_sync_flow_timeout_stops_a_submitted_wait(api: RunStatusApi, server: ReferenceServer) -> None:
+def test_a_sync_flow_timeout_stops_a_submitted_wait(
+    api: RunStatusApi, server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
     run = server.create_run(script=LONG)
+    started = runwatch.StartedRun(
+        runwatch.RunStatus.from_dict(run), server.run_url(run["id"])
+    )  # as we start one
 
     @flow(timeout_seconds=2)
     def pipeline() -> dict[str, Any]:
-        return wait_for_run.submit(run["id"], api, FAST).result()
+        return wait_for_run.submit(started, api, FAST).result()
 
     begun = time.monotonic()
-    state = pipeline(return_state=True)
+    with caplog.at_level(logging.INFO):
+        state = pipeline(return_state=True)
     assert state.name == "TimedOut"
+    assert (
+        f"the flow run stopped: no longer watching remote run {run['id']}, which goes on" in caplog.messages
+    )
     assert time.monotonic() - begun < 15  # not when the 20 s remote run ends (a bound, not a speed)
     at_return, later = polls_stop(server, run["id"])
     assert at_return == later and at_return <= 30  # about 2 s of polls at 0.1-0.3 s, then none
@@ -200,8 +209,8 @@ def test_cancel_on_stop_cancels_the_remote_run_when_the_flow_times_out(
     run = server.create_run(script=LONG)
 
     @flow(timeout_seconds=2)
-    def pipeline() -> dict[str, Any]:
-        return wait_for_run.submit(run["id"], api, FAST, cancel_on_stop=True).result()
+    def pipeline() -> dict[str, Any]:  # given by URL: the id cancelled is the one its status carries
+        return wait_for_run.submit(server.run_url(run["id"]), api, FAST, cancel_on_stop=True).result()
 
     assert pipeline(return_state=True).name == "TimedOut"
     assert status_soon(server, run["id"], "CANCELLED") == "CANCELLED"
