@@ -246,6 +246,9 @@ async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved:
         assert suspended is not None and suspended.state_details.pause_key is not None
         record = await read_record(client, flow_run.id, suspended.state_details.pause_key)
     assert record is not None and record.spec.deadline is not None
+    assert record.spec.wait_policy() == runwatch.Policy(
+        **FAST, timeout=1.5
+    )  # the watcher waits by the same rules
     # Prefect keeps it resumable for our grace after our deadline: not for ever, nor its own default
     resumable_until = suspended.state_details.pause_timeout
     assert resumable_until is not None
