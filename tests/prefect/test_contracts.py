@@ -216,6 +216,29 @@ def test_cancel_on_stop_cancels_the_remote_run_when_the_flow_times_out(
     assert status_soon(server, run["id"], "CANCELLED") == "CANCELLED"
 
 
+async def test_cancel_on_stop_before_any_status_was_read(
+    api: RunStatusApi, server: ReferenceServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop while the first read is still out: a run given by id is cancelled by that id; one given by URL
+    has no id we know, so no cancel is tried."""
+    slow_first_read = {"slow": {"first": 1, "seconds": 5}}
+    by_id, by_url = (server.create_run(script=LONG, faults=slow_first_read) for _ in range(2))
+
+    @flow
+    async def pipeline() -> list[str]:
+        timed = wait_for_run.with_options(timeout_seconds=1)
+        given = (by_id["id"], server.run_url(by_url["id"]))
+        return [(await timed(run, api, FAST, cancel_on_stop=True, return_state=True)).name for run in given]
+
+    with caplog.at_level(logging.INFO):
+        assert await pipeline() == ["TimedOut", "TimedOut"]
+    assert status_soon(server, by_id["id"], "CANCELLED") == "CANCELLED"
+    assert server.get_run(by_url["id"])["status"] == "RUNNING"
+    assert [m for m in caplog.messages if "cancel" in m] == [
+        f"asked the remote to cancel run {by_id['id']} (cancel_on_stop)"
+    ]
+
+
 async def test_cancel_on_stop_at_a_task_timeout_and_at_our_deadline(
     api: RunStatusApi, server: ReferenceServer
 ) -> None:
