@@ -288,6 +288,19 @@ async def test_start_run_and_wait_checks_release_before_starting_anything(
     assert server.stats()["requests_total"] == 0  # no remote run was started, so none is orphaned
 
 
+async def test_the_policy_may_be_left_out_or_given_as_a_policy(
+    api: RunStatusApi, server: ReferenceServer
+) -> None:
+    run = server.create_run(script=[{"status": "SUCCEEDED"}])
+
+    @flow
+    async def pipeline() -> list[str]:
+        policies = (None, runwatch.Policy(interval=0.1), FAST)
+        return [(await wait_for_run(run["id"], api, policy))["status"] for policy in policies]
+
+    assert await pipeline() == ["SUCCEEDED"] * 3
+
+
 async def test_task_run_names_show_the_run(api: RunStatusApi, server: ReferenceServer) -> None:
     """Whichever way the run is given: its id, what `start_run` returned, or a `runwatch.StartedRun`."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -173,7 +174,7 @@ api = api_block.get_api()  # a runwatch.RunApi
         )
 
     def policy(
-        self, policy: runwatch.Policy | dict[str, Any] | None = None, **changes: Any
+        self, policy: runwatch.Policy | Mapping[str, Any] | None = None, **changes: Any
     ) -> runwatch.Policy:
         """`policy` with this API's request timeout as default, then `changes` (None values are skipped)."""
         given = policy.to_dict() if isinstance(policy, runwatch.Policy) else dict(policy or {})

@@ -75,7 +75,7 @@ async def wait_for_run(
     the flow run stopping); otherwise it goes on.
     """
     block = await api_block(api)
-    chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
+    chosen = block.policy(policy, timeout=timeout, partial_success=partial_success)
     return await _wait(block, target(run), chosen, release_infrastructure, cancel_on_stop)
 
 
@@ -93,7 +93,7 @@ async def start_run_and_wait(
 ) -> dict[str, Any]:
     """`start_run` then `wait_for_run` in one task run: the final status, or the typed outcome raised."""
     block = await api_block(api)
-    chosen = block.policy(_policy(policy), timeout=timeout, partial_success=partial_success)
+    chosen = block.policy(policy, timeout=timeout, partial_success=partial_success)
     if release_infrastructure:
         check_release(block)  # before the start: a refusal must not leave a remote run behind
     started = await start(block, body, idempotency_key, get_run_logger(), chosen)
@@ -128,7 +128,3 @@ async def _wait(
             await cancel_remote(block.get_api(), run_id, observer.logger)
         raise
     return runwatch.outcome(status, policy).to_dict()
-
-
-def _policy(policy: Policy | Mapping[str, Any] | None) -> Policy | dict[str, Any] | None:
-    return dict(policy) if isinstance(policy, Mapping) else policy
