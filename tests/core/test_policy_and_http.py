@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -45,7 +46,7 @@ def test_a_shared_draw_places_the_jittered_pause_between_its_floor_and_ceiling()
 
 def test_policy_round_trips_and_rejects_nonsense() -> None:
     policy = Policy(interval=0.5, timeout=30, partial_success="fail")
-    assert Policy.from_dict(policy.to_dict()) == policy
+    assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
     assert policy.replace(timeout=5).timeout == 5
     with pytest.raises(ValueError, match="max_interval"):
         Policy(interval=10, max_interval=1)

@@ -79,7 +79,8 @@ class Policy(BaseModel):
         return Policy.model_validate(self.model_dump(include=self.model_fields_set) | changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The fields not at their defaults, JSON-ready (each is a number, a bool, a string or None)."""
+        return self.model_dump(exclude_defaults=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
