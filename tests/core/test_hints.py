@@ -603,6 +603,20 @@ async def test_a_pause_one_process_learns_holds_every_process_on_that_origin(red
     await budget.aclose()
 
 
+async def test_a_shared_pause_under_a_second_is_waited_out_too(redis_url: str) -> None:
+    """Another process shared a 0.5 s pause: no request goes inside it. The store keeps real time and this
+    pool a fake clock, so the pool either saw the pause (and slept) or came after its end in real time."""
+    budget = budget_at(redis_url)
+    pool, transport, clock = pool_for(lambda _r: answer())
+    shared_at = time.time()
+    await budget.pause(pool.origin, 0.5)
+    await pool.request("GET", URL, headers={}, timeout=30, budget=budget)
+    assert len(transport.sent) == 1
+    assert clock.slept or time.time() - shared_at >= 0.5
+    assert all(0 < pause <= 0.5 for pause in clock.slept)
+    await budget.aclose()
+
+
 def store_calls(redis_url: str) -> int:
     """Scripts the store has run so far (each token taken, each pause shared, is one)."""
     from redis import Redis
