@@ -206,6 +206,20 @@ async def test_passing_trouble_on_the_first_look_is_left_to_the_watcher(
     assert state.is_completed() and (await state.aresult())["status"] == "SUCCEEDED"
 
 
+async def suspension_record(flow_run_id: UUID) -> Suspension:
+    """The watch record of the flow run's suspension, which Prefect keeps resumable for our grace after the
+    record's deadline: not for ever, nor for its own default."""
+    async with get_client() as client:
+        suspended = (await client.read_flow_run(flow_run_id)).state
+        assert suspended is not None and suspended.state_details.pause_key is not None
+        record = await read_record(client, flow_run_id, suspended.state_details.pause_key)
+    assert record is not None and record.spec.deadline is not None
+    resumable_until = suspended.state_details.pause_timeout
+    assert resumable_until is not None
+    assert 0 <= resumable_until.timestamp() - (record.spec.deadline + PAUSE_GRACE) < 60
+    return record
+
+
 async def flow_run_logs(flow_run_id: UUID) -> list[Log]:
     """The flow run's log as Prefect stores it, oldest first."""
     async with get_client() as client:
@@ -241,18 +255,10 @@ async def test_our_deadline_spans_the_suspension(server: ReferenceServer, saved:
     run = server.create_run(script=[{"status": "RUNNING"}])
     flow_run = await new_flow_run(run=run["id"], api_block=saved, timeout=1.5)
     assert (await execute(flow_run.id)).name == "Suspended"
-    async with get_client() as client:
-        suspended = (await client.read_flow_run(flow_run.id)).state
-        assert suspended is not None and suspended.state_details.pause_key is not None
-        record = await read_record(client, flow_run.id, suspended.state_details.pause_key)
-    assert record is not None and record.spec.deadline is not None
+    record = await suspension_record(flow_run.id)
     assert record.spec.wait_policy() == runwatch.Policy(
         **FAST, timeout=1.5
-    )  # the watcher waits by the same rules
-    # Prefect keeps it resumable for our grace after our deadline: not for ever, nor its own default
-    resumable_until = suspended.state_details.pause_timeout
-    assert resumable_until is not None
-    assert 0 <= resumable_until.timestamp() - (record.spec.deadline + PAUSE_GRACE) < 60
+    )  # the watcher's rules are the wait's
     await resumed_by(Watcher(), flow_run.id)
     assert await artifacts_of(flow_run.id) == []  # no summary: the run has not ended
     state = await execute(flow_run.id)
@@ -450,16 +456,10 @@ async def test_remote_run_job_releases_from_the_flow_body(server: ReferenceServe
     )
     assert (await execute(flow_run.id, released_job)).name == "Suspended"
     (run_id,) = server.stats()["runs"]
-    async with get_client() as client:  # a run we started: the watcher tolerates its 404s for the grace
-        suspended = (await client.read_flow_run(flow_run.id)).state
-        assert suspended is not None and suspended.state_details.pause_key is not None
-        record = await read_record(client, flow_run.id, suspended.state_details.pause_key)
-    assert record is not None and record.spec.deadline is not None
-    started = record.spec.target()
+    started = (
+        await suspension_record(flow_run.id)
+    ).spec.target()  # the watcher tolerates its 404s for the grace
     assert isinstance(started, runwatch.StartedRun) and started.status_url == server.run_url(run_id)
-    resumable_until = suspended.state_details.pause_timeout  # as a task's suspension (below)
-    assert resumable_until is not None
-    assert 0 <= resumable_until.timestamp() - (record.spec.deadline + PAUSE_GRACE) < 60
     await eventually(
         lambda: _said(flow_run.id, SUSPENDED_NOTE), 30, "the note on Prefect's wording", every=0.2
     )
